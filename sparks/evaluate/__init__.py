@@ -1,0 +1,1 @@
+"""Evaluation: benchmarks, generation (vLLM or transformers), grading, head interventions."""

@@ -1,0 +1,37 @@
+"""Child process that runs vLLM's offline engine: `python -m sparks.evaluate._vllm_worker REQ RESP`.
+
+Reads {model, prompts, sampling} from REQ, writes {completions, seconds, engine_seconds} to RESP.
+vLLM starts worker processes, hence the `__main__` guard.
+"""
+
+import json
+import sys
+import time
+
+
+def main(req_path: str, resp_path: str) -> None:
+    from vllm import LLM, SamplingParams
+
+    req = json.loads(open(req_path).read())
+    s = req["sampling"]
+    t0 = time.perf_counter()
+    # enforce_eager: on CPU, compiling costs ~40 s per engine start and gains nothing at this size.
+    llm = LLM(model=req["model"], seed=s["seed"], dtype="float32", enforce_eager=True, max_model_len=None)
+    engine_seconds = time.perf_counter() - t0
+    params = SamplingParams(
+        n=s["n"], temperature=s["temperature"], top_p=s["top_p"] if s["temperature"] > 0 else 1.0,
+        max_tokens=s["max_tokens"], seed=s["seed"],
+    )
+    t0 = time.perf_counter()
+    outs = llm.generate(req["prompts"], params, use_tqdm=False)
+    seconds = time.perf_counter() - t0
+    completions = [
+        [{"text": c.text, "n_tokens": len(c.token_ids), "truncated": c.finish_reason == "length"} for c in o.outputs]
+        for o in outs
+    ]
+    with open(resp_path, "w") as f:
+        json.dump({"completions": completions, "seconds": seconds, "engine_seconds": engine_seconds}, f)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

@@ -1,0 +1,124 @@
+"""Sample completions from a checkpoint directory with vLLM or transformers.
+
+vLLM runs in a child process (`python -m sparks.evaluate._vllm_worker`), so the engine's memory is
+returned to the caller when it ends and the caller needs no `if __name__ == "__main__"` guard.
+The transformers backend exists for parity checks and for machines without vLLM.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+BACKENDS = ("vllm", "transformers")
+
+
+class GenerationError(RuntimeError):
+    """Generation could not run; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class SamplingSpec:
+    """Sampling settings shared by both backends. temperature 0 means greedy."""
+
+    n: int = 1
+    temperature: float = 0.6
+    top_p: float = 0.95
+    max_tokens: int = 96
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    n_tokens: int
+    truncated: bool  # stopped by max_tokens, not by an end-of-sequence token
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    completions: list[list[Completion]]  # [prompt][sample]
+    seconds: float  # generation only, engine start excluded
+    engine_seconds: float
+
+    @property
+    def generated_tokens(self) -> int:
+        return sum(c.n_tokens for row in self.completions for c in row)
+
+
+def generate(
+    model_dir: str | Path, prompts: list[str], spec: SamplingSpec = SamplingSpec(), *, backend: str = "vllm"
+) -> GenerationResult:
+    """`spec.n` completions for each already-formatted prompt."""
+    model_dir = Path(model_dir)
+    if backend not in BACKENDS:
+        raise GenerationError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    if not (model_dir / "config.json").is_file():
+        raise GenerationError(f"{model_dir} is not a checkpoint directory (no config.json): pass a saved model")
+    if not prompts:
+        raise GenerationError("no prompts to generate from: the benchmark or dataset is empty")
+    if backend == "vllm":
+        return _generate_vllm(model_dir, prompts, spec)
+    return _generate_transformers(model_dir, prompts, spec)
+
+
+def _generate_vllm(model_dir: Path, prompts: list[str], spec: SamplingSpec) -> GenerationResult:
+    with tempfile.TemporaryDirectory(prefix="sparks-vllm-") as tmp:
+        req, resp, log = Path(tmp, "request.json"), Path(tmp, "response.json"), Path(tmp, "vllm.log")
+        req.write_text(json.dumps({"model": str(model_dir), "prompts": prompts, "sampling": asdict(spec)}))
+        env = {"VLLM_CPU_KVCACHE_SPACE": "1", "TOKENIZERS_PARALLELISM": "false"} | os.environ
+        with open(log, "w") as logf:
+            proc = subprocess.run(
+                [sys.executable, "-m", "sparks.evaluate._vllm_worker", str(req), str(resp)],
+                stdout=logf, stderr=subprocess.STDOUT, env=env, check=False,
+            )
+        if proc.returncode != 0 or not resp.is_file():
+            tail = log.read_text()[-2000:]
+            raise GenerationError(f"vLLM failed on {model_dir} (exit {proc.returncode}); its log ends:\n{tail}")
+        out = json.loads(resp.read_text())
+    rows = [[Completion(**c) for c in row] for row in out["completions"]]
+    return GenerationResult(rows, out["seconds"], out["engine_seconds"])
+
+
+def _generate_transformers(model_dir: Path, prompts: list[str], spec: SamplingSpec) -> GenerationResult:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    t0 = time.perf_counter()
+    tok = AutoTokenizer.from_pretrained(str(model_dir), padding_side="left")
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+    eos = model.generation_config.eos_token_id
+    eos_ids = set(eos if isinstance(eos, list) else [eos])
+    engine_seconds = time.perf_counter() - t0
+    torch.manual_seed(spec.seed)
+    t0 = time.perf_counter()
+    rows: list[list[Completion]] = []
+    batch = max(1, 64 // spec.n)
+    for i in range(0, len(prompts), batch):
+        enc = tok(prompts[i : i + batch], return_tensors="pt", padding=True, add_special_tokens=False)
+        greedy = spec.temperature == 0
+        with torch.no_grad():
+            out = model.generate(
+                **enc,
+                max_new_tokens=spec.max_tokens,
+                do_sample=not greedy,
+                temperature=None if greedy else spec.temperature,
+                top_p=None if greedy else spec.top_p,
+                num_return_sequences=spec.n,
+                pad_token_id=tok.pad_token_id,
+            )
+        new = out[:, enc["input_ids"].shape[1] :]
+        for j in range(0, new.shape[0], spec.n):
+            row = []
+            for seq in new[j : j + spec.n].tolist():
+                ended = next((k for k, t in enumerate(seq) if t in eos_ids), None)
+                ids = seq if ended is None else seq[:ended]
+                row.append(Completion(tok.decode(ids, skip_special_tokens=True), len(ids) + (ended is not None), ended is None))
+            rows.append(row)
+    return GenerationResult(rows, time.perf_counter() - t0, engine_seconds)

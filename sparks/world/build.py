@@ -1,0 +1,103 @@
+"""Build the embedded world on disk: tokenizer + tiny model, task splits, attribution pairs.
+
+Layout of a world directory (written atomically: a temporary name, then a rename):
+
+    model/            an ordinary checkpoint directory (config, safetensors, tokenizer, chat template)
+    tasks/train.jsonl tasks/test.jsonl    {id, problem, answer, solution, level}
+    pairs.jsonl       {id, template, clean, corrupted, clean_answer, corrupted_answer}
+    world.json        what was built, with which seed and sizes
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from sparks.files import atomic_dir, read_jsonl, write_jsonl
+from sparks.world.model import TinyModelSpec, build_model
+from sparks.world.tasks import generate_pairs, generate_splits
+from sparks.world.tasks import corpus as task_corpus
+from sparks.world.tokenizer import save_tokenizer, train_tokenizer
+
+MANIFEST = "world.json"
+
+
+@dataclass(frozen=True)
+class WorldSpec:
+    """Everything that determines a world; equal specs build identical worlds."""
+
+    seed: int = 0
+    n_train: int = 2000
+    n_test: int = 200
+    n_pairs: int = 64
+    vocab_size: int = 512
+    model: TinyModelSpec = field(default_factory=TinyModelSpec)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class World:
+    """Paths into a built world directory."""
+
+    root: Path
+
+    @property
+    def model_dir(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def pairs_path(self) -> Path:
+        return self.root / "pairs.jsonl"
+
+    def tasks_path(self, split: str) -> Path:
+        return self.root / "tasks" / f"{split}.jsonl"
+
+    def tasks(self, split: str) -> list[dict]:
+        return read_jsonl(self.tasks_path(split))
+
+    def pairs(self) -> list[dict]:
+        return read_jsonl(self.pairs_path)
+
+    def spec(self) -> dict:
+        return json.loads((self.root / MANIFEST).read_text())["spec"]
+
+
+def build_world(out_dir: Path, spec: WorldSpec = WorldSpec()) -> World:
+    """Build the world described by `spec` into `out_dir`.
+
+    An existing world built from the same spec is reused as it is; any other existing directory
+    is left untouched and refused.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        manifest = out_dir / MANIFEST
+        if manifest.is_file() and json.loads(manifest.read_text()).get("spec") == spec.to_dict():
+            return World(out_dir)
+        raise FileExistsError(
+            f"{out_dir} exists and is not a world built with these settings: "
+            "remove it or choose another directory"
+        )
+    splits = generate_splits(spec.n_train, spec.n_test, seed=spec.seed)
+    tokenizer = train_tokenizer(task_corpus(splits["train"] + splits["test"]), vocab_size=spec.vocab_size)
+    model = build_model(spec.model, tokenizer, seed=spec.seed)
+    pairs = generate_pairs(tokenizer, spec.n_pairs, seed=spec.seed)
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(str(tmp / "model"))
+        save_tokenizer(tokenizer, tmp / "model")
+        (tmp / "tasks").mkdir()
+        for name, tasks in splits.items():
+            write_jsonl(tmp / "tasks" / f"{name}.jsonl", (t.to_record() for t in tasks))
+        write_jsonl(tmp / "pairs.jsonl", (p.to_record() for p in pairs))
+        summary = {k: len(v) for k, v in splits.items()} | {"pairs": len(pairs)}
+        (tmp / MANIFEST).write_text(json.dumps({"spec": spec.to_dict(), "counts": summary}, indent=2))
+    return World(out_dir)
+
+
+def world_for(settings, cache_root: Path = Path("artifacts/worlds")) -> World:
+    """The world a run config's `world` settings describe, built once into a shared cache."""
+    spec = WorldSpec(seed=settings.seed, n_train=settings.n_train, n_test=settings.n_test, n_pairs=settings.n_pairs)
+    name = f"seed{spec.seed}-train{spec.n_train}-test{spec.n_test}-pairs{spec.n_pairs}"
+    return build_world(Path(cache_root) / name, spec)

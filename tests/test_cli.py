@@ -1,0 +1,37 @@
+"""The `sparks` command line: world build, and one-line errors that leave existing files alone."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _sparks(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sparks.cli", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def test_world_build_writes_a_world_and_refuses_a_foreign_directory(tmp_path):
+    out = tmp_path / "w"
+    done = _sparks("world", "build", str(out), "--seed", "7", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "world ready in" in done.stdout
+    assert {p.name for p in out.iterdir()} == {"model", "tasks", "pairs.jsonl", "world.json"}
+    assert (out / "model" / "model.safetensors").is_file() and (out / "model" / "tokenizer.json").is_file()
+
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    bad = _sparks("world", "build", str(foreign), cwd=tmp_path)
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("sparks: error: ") and bad.stderr.count("\n") == 1
+    assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+def test_demo_with_a_malformed_config_fails_in_one_line(tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("stages:\n  - {method: sft, max_steps: 0}\n")
+    done = _sparks("demo", "--config", str(cfg), "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "stages.0.max_steps: Input should be greater than or equal to 1" in done.stderr
+    assert not (tmp_path / "out").exists()

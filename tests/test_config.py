@@ -1,0 +1,45 @@
+"""Run configuration: the demo config loads; bad configs fail naming the field and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sparks.config import ConfigError, RunConfig, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_demo_config_loads_with_sft_then_grpo():
+    cfg = load_config(ROOT / "configs/demo.yaml")
+    assert isinstance(cfg, RunConfig)
+    assert [s.method for s in cfg.stages] == ["sft", "grpo"]
+    assert cfg.model.path == "world" and cfg.snapshot.steps == 5
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("stages:\n  - {method: sft, learning_rate: -1}\n", r"stages\.0\.learning_rate: Input should be greater than 0 \(got -1\)"),
+        ("snapshot: {metric: entropy}\n", r"snapshot\.metric: Input should be 'logit_diff', 'logprob' or 'kl'"),
+        ("trainig: {}\n", r"trainig: unknown setting: check its spelling"),
+        ("stages:\n  - {method: grpo, batch_size: 6, num_generations: 4}\n", r"stages\.0: batch_size x grad_accum \(6\) must be divisible by num_generations \(4\)"),
+        ("stages:\n  - {method: distill}\n", r"stages\.0: method 'distill' needs a teacher"),
+        ("stages: []\n", r"stages: List should have at least 1 item"),
+        ("model: [1, 2\n", r"not valid YAML at line 2"),
+        ("- just\n- a list\n", r"expected a mapping of settings"),
+    ],
+)
+def test_malformed_config_is_rejected_naming_the_field(tmp_path, text, expected):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=expected) as e:
+        load_config(path)
+    assert str(path) in str(e.value)
+    assert "\n" not in str(e.value), "one line"
+
+
+def test_missing_config_file_says_what_to_pass(tmp_path):
+    with pytest.raises(ConfigError, match="not found: pass the path of a YAML file"):
+        load_config(tmp_path / "nope.yaml")

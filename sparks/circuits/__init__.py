@@ -1,0 +1,42 @@
+"""Circuits: the graph of a live Hugging Face decoder, EAP-IG attribution, circuits, snapshots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def snapshot_checkpoint(
+    model_dir: str | Path,
+    pairs_path: str | Path,
+    out_dir: str | Path,
+    *,
+    steps: int = 5,
+    top_k: int = 200,
+    batch_size: int = 16,
+    metric: str = "logit_diff",
+    n_pairs: int | None = None,
+    step: int = 0,
+    dtype: str = "float32",
+    progress: bool = True,
+):
+    """Load a checkpoint and a pairs file, build its CircuitSnapshot and write it to `out_dir`.
+
+    Every input is checked before any work starts; nothing is written unless all of it succeeds."""
+    from sparks.circuits.attribute import METRICS
+    from sparks.circuits.pairs import encode_pairs, load_pairs
+    from sparks.circuits.snapshot import build_snapshot, write_snapshot
+    from sparks.models import check_checkpoint, load_model, load_tokenizer
+
+    if Path(out_dir).exists():
+        raise FileExistsError(f"{out_dir} already exists: snapshots are never overwritten; choose another --out")
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
+    check_checkpoint(model_dir)
+    pairs = load_pairs(pairs_path)[:n_pairs]
+    batches = encode_pairs(load_tokenizer(model_dir), pairs, batch_size=batch_size, source=str(pairs_path))
+    model = load_model(model_dir, dtype=dtype)
+    device = next(model.parameters()).device
+    batches = [b.to(device) for b in batches]
+    snap = build_snapshot(model, batches, step=step, steps=steps, metric=metric, top_k=top_k, progress=progress)
+    write_snapshot(snap, out_dir)
+    return snap

@@ -1,0 +1,82 @@
+"""The one place that knows a model family's module names.
+
+Everything else in sparks speaks of layers, heads and nodes. An adapter hands out, per decoder
+layer, the modules the circuit hooks need: the two RMSNorms, the q/k/v/o projections and the MLP,
+plus the final norm. Qwen2, Qwen3 (q_norm/k_norm come after q_proj/k_proj, so hooking the
+projections' outputs is unaffected), Llama and Mistral share Hugging Face's naming.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch.nn as nn
+
+SUPPORTED_FAMILIES = ("qwen2", "qwen3", "llama", "mistral")
+
+
+class UnsupportedModelError(ValueError):
+    """The model's architecture has no adapter."""
+
+
+@dataclass(frozen=True)
+class LayerModules:
+    input_norm: nn.Module
+    q: nn.Linear
+    k: nn.Linear
+    v: nn.Linear
+    o: nn.Linear
+    post_norm: nn.Module
+    mlp: nn.Module
+
+
+@dataclass(frozen=True)
+class DecoderAdapter:
+    """Module handles and shape facts of one decoder-only causal LM."""
+
+    family: str
+    layers: tuple[LayerModules, ...]
+    final_norm: nn.Module
+    embed: nn.Module
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    d_model: int
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers)
+
+
+def adapter_for(model: nn.Module) -> DecoderAdapter:
+    """The adapter for `model`, or UnsupportedModelError naming the supported families."""
+    cfg = model.config
+    family = getattr(cfg, "model_type", type(model).__name__)
+    if family not in SUPPORTED_FAMILIES:
+        raise UnsupportedModelError(
+            f"no circuit adapter for model type {family!r}: supported are {', '.join(SUPPORTED_FAMILIES)}"
+        )
+    base = model.model  # the decoder stack under the LM head, in all four families
+    layers = tuple(
+        LayerModules(
+            input_norm=layer.input_layernorm,
+            q=layer.self_attn.q_proj,
+            k=layer.self_attn.k_proj,
+            v=layer.self_attn.v_proj,
+            o=layer.self_attn.o_proj,
+            post_norm=layer.post_attention_layernorm,
+            mlp=layer.mlp,
+        )
+        for layer in base.layers
+    )
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    return DecoderAdapter(
+        family=family,
+        layers=layers,
+        final_norm=base.norm,
+        embed=base.embed_tokens,
+        n_heads=cfg.num_attention_heads,
+        n_kv_heads=getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads,
+        head_dim=head_dim,
+        d_model=cfg.hidden_size,
+    )

@@ -1,0 +1,235 @@
+"""Hooks that give every downstream input of the graph its own copy of the residual stream.
+
+On the live Hugging Face model, with plain PyTorch hooks and no conversion:
+
+1. Capture. The input embeddings, each head's output (its slice of o_proj applied to its slice of
+   o_proj's input) and each MLP's output are written into one buffer `ups` [B, P, n_up, D].
+2. Split. For a layer that has deltas, q_proj / k_proj / v_proj outputs are recomputed head by head
+   from `norm(x + delta_head)` (x = the residual stream read by input_layernorm), the MLP reads
+   `post_norm(x_mid + delta_mlp)` and the final norm reads `x_final + delta_logits`. With all deltas
+   zero the model computes exactly what it did before.
+3. Deltas:
+   - `EdgePatch`: delta_v = scale * sum_u missing[u, v] * (a_u^corrupt - a_u^current), i.e. every
+     missing edge carries the corrupted activation instead of the current one (faithfulness, exact
+     single-edge effects).
+
+`GradientProbe` gets the same per-input gradients without changing the forward pass at all (cheap
+enough for every IG step); the split forward above is the independent reference it is tested
+against. `graph_hooks` and `GradientProbe.hooks` are context managers: it removes exactly the hooks it added, also on error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+from sparks.circuits.adapters import DecoderAdapter, LayerModules
+from sparks.circuits.graph import Graph
+
+
+class _Deltas:
+    """Base: provides no deltas (plain capture)."""
+
+    def layer(self, l: int, ups: torch.Tensor, n: int):  # -> (dq, dk, dv) each [B,P,heads,D] or None
+        return None
+
+    def mlp(self, l: int, ups: torch.Tensor, n: int):  # -> [B,P,D] or None
+        return None
+
+    def logits(self, ups: torch.Tensor, n: int):  # -> [B,P,D] or None
+        return None
+
+
+class GradientProbe:
+    """The metric's gradient with respect to each downstream input alone, from one plain pass.
+
+    The forward pass is the model's own; hooks keep the residual stream read by each norm and the
+    outputs of q/k/v_proj, the post-attention norm and the final norm. `grads(metric)` takes
+    autograd.grad at those outputs and maps each back to its consumer's own residual input: per
+    head through its slice of the projection (W_h^T g_h), then through RMSNorm's Jacobian at x.
+    """
+
+    def __init__(self, adapter: DecoderAdapter, graph: Graph):
+        self.adapter, self.graph = adapter, graph
+        self.resid: dict[tuple, torch.Tensor] = {}  # norm inputs x [B,P,D]
+        self.outs: dict[tuple, torch.Tensor] = {}  # tensors to differentiate at
+
+    @contextmanager
+    def hooks(self) -> Iterator[None]:
+        handles = []
+
+        def keep_in(key):
+            def hook(mod, args):
+                self.resid[key] = args[0]
+            return hook
+
+        def keep_out(key):
+            def hook(mod, args, out):
+                self.outs[key] = out
+            return hook
+
+        try:
+            for l, m in enumerate(self.adapter.layers):
+                handles.append(m.input_norm.register_forward_pre_hook(keep_in(("attn", l))))
+                for name in ("q", "k", "v"):
+                    handles.append(getattr(m, name).register_forward_hook(keep_out((name, l))))
+                handles.append(m.post_norm.register_forward_pre_hook(keep_in(("m", l))))
+                handles.append(m.post_norm.register_forward_hook(keep_out(("m", l))))
+            handles.append(self.adapter.final_norm.register_forward_pre_hook(keep_in(("logits",))))
+            handles.append(self.adapter.final_norm.register_forward_hook(keep_out(("logits",))))
+            yield
+        finally:
+            for h in handles:
+                h.remove()
+
+    def grads(self, metric: torch.Tensor) -> torch.Tensor:
+        """[B, P, n_down, D]: d metric / d (each downstream input), in the graph's order."""
+        keys = list(self.outs)
+        g = dict(zip(keys, torch.autograd.grad(metric, [self.outs[k] for k in keys]), strict=True))
+        x0 = self.resid[("logits",)]
+        out = x0.new_zeros(*x0.shape[:2], self.graph.n_down, x0.shape[-1])
+        heads = {"q": self.graph.n_heads, "k": self.graph.n_kv_heads, "v": self.graph.n_kv_heads}
+        for l, m in enumerate(self.adapter.layers):
+            gn = torch.cat(
+                [
+                    torch.einsum(
+                        "bphd,hdD->bphD",
+                        g[(name, l)].unflatten(-1, (n, -1)),
+                        getattr(m, name).weight.view(n, -1, self.graph_d(m)),
+                    )
+                    for name, n in heads.items()
+                ],
+                dim=2,
+            )  # [B, P, H + 2 KV, D]: gradient at each head's own normed input
+            s = self.graph.down_slice(l)
+            out[:, :, s.start : s.stop - 1] += rms_norm_vjp(m.input_norm, self.resid[("attn", l)][:, :, None], gn)
+            out[:, :, s.stop - 1] += rms_norm_vjp(m.post_norm, self.resid[("m", l)], g[("m", l)])
+        out[:, :, -1] += rms_norm_vjp(self.adapter.final_norm, x0, g[("logits",)])
+        return out
+
+    @staticmethod
+    def graph_d(m: LayerModules) -> int:
+        return m.q.weight.shape[-1]
+
+
+def rms_norm_vjp(norm: torch.nn.Module, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """g^T J of y = w * x / rms(x) at x (RMSNorm as Qwen2/Qwen3/Llama/Mistral compute it)."""
+    eps = getattr(norm, "variance_epsilon", None) or getattr(norm, "eps", 1e-6)
+    dt = torch.promote_types(x.dtype, torch.float32)  # HF's norm computes in at least float32
+    x32, gw = x.to(dt), (g * norm.weight).to(dt)
+    r = torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
+    out = gw * r - x32 * (gw * x32).mean(-1, keepdim=True) * r.pow(3)
+    return out.to(x.dtype)
+
+
+class EdgePatch(_Deltas):
+    """Missing edges carry corrupted activations: delta_v = scale * sum_u missing[u,v] (a_u^corr - a_u^cur)."""
+
+    def __init__(self, graph: Graph, corrupt_ups: torch.Tensor, missing: torch.Tensor, scale: torch.Tensor | float = 1.0):
+        self.graph, self.corrupt, self.scale = graph, corrupt_ups, scale
+        self.missing = (missing & graph.valid).to(corrupt_ups.dtype)  # [n_up, n_down]
+
+    def _delta(self, ups: torch.Tensor, n: int, cols: slice) -> torch.Tensor:
+        diff = self.corrupt[:, :, :n] - ups[:, :, :n]  # [B,P,n,D]
+        return self.scale * torch.einsum("bpud,uv->bpvd", diff, self.missing[:n, cols])
+
+    def layer(self, l, ups, n):
+        g = self.graph
+        d = self._delta(ups, n, slice(g.down_slice(l).start, g.down_slice(l).stop - 1))
+        return d[:, :, : g.n_heads], d[:, :, g.n_heads : g.n_heads + g.n_kv_heads], d[:, :, g.n_heads + g.n_kv_heads :]
+
+    def mlp(self, l, ups, n):
+        s = self.graph.down_slice(l).stop - 1
+        return self._delta(ups, n, slice(s, s + 1))[:, :, 0]
+
+    def logits(self, ups, n):
+        return self._delta(ups, n, slice(self.graph.n_down - 1, self.graph.n_down))[:, :, 0]
+
+
+def _per_head_linear(x: torch.Tensor, lin: torch.nn.Linear, heads: int) -> torch.Tensor:
+    """x [B,P,heads,D] -> [B,P,heads*d]: head i's slice of `lin` applied to x[:, :, i]."""
+    w = lin.weight.view(heads, -1, lin.weight.shape[-1])  # [heads, d, D]
+    out = torch.einsum("bphD,hdD->bphd", x, w)
+    if lin.bias is not None:
+        out = out + lin.bias.view(heads, -1)
+    return out.flatten(2)
+
+
+@contextmanager
+def graph_hooks(
+    adapter: DecoderAdapter, graph: Graph, embeds: torch.Tensor, deltas: _Deltas | None = None, *, capture: bool = True
+) -> Iterator[torch.Tensor]:
+    """Install the hooks for one forward pass on `embeds` [B,P,D]; yields the `ups` buffer.
+
+    `capture=False` skips filling `ups` (the gradient passes need no activations)."""
+    deltas = deltas or _Deltas()
+    B, P, D = embeds.shape
+    if isinstance(deltas, EdgePatch) and not capture:
+        raise ValueError("EdgePatch needs the current activations: use capture=True")
+    ups = embeds.new_zeros(B, P, graph.n_up, D) if capture else None
+    if ups is not None:
+        ups[:, :, 0] = embeds.detach()
+    state: dict = {}
+    handles = []
+
+    def attn_pre(l):
+        def hook(mod, args):
+            x = args[0]
+            state["x"], state["norm"] = x, mod
+            n = graph.n_up_before(l)
+            state["d"] = deltas.layer(l, ups if ups is not None else x[:, :, None], n)
+        return hook
+
+    def proj(which, heads):
+        def hook(mod, args, out):
+            d = state["d"]
+            if d is None:
+                return None
+            normed = state["norm"].forward(state["x"][:, :, None, :] + d[which])  # not __call__: no re-entry
+            return _per_head_linear(normed, mod, heads)
+        return hook
+
+    def o_pre(l):
+        def hook(mod, args):
+            if ups is None:
+                return None
+            z = args[0].detach().view(B, P, graph.n_heads, -1)  # [B,P,H,d]
+            w = mod.weight.view(D, graph.n_heads, -1)  # [D,H,d]
+            ups[:, :, graph.up_index(l, 0) : graph.up_index(l, 0) + graph.n_heads] = torch.einsum("bphd,Dhd->bphD", z, w)
+            return None
+        return hook
+
+    def mlp_norm(l):
+        def hook(mod, args, out):
+            d = deltas.mlp(l, ups if ups is not None else args[0][:, :, None], graph.n_up_before(l, mlp=True))
+            # mod.forward, not mod(...): calling the module would run this hook again.
+            return None if d is None else mod.forward(args[0] + d)
+        return hook
+
+    def mlp_out(l):
+        def hook(mod, args, out):
+            if ups is not None:
+                ups[:, :, graph.up_index(l)] = out.detach()
+        return hook
+
+    def final_pre(mod, args):
+        d = deltas.logits(ups if ups is not None else args[0][:, :, None], graph.n_up)
+        return None if d is None else (args[0] + d,)
+
+    try:
+        for l, m in enumerate(adapter.layers):
+            handles.append(m.input_norm.register_forward_pre_hook(attn_pre(l)))
+            handles.append(m.q.register_forward_hook(proj(0, graph.n_heads)))
+            handles.append(m.k.register_forward_hook(proj(1, graph.n_kv_heads)))
+            handles.append(m.v.register_forward_hook(proj(2, graph.n_kv_heads)))
+            handles.append(m.o.register_forward_pre_hook(o_pre(l)))
+            handles.append(m.post_norm.register_forward_hook(mlp_norm(l)))
+            handles.append(m.mlp.register_forward_hook(mlp_out(l)))
+        handles.append(adapter.final_norm.register_forward_pre_hook(final_pre))
+        yield ups
+    finally:
+        for h in handles:
+            h.remove()
+

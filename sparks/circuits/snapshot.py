@@ -1,0 +1,198 @@
+"""CircuitSnapshot: one model's circuit at one training step, and its on-disk form.
+
+Building a snapshot:
+1. EAP-IG edge scores over the prompt pairs (`attribute`), kept per pair.
+2. The circuit: top-k edges by |score|, pruned to input-to-logits paths; its heads.
+3. Head stability: how often each head is in the circuit over bootstrap resamples of the pairs.
+4. Faithfulness of circuits at a few sizes around k (on the first batch of pairs, to keep the
+   snapshot cheap enough for every save).
+
+On disk (a directory written under a temporary name, then renamed; never half-written):
+    snapshot.json   step, fingerprint, settings, graph shape, heads, faithfulness, metrics
+    edges.parquet   upstream, downstream, score, in_circuit   (every edge, or the top N by |score|)
+    nodes.parquet   node, kind, layer, head, score, in_circuit, stability
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from sparks.circuits.attribute import attribute, faithfulness, graph_of
+from sparks.circuits.adapters import adapter_for
+from sparks.circuits.graph import Circuit, Graph, find_circuit, head_stability
+from sparks.circuits.pairs import PairBatch
+from sparks.files import atomic_dir
+
+FORMAT = 1
+CURVE = (0.25, 0.5, 1.0, 2.0, 4.0)  # faithfulness at these multiples of top_k
+
+
+class SnapshotError(ValueError):
+    """A snapshot directory that cannot be read; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class CircuitSnapshot:
+    step: int
+    fingerprint: str
+    settings: dict
+    graph: Graph
+    edge_scores: torch.Tensor  # [n_up, n_down], 0 on invalid (or unsaved) edges
+    node_scores: torch.Tensor  # [n_up]
+    circuit: Circuit
+    head_stability: torch.Tensor  # [n_layers, n_heads]
+    faithfulness: dict[int, float]  # circuit size k -> faithfulness
+    m_clean: float
+    m_corrupt: float
+    seconds: float
+    created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+
+    @property
+    def heads(self) -> list[str]:
+        return self.circuit.heads
+
+    def head_scores(self) -> torch.Tensor:
+        """[n_layers, n_heads] node score of each head."""
+        return self.node_scores[self.graph.head_index]
+
+
+def model_fingerprint(model) -> str:
+    """A short hash of the model's weights (same weights, same fingerprint)."""
+    h = hashlib.blake2b(digest_size=12)
+    for name, p in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(p.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def build_snapshot(
+    model,
+    batches: list[PairBatch],
+    *,
+    step: int = 0,
+    steps: int = 5,
+    metric: str = "logit_diff",
+    top_k: int = 200,
+    n_boot: int = 50,
+    progress: bool = False,
+) -> CircuitSnapshot:
+    """Attribute, extract the circuit and measure it; `model` is left in the mode it was in."""
+    t0 = time.perf_counter()
+    was_training = model.training
+    model.eval()
+    try:
+        graph = graph_of(adapter_for(model))
+        attr = attribute(model, batches, steps=steps, metric=metric, progress=progress)
+        scores = attr.scores
+        circuit = find_circuit(graph, scores, top_k=top_k)
+        n_valid = int(graph.valid.sum())
+        ks = sorted({min(n_valid, max(1, round(top_k * f))) for f in CURVE})
+        faith = faithfulness(model, batches[:1], [find_circuit(graph, scores, top_k=k).edges for k in ks], metric=metric)
+        stability = head_stability(graph, attr.per_pair, top_k=top_k, n_boot=n_boot)
+    finally:
+        model.train(was_training)
+    n_pairs = int(attr.per_pair.shape[0])
+    return CircuitSnapshot(
+        step=step,
+        fingerprint=model_fingerprint(model),
+        settings={"steps": steps, "metric": metric, "top_k": top_k, "n_pairs": n_pairs, "n_boot": n_boot},
+        graph=graph,
+        edge_scores=scores,
+        node_scores=attr.node_scores,
+        circuit=circuit,
+        head_stability=stability,
+        faithfulness=dict(zip(ks, faith, strict=True)),
+        m_clean=float(attr.m_clean.mean()),
+        m_corrupt=float(attr.m_corrupt.mean()),
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def write_snapshot(snap: CircuitSnapshot, out_dir: str | Path, *, max_edges: int | None = None) -> Path:
+    """Write `snap` into `out_dir` atomically; `max_edges` keeps only the top N edges by |score|
+    (circuit edges always kept). Refuses an existing `out_dir`."""
+    import pandas as pd
+
+    g = snap.graph
+    valid = g.valid.clone()
+    if max_edges is not None and max_edges < int(valid.sum()):
+        top = torch.zeros_like(valid).flatten()
+        top[snap.edge_scores.abs().masked_fill(~valid, -1).flatten().topk(max_edges).indices] = True
+        valid &= top.view_as(valid) | snap.circuit.edges
+    u, v = valid.nonzero(as_tuple=True)
+    edges = pd.DataFrame(
+        {
+            "upstream": [g.up_names[i] for i in u.tolist()],
+            "downstream": [g.down_names[j] for j in v.tolist()],
+            "score": snap.edge_scores[u, v].numpy(),
+            "in_circuit": snap.circuit.edges[u, v].numpy(),
+        }
+    )
+    stab = torch.full((g.n_up,), float("nan"), dtype=snap.head_stability.dtype)
+    stab[g.head_index.flatten()] = snap.head_stability.flatten()
+    kinds = ["input"] + ["head" if n[0] == "L" else "mlp" for n in g.up_names[1:]]
+    layers = [-1] + [int(n[1:].split("H")[0]) for n in g.up_names[1:]]
+    heads = [-1] + [int(n.split("H")[1]) if "H" in n else -1 for n in g.up_names[1:]]
+    nodes = pd.DataFrame(
+        {
+            "node": g.up_names, "kind": kinds, "layer": layers, "head": heads,
+            "score": snap.node_scores.numpy(), "in_circuit": snap.circuit.nodes.numpy(), "stability": stab.numpy(),
+        }
+    )
+    meta = {
+        "format": FORMAT, "step": snap.step, "fingerprint": snap.fingerprint, "settings": snap.settings,
+        "graph": {"n_layers": g.n_layers, "n_heads": g.n_heads, "n_kv_heads": g.n_kv_heads},
+        "heads": snap.heads, "faithfulness": {str(k): v for k, v in snap.faithfulness.items()},
+        "m_clean": snap.m_clean, "m_corrupt": snap.m_corrupt, "seconds": snap.seconds, "created": snap.created,
+        "edges_saved": len(edges), "edges_total": int(g.valid.sum()),
+    }
+    with atomic_dir(Path(out_dir)) as tmp:
+        edges.to_parquet(tmp / "edges.parquet", index=False)
+        nodes.to_parquet(tmp / "nodes.parquet", index=False)
+        (tmp / "snapshot.json").write_text(json.dumps(meta, indent=2))
+    return Path(out_dir)
+
+
+def read_snapshot(path: str | Path) -> CircuitSnapshot:
+    """Read a snapshot directory written by `write_snapshot` (scores are restored exactly)."""
+    import pandas as pd
+
+    path = Path(path)
+    meta_file = path / "snapshot.json"
+    if not meta_file.is_file():
+        raise SnapshotError(f"{path} is not a circuit snapshot (no snapshot.json): pass a snapshot directory")
+    meta = json.loads(meta_file.read_text())
+    g = Graph(**meta["graph"])
+    edges = pd.read_parquet(path / "edges.parquet")
+    nodes = pd.read_parquet(path / "nodes.parquet")
+    up = {n: i for i, n in enumerate(g.up_names)}
+    down = {n: i for i, n in enumerate(g.down_names)}
+    u = torch.tensor([up[n] for n in edges["upstream"]], dtype=torch.long)
+    v = torch.tensor([down[n] for n in edges["downstream"]], dtype=torch.long)
+    score_t = torch.from_numpy(edges["score"].to_numpy().copy())
+    scores = torch.zeros(g.n_up, g.n_down, dtype=score_t.dtype)
+    scores[u, v] = score_t
+    in_c = torch.zeros(g.n_up, g.n_down, dtype=torch.bool)
+    in_c[u, v] = torch.from_numpy(edges["in_circuit"].to_numpy().copy())
+    stab = torch.from_numpy(nodes["stability"].to_numpy().copy())
+    return CircuitSnapshot(
+        step=meta["step"],
+        fingerprint=meta["fingerprint"],
+        settings=meta["settings"],
+        graph=g,
+        edge_scores=scores,
+        node_scores=torch.from_numpy(nodes["score"].to_numpy().copy()),
+        circuit=Circuit(in_c, torch.from_numpy(nodes["in_circuit"].to_numpy().copy()), meta["heads"]),
+        head_stability=stab[g.head_index],
+        faithfulness={int(k): v for k, v in meta["faithfulness"].items()},
+        m_clean=meta["m_clean"],
+        m_corrupt=meta["m_corrupt"],
+        seconds=meta["seconds"],
+        created=meta["created"],
+    )

@@ -1,0 +1,56 @@
+"""Loading causal LMs and tokenizers from a checkpoint directory or a hub id, with clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DTYPES = ("float32", "bfloat16", "float16", "float64")
+WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin.index.json")
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """A model path or id that does not lead to loadable weights."""
+
+
+def check_checkpoint(path: str | Path) -> Path:
+    """`path` as a checkpoint directory with a config and weights, or a one-line error saying what is missing."""
+    p = Path(path)
+    if not p.exists():
+        raise ModelNotFoundError(f"model path {p} does not exist: pass a checkpoint directory (or a hub id)")
+    if not (p / "config.json").is_file():
+        raise ModelNotFoundError(f"{p} has no config.json: pass a directory written by save_pretrained")
+    if not any(any(p.glob(pat)) for pat in WEIGHT_PATTERNS):
+        raise ModelNotFoundError(f"{p} has a config but no weights (*.safetensors or *.bin): the save is incomplete; use another checkpoint")
+    return p
+
+
+def is_local(path_or_id: str) -> bool:
+    """A local path (it exists, or looks like one) rather than a hub id such as Qwen/Qwen2.5-Math-1.5B."""
+    return Path(path_or_id).exists() or path_or_id.startswith((".", "/", "~")) or path_or_id.count("/") != 1
+
+
+def load_model(path_or_id: str | Path, *, dtype: str = "float32", device: str | None = None):
+    """A causal LM from a checkpoint directory or a hub id (hub ids need the hub or its cache)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+    src = str(path_or_id)
+    if is_local(src):
+        src = str(check_checkpoint(src))
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(src, dtype=getattr(torch, dtype))
+    except OSError as e:
+        raise ModelNotFoundError(f"cannot load model {src!r}: {str(e).splitlines()[0]}") from e
+    return model.to(device)
+
+
+def load_tokenizer(path_or_id: str | Path):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(path_or_id))
+    except OSError as e:
+        raise ModelNotFoundError(f"cannot load tokenizer {str(path_or_id)!r}: {str(e).splitlines()[0]}") from e

@@ -1,0 +1,25 @@
+"""Float64 copies of the embedded model (Qwen2) and of a same-shaped tiny Llama, with their pairs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from sparks.circuits.pairs import encode_pairs
+from sparks.world.model import TinyModelSpec, build_model
+
+
+@pytest.fixture(scope="session")
+def qwen64(world):
+    return AutoModelForCausalLM.from_pretrained(str(world.model_dir), dtype=torch.float64).eval()
+
+
+@pytest.fixture(scope="session")
+def llama64(tokenizer):
+    return build_model(TinyModelSpec(family="llama"), tokenizer, seed=1).to(torch.float64).eval()
+
+
+@pytest.fixture(scope="session")
+def batches(world, tokenizer):
+    return encode_pairs(tokenizer, world.pairs()[:8], batch_size=4)

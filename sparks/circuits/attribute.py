@@ -10,6 +10,13 @@ For each batch of clean/corrupted prompt pairs:
 3. score(u -> v) = sum over positions of (a_u^corr - a_u^clean) . G_v: the first-order change of the
    metric when edge u -> v carries the corrupted activation. Scores are kept per pair and averaged.
 
+Every downstream input reads norm(x) through a linear map W_v (a head's slice of q/k/v_proj; the
+identity for the MLP and the logits). With W'_v = W_v diag(w_norm), r = rms(x)^-1 and g_v the
+gradient at the map's output, G_v = r W'_v^T g_v - x r^3 (g_v . W'_v x) / D. The first term is
+linear in g: its sum over the m steps is kept in head space [B,P,heads,d] and mapped to the residual
+once per batch. The second factors into per-position scalars (delta_a_u . x)(r^3 g_v . W'_v x / D),
+contracted directly into scores. So no per-step tensor is larger than the projections' outputs.
+
 Sign: scores measure clean -> corrupted, so the input node's edges sum to about m_corr - m_clean
 (completeness), and edges that carry the clean answer have negative logit-difference scores.
 The circuit uses |score|. Gradients come from torch.autograd.grad at activations only: parameters'
@@ -25,7 +32,7 @@ import torch
 
 from sparks.circuits.adapters import DecoderAdapter, adapter_for
 from sparks.circuits.graph import Graph
-from sparks.circuits.intervene import EdgePatch, GradientProbe, graph_hooks
+from sparks.circuits.intervene import EdgePatch, GradientProbe, graph_hooks, norm_eps
 from sparks.circuits.pairs import PairBatch
 
 METRICS = ("logit_diff", "logprob", "kl")
@@ -132,7 +139,7 @@ def attribute(
     per_pair, m_clean, m_corr = [], [], []
     for b in _progress(batches, progress, "attribution"):
         c = _clean_and_corrupt(model, adapter, graph, b, fn)
-        grads = None
+        acc = _EapIgSums(adapter, graph, c.ups_corr - c.ups_clean)
         per_pass = max(1, min(steps, tokens_per_pass // b.clean_ids.numel()))
         for k0 in range(1, steps + 1, per_pass):
             alphas = torch.arange(k0, min(k0 + per_pass, steps + 1), dtype=c.e_clean.dtype) / steps
@@ -140,20 +147,79 @@ def attribute(
             # [n*B, P, D]: the batch at n points of the straight path from corrupted to clean
             e = (c.e_corr + alphas.to(c.e_clean.device)[:, None, None, None] * (c.e_clean - c.e_corr)).flatten(0, 1)
             bb = b.repeat(n)
-            probe = GradientProbe(adapter, graph)
+            probe = GradientProbe(adapter)
             with probe.hooks():
                 logits = model(inputs_embeds=e.detach(), attention_mask=bb.mask, use_cache=False).logits
             m = fn(logits[torch.arange(len(bb.last)), bb.last], bb, c.ref.repeat(n, 1)).sum()
-            g = probe.grads(m).unflatten(0, (n, -1)).sum(0)
-            grads = g if grads is None else grads.add_(g)
-        delta = c.ups_corr - c.ups_clean  # [B, P, n_up, D]
-        s = torch.einsum("bpud,bpvd->buv", delta, grads / steps)
+            acc.add(probe.resid, probe.output_grads(m), n)
+        s = acc.scores() / steps
         per_pair.append((s * valid).detach())
         m_clean.append(c.m_clean)
         m_corr.append(c.m_corr)
     if not per_pair:
         raise ValueError("no prompt pairs to attribute: the pairs file or dataset is empty")
     return Attribution(graph, torch.cat(per_pair).cpu(), torch.cat(m_clean).cpu(), torch.cat(m_corr).cpu(), steps, metric)
+
+
+class _EapIgSums:
+    """Running sums over IG steps that give one batch's per-pair edge scores (see module doc)."""
+
+    @torch.no_grad()
+    def __init__(self, adapter: DecoderAdapter, graph: Graph, delta: torch.Tensor):
+        self.adapter, self.graph, self.delta = adapter, graph, delta  # delta: [B, P, n_up, D]
+        B, D = delta.shape[0], delta.shape[-1]
+        self.D = D
+        self.w_attn = []  # per layer: W' [C, d, D], C = heads + 2 kv heads
+        for m in adapter.layers:
+            w = torch.cat([x.weight.view(-1, adapter.head_dim, D) for x in (m.q, m.k, m.v)])
+            self.w_attn.append(w * m.input_norm.weight)
+        self.head_sums: dict[tuple, torch.Tensor] = {}  # sum_k r_k g_k, per consumer group
+        self.second = delta.new_zeros(B, graph.n_up, graph.n_down)  # sum of the second terms
+
+    def _r(self, norm, x):
+        dt = torch.promote_types(x.dtype, torch.float32)  # HF's norms compute in at least float32
+        return torch.rsqrt(x.to(dt).pow(2).mean(-1, keepdim=True) + norm_eps(norm)).to(x.dtype)
+
+    def _add_group(self, key, x, g, wx, r, n, n_up, cols: slice):
+        """x [nB,P,D]; g, wx [nB,P,C,d] (d = D for norm-only consumers); r [nB,P,1]."""
+        rs = (r[..., None] * g).unflatten(0, (n, -1)).sum(0)
+        self.head_sums[key] = self.head_sums[key] + rs if key in self.head_sums else rs
+        c = r.pow(3) * (g * wx).sum(-1) / self.D  # [nB, P, C]
+        ax = torch.einsum("bpud,kbpd->kbpu", self.delta[:, :, :n_up], x.unflatten(0, (n, -1)))
+        self.second[:, :n_up, cols] += torch.einsum("kbpu,kbpc->buc", ax, c.unflatten(0, (n, -1)))
+
+    @torch.no_grad()
+    def add(self, resid: dict, grads: dict, n: int) -> None:
+        """Add one pass over n IG steps (resid and grads as GradientProbe keeps them)."""
+        g_, hd = self.graph, self.adapter.head_dim
+        for l, m in enumerate(self.adapter.layers):
+            x = resid[("attn", l)]
+            g = torch.cat([grads[(k, l)].unflatten(-1, (-1, hd)) for k in ("q", "k", "v")], dim=2)
+            wx = torch.einsum("bpD,cdD->bpcd", x, self.w_attn[l])
+            s = g_.down_slice(l)
+            self._add_group(("attn", l), x, g, wx, self._r(m.input_norm, x), n, g_.n_up_before(l), slice(s.start, s.stop - 1))
+            x = resid[("m", l)]
+            gm = grads[("m", l)][:, :, None]
+            self._add_group(("m", l), x, gm, (x * m.post_norm.weight)[:, :, None], self._r(m.post_norm, x), n,
+                            g_.n_up_before(l, mlp=True), slice(s.stop - 1, s.stop))
+        x, norm = resid[("logits",)], self.adapter.final_norm
+        self._add_group(("logits",), x, grads[("logits",)][:, :, None], (x * norm.weight)[:, :, None],
+                        self._r(norm, x), n, g_.n_up, slice(g_.n_down - 1, g_.n_down))
+
+    @torch.no_grad()
+    def scores(self) -> torch.Tensor:
+        """[B, n_up, n_down]: sum over the steps of (a^corr - a^clean) . G (invalid edges not yet masked)."""
+        first = self.delta.new_zeros(self.second.shape)
+        for l, m in enumerate(self.adapter.layers):
+            s = self.graph.down_slice(l)
+            n_up = self.graph.n_up_before(l, mlp=True)
+            g1 = torch.einsum("bpcd,cdD->bpcD", self.head_sums[("attn", l)], self.w_attn[l])
+            first[:, :n_up, s.start : s.stop - 1] = torch.einsum("bpud,bpcd->buc", self.delta[:, :, :n_up], g1)
+            gm = self.head_sums[("m", l)][:, :, 0] * m.post_norm.weight
+            first[:, :n_up, s.stop - 1] = torch.einsum("bpud,bpd->bu", self.delta[:, :, :n_up], gm)
+        gf = self.head_sums[("logits",)][:, :, 0] * self.adapter.final_norm.weight
+        first[:, :, -1] = torch.einsum("bpud,bpd->bu", self.delta, gf)
+        return first - self.second
 
 
 def patched_metric(

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 
 import torch
 
-from sparks.circuits.adapters import DecoderAdapter, LayerModules
+from sparks.circuits.adapters import DecoderAdapter
 from sparks.circuits.graph import Graph
 
 
@@ -43,16 +43,17 @@ class _Deltas:
 
 
 class GradientProbe:
-    """The metric's gradient with respect to each downstream input alone, from one plain pass.
+    """Keeps, from one plain forward pass, what per-input gradients are made of.
 
     The forward pass is the model's own; hooks keep the residual stream read by each norm and the
-    outputs of q/k/v_proj, the post-attention norm and the final norm. `grads(metric)` takes
-    autograd.grad at those outputs and maps each back to its consumer's own residual input: per
-    head through its slice of the projection (W_h^T g_h), then through RMSNorm's Jacobian at x.
+    outputs of q/k/v_proj, the post-attention norm and the final norm. `output_grads(metric)` takes
+    autograd.grad at those outputs; attribution maps them back to each consumer's own residual
+    input (through the head's projection slice and RMSNorm's Jacobian) without materialising
+    per-head residual-sized tensors.
     """
 
-    def __init__(self, adapter: DecoderAdapter, graph: Graph):
-        self.adapter, self.graph = adapter, graph
+    def __init__(self, adapter: DecoderAdapter):
+        self.adapter = adapter
         self.resid: dict[tuple, torch.Tensor] = {}  # norm inputs x [B,P,D]
         self.outs: dict[tuple, torch.Tensor] = {}  # tensors to differentiate at
 
@@ -84,44 +85,14 @@ class GradientProbe:
             for h in handles:
                 h.remove()
 
-    def grads(self, metric: torch.Tensor) -> torch.Tensor:
-        """[B, P, n_down, D]: d metric / d (each downstream input), in the graph's order."""
+    def output_grads(self, metric: torch.Tensor) -> dict[tuple, torch.Tensor]:
+        """d metric / d (each kept output), keyed like the outputs: ("q", l), ("m", l), ("logits",)."""
         keys = list(self.outs)
-        g = dict(zip(keys, torch.autograd.grad(metric, [self.outs[k] for k in keys]), strict=True))
-        x0 = self.resid[("logits",)]
-        out = x0.new_zeros(*x0.shape[:2], self.graph.n_down, x0.shape[-1])
-        heads = {"q": self.graph.n_heads, "k": self.graph.n_kv_heads, "v": self.graph.n_kv_heads}
-        for l, m in enumerate(self.adapter.layers):
-            gn = torch.cat(
-                [
-                    torch.einsum(
-                        "bphd,hdD->bphD",
-                        g[(name, l)].unflatten(-1, (n, -1)),
-                        getattr(m, name).weight.view(n, -1, self.graph_d(m)),
-                    )
-                    for name, n in heads.items()
-                ],
-                dim=2,
-            )  # [B, P, H + 2 KV, D]: gradient at each head's own normed input
-            s = self.graph.down_slice(l)
-            out[:, :, s.start : s.stop - 1] += rms_norm_vjp(m.input_norm, self.resid[("attn", l)][:, :, None], gn)
-            out[:, :, s.stop - 1] += rms_norm_vjp(m.post_norm, self.resid[("m", l)], g[("m", l)])
-        out[:, :, -1] += rms_norm_vjp(self.adapter.final_norm, x0, g[("logits",)])
-        return out
-
-    @staticmethod
-    def graph_d(m: LayerModules) -> int:
-        return m.q.weight.shape[-1]
+        return dict(zip(keys, torch.autograd.grad(metric, [self.outs[k] for k in keys]), strict=True))
 
 
-def rms_norm_vjp(norm: torch.nn.Module, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """g^T J of y = w * x / rms(x) at x (RMSNorm as Qwen2/Qwen3/Llama/Mistral compute it)."""
-    eps = getattr(norm, "variance_epsilon", None) or getattr(norm, "eps", 1e-6)
-    dt = torch.promote_types(x.dtype, torch.float32)  # HF's norm computes in at least float32
-    x32, gw = x.to(dt), (g * norm.weight).to(dt)
-    r = torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
-    out = gw * r - x32 * (gw * x32).mean(-1, keepdim=True) * r.pow(3)
-    return out.to(x.dtype)
+def norm_eps(norm: torch.nn.Module) -> float:
+    return getattr(norm, "variance_epsilon", None) or getattr(norm, "eps", 1e-6)
 
 
 class EdgePatch(_Deltas):
@@ -133,7 +104,8 @@ class EdgePatch(_Deltas):
 
     def _delta(self, ups: torch.Tensor, n: int, cols: slice) -> torch.Tensor:
         diff = self.corrupt[:, :, :n] - ups[:, :, :n]  # [B,P,n,D]
-        return self.scale * torch.einsum("bpud,uv->bpvd", diff, self.missing[:n, cols])
+        d = torch.einsum("bpud,uv->bpvd", diff, self.missing[:n, cols])
+        return d if isinstance(self.scale, float) and self.scale == 1.0 else self.scale * d
 
     def layer(self, l, ups, n):
         g = self.graph

@@ -30,7 +30,7 @@ from sparks.circuits.pairs import PairBatch
 from sparks.files import atomic_dir
 
 FORMAT = 1
-CURVE = (0.25, 0.5, 1.0, 2.0, 4.0)  # faithfulness at these multiples of top_k
+CURVE = (0.5, 1.0, 2.0)  # faithfulness at these multiples of top_k
 
 
 class SnapshotError(ValueError):

@@ -39,6 +39,13 @@ def _snapshot(args: argparse.Namespace) -> None:
           f"({', '.join(snap.heads)}); faithfulness {faith:.3f}; {snap.seconds:.1f}s")
 
 
+def _mlflow_sync(args: argparse.Namespace) -> None:
+    from sparks.log.tracking import upload_pending
+
+    n = upload_pending(Path(args.output_dir), args.uri)
+    print(f"uploaded {n} pending records from {args.output_dir} to MLflow")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sparks", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -60,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     snap.add_argument("--n-pairs", type=int, default=None, help="use only the first N pairs")
     snap.add_argument("--step", type=int, default=0, help="training step recorded in the snapshot")
     snap.set_defaults(func=_snapshot)
+
+    sync = sub.add_parser("mlflow-sync", help="upload what a run kept locally while MLflow was unreachable")
+    sync.add_argument("output_dir", metavar="OUTPUT_DIR")
+    sync.add_argument("--uri", default=None, help="tracking URI (default: the run's own)")
+    sync.set_defaults(func=_mlflow_sync)
 
     demo = sub.add_parser("demo", help="run the main job on the embedded default")
     demo.add_argument("--config", default="configs/demo.yaml")

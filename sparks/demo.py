@@ -1,43 +1,44 @@
 """`make demo`: the main job on the embedded default.
 
-Builds (or reuses) the embedded world, then samples answers to a few of its test problems from the
-tiny base model with vLLM, and writes them under the output directory.
+Runs the Prefect flow `post-train` on configs/demo.yaml: the embedded world's tiny Qwen2 model is
+post-trained with SFT then GRPO (TRL), with a circuit snapshot at every save, all logged to MLflow
+under ./mlflow/data. Prints where everything went and how to browse it.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from sparks.config import load_config
-from sparks.evaluate.generate import SamplingSpec, generate
-from sparks.files import atomic_write_text
-from sparks.world.build import world_for
-from sparks.world.tasks import chat_prompt
 
 
-def run_demo(config_path: str | Path, out_dir: Path) -> None:
+def prefect_env(root: Path = Path(".")) -> None:
+    """Project-local Prefect settings (no analytics; state under .prefect/) unless set already."""
+    os.environ.setdefault("PREFECT_HOME", str((root / ".prefect").resolve()))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+def run_demo(config_path: str | Path, out_dir: Path) -> dict:
     """Run the demo described by `config_path`, writing into `out_dir`."""
-    import json
+    cfg = load_config(config_path, output_dir=str(out_dir))
+    prefect_env()
+    from flows.train import post_train
 
-    from transformers import AutoTokenizer
-
-    cfg = load_config(config_path)
-    world = world_for(cfg.world)
-    print(f"[sparks] world: {world.root} (model {world.model_dir})")
-    tok = AutoTokenizer.from_pretrained(str(world.model_dir))
-    tasks = world.tasks("test")[:8]
-    ev = cfg.evaluation
-    spec = SamplingSpec(n=ev.n, temperature=ev.temperature, top_p=ev.top_p, max_tokens=ev.max_tokens, seed=ev.seed)
-    print(f"[sparks] sampling {len(tasks)} test problems x {spec.n} with vLLM ...")
-    result = generate(world.model_dir, [chat_prompt(tok, t["problem"]) for t in tasks], spec)
-    rows = [
-        {"id": t["id"], "problem": t["problem"], "answer": t["answer"], "completion": c.text, "tokens": c.n_tokens}
-        for t, row in zip(tasks, result.completions, strict=True)
-        for c in row
-    ]
-    out = Path(out_dir) / "samples.jsonl"
-    atomic_write_text(out, "".join(json.dumps(r) + "\n" for r in rows))
-    print(f"[sparks] vLLM engine start {result.engine_seconds:.1f}s, generation {result.seconds:.2f}s, "
-          f"{result.generated_tokens} tokens")
-    print(f"[sparks] first sample: {rows[0]['problem']!r} -> {rows[0]['completion'][:60]!r}")
-    print(f"[sparks] samples written to {out}")
+    print(f"[sparks] post-train flow: {' then '.join(s.method for s in cfg.stages)} on {cfg.model.path}, "
+          f"outputs in {cfg.output_dir}")
+    summary = post_train(cfg)
+    store = summary["mlflow_uri"]
+    print(f"[sparks] done in {summary['wall_seconds']}s ({summary['snapshot_seconds']}s in circuit snapshots), "
+          f"{summary['saves']} snapshots")
+    print(f"[sparks] final circuit heads: {', '.join(summary['final_heads']) or 'none'}")
+    print(f"[sparks] emergent heads (not in the base model's circuit): {', '.join(summary['emergent']) or 'none'}")
+    print(f"[sparks] ledger: {cfg.output_dir}/ledger.parquet; figures: {cfg.output_dir}/figures/trajectory.png")
+    if summary["offline"]:
+        print(f"[sparks] MLflow was unreachable: upload later with  sparks mlflow-sync {cfg.output_dir}")
+    else:
+        print(f"[sparks] browse in MLflow:  .venv/bin/mlflow ui --backend-store-uri {store} --port 5000")
+        print(f"[sparks]   then open http://127.0.0.1:5000/#/experiments (run {summary['run_id']}, "
+              "metrics head/L*H* and circuit/*, artifacts figures/ and snapshots/)")
+    return summary

@@ -23,6 +23,14 @@ def tokenizer(world):
     return AutoTokenizer.from_pretrained(str(world.model_dir))
 
 
+@pytest.fixture(scope="session")
+def batches(world, tokenizer):
+    """Eight of the world's clean/corrupted pairs, in batches of four."""
+    from sparks.circuits.pairs import encode_pairs
+
+    return encode_pairs(tokenizer, world.pairs()[:8], batch_size=4)
+
+
 @pytest.fixture(autouse=True)
 def seed():
     random.seed(0)

@@ -15,6 +15,7 @@ def test_demo_config_loads_with_sft_then_grpo():
     cfg = load_config(ROOT / "configs/demo.yaml")
     assert isinstance(cfg, RunConfig)
     assert [s.method for s in cfg.stages] == ["sft", "grpo"]
+    assert all(s.max_steps // s.save_steps >= 6 for s in cfg.stages), "at least 6 saves per phase"
     assert cfg.model.path == "world" and cfg.snapshot.steps == 5
 
 

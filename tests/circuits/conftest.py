@@ -1,4 +1,4 @@
-"""Float64 copies of the embedded model (Qwen2) and of a same-shaped tiny Llama, with their pairs."""
+"""Float64 copies of the embedded model (Qwen2) and of a same-shaped tiny Llama."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from sparks.circuits.pairs import encode_pairs
 from sparks.world.model import TinyModelSpec, build_model
 
 
@@ -18,8 +17,3 @@ def qwen64(world):
 @pytest.fixture(scope="session")
 def llama64(tokenizer):
     return build_model(TinyModelSpec(family="llama"), tokenizer, seed=1).to(torch.float64).eval()
-
-
-@pytest.fixture(scope="session")
-def batches(world, tokenizer):
-    return encode_pairs(tokenizer, world.pairs()[:8], batch_size=4)

@@ -1,0 +1,45 @@
+"""Prefect flow `post-train`: post-train a model with TRL and snapshot its circuit at every save.
+
+Thin by design: each task is one step of `sparks.pipeline.TrainingRun`; the parameter is the typed
+RunConfig, which the Prefect UI renders as a validated form. Training tasks are never retried
+(not idempotent); a rerun with the same output_dir resumes from the last checkpoint instead.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from sparks.config import RunConfig
+from sparks.pipeline import TrainingRun
+
+
+@task(name="prepare", cache_policy=NO_CACHE)
+def prepare(run: TrainingRun) -> dict:
+    return run.prepare()
+
+
+@task(name="base-snapshot", cache_policy=NO_CACHE)
+def base_snapshot(run: TrainingRun) -> list[str]:
+    return run.base_snapshot()
+
+
+@task(name="train-stage", task_run_name="train-stage{i}-{method}", cache_policy=NO_CACHE)
+def train_stage(run: TrainingRun, i: int, method: str) -> dict:
+    return run.train_stage(i)
+
+
+@task(name="summarise", cache_policy=NO_CACHE)
+def summarise(run: TrainingRun) -> dict:
+    return run.summarise()
+
+
+@flow(name="post-train", description="SFT / distill / GRPO with TRL; a circuit snapshot at every save; heads in MLflow.")
+def post_train(config: RunConfig = RunConfig()) -> dict:
+    """Train `config`'s stages in order and track attention heads across every save."""
+    run = TrainingRun(config)
+    prepare(run)
+    base_snapshot(run)
+    for i, stage in enumerate(config.stages):
+        train_stage(run, i, stage.method)
+    return summarise(run)

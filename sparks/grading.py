@@ -1,0 +1,51 @@
+"""Grading math answers: the last \\boxed{...} of a response, verified against the gold answer.
+
+Shared by GRPO's reward and by evaluation, so that training optimises what evaluation measures.
+math-verify's default timeouts use signals, which fail outside the main thread (TRL, Prefect
+threads), so they are off here; the inputs are short answers, not arbitrary LaTeX documents.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+
+# It warns on every call that timeouts are off; they are off on purpose (see above).
+logging.getLogger("math_verify").setLevel(logging.ERROR)
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last \\boxed{...} in `text` (nested braces allowed), or None.
+
+    >>> last_boxed("so \\\\boxed{1} then \\\\boxed{\\\\frac{1}{2}}.")
+    '\\\\frac{1}{2}'
+    >>> last_boxed("no box: 42") is None
+    True
+    """
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return None
+    i, depth = start + len("\\boxed{"), 1
+    for j in range(i, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[j], 0)
+        if depth == 0:
+            return text[i:j]
+    return None  # unclosed: truncated mid-answer
+
+
+@lru_cache(maxsize=4096)
+def _parse(expr: str):
+    from math_verify import parse
+
+    return parse(f"${expr}$", parsing_timeout=None)
+
+
+def is_correct(response: str, gold: str) -> bool:
+    """Whether the response's last boxed answer equals `gold` (1/2, 0.5 and \\frac{1}{2} are equal;
+    "025" equals 25). A response without a complete \\boxed{} is wrong."""
+    from math_verify import verify
+
+    answer = last_boxed(response)
+    if answer is None or not answer.strip():
+        return False
+    return bool(verify(_parse(str(gold)), _parse(answer), timeout_seconds=None))

@@ -1,0 +1,1 @@
+"""Logging: MLflow runs (with a local fallback) and the figures people look at."""

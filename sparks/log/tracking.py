@@ -1,0 +1,177 @@
+"""One MLflow run per training run, resilient to an unreachable tracking server.
+
+If the server cannot be reached (at the start or mid-run), sparks says so once and keeps every
+metric, param and artifact path in `pending.jsonl` beside the run's outputs; `upload_pending`
+(CLI: `sparks mlflow-sync OUTPUT_DIR`) sends them later. Training never stops for tracking.
+Re-running with the same output directory resumes the same MLflow run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_STORE = Path("mlflow/data")
+
+
+def default_uri() -> str:
+    """The project-local store: SQLite under mlflow/data (what `make up`'s server serves too)."""
+    DEFAULT_STORE.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(DEFAULT_STORE / 'mlflow.db').resolve()}"
+
+
+def _reachable(uri: str) -> bool:
+    if not uri.startswith(("http://", "https://")):
+        return True
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=3) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+class Tracker:
+    """Logs to one MLflow run, or to `pending.jsonl` while the server is unreachable."""
+
+    def __init__(self, uri: str | None, experiment: str, run_name: str, out_dir: Path):
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        self.uri = uri or default_uri()
+        self.experiment, self.run_name, self.out_dir = experiment, run_name, Path(out_dir)
+        self.pending = self.out_dir / "pending.jsonl"
+        self.run_file = self.out_dir / "mlflow_run.json"
+        self.client = None
+        self.run_id: str | None = None
+        self.offline = False
+
+    def start(self, params: dict, tags: dict) -> None:
+        """Open (or resume) the run and log params and tags."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if not _reachable(self.uri):
+            self._go_offline(f"MLflow at {self.uri} is unreachable")
+        else:
+            try:
+                self._open()
+            except Exception as e:  # any client error: keep training, keep the data
+                self._go_offline(f"MLflow at {self.uri} failed ({type(e).__name__}: {e})")
+        self._call("params", self._log_params, params)
+        self._call("tags", self._set_tags, tags)
+
+    def _open(self) -> None:
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        self.client = MlflowClient(tracking_uri=self.uri)
+        exp = self.client.get_experiment_by_name(self.experiment)
+        if exp is None:
+            artifacts = None
+            if self.uri.startswith("sqlite:"):  # keep artifacts beside the local store, not in ./mlruns
+                artifacts = (Path(self.uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
+            exp_id = self.client.create_experiment(self.experiment, artifact_location=artifacts)
+        else:
+            exp_id = exp.experiment_id
+        if self.run_file.is_file():
+            rid = json.loads(self.run_file.read_text())["run_id"]
+            try:
+                self.client.get_run(rid)
+                self.run_id = rid
+            except mlflow.exceptions.MlflowException:
+                self.run_id = None
+        if self.run_id is None:
+            self.run_id = self.client.create_run(exp_id, run_name=self.run_name).info.run_id
+            self.run_file.write_text(json.dumps({"run_id": self.run_id, "uri": self.uri}))
+
+    def _go_offline(self, why: str) -> None:
+        if not self.offline:
+            print(f"[sparks] {why}; training goes on and metrics are kept in {self.pending} "
+                  f"(upload later: sparks mlflow-sync {self.out_dir})", file=sys.stderr)
+        self.offline = True
+
+    def _call(self, kind: str, fn, *args) -> None:
+        if not self.offline:
+            try:
+                fn(*args)
+                return
+            except Exception as e:
+                self._go_offline(f"MLflow stopped answering ({type(e).__name__})")
+        with open(self.pending, "a") as f:
+            f.write(json.dumps({"kind": kind, "args": args}, default=str) + "\n")
+
+    def _log_params(self, params: dict) -> None:
+        existing = self.client.get_run(self.run_id).data.params
+        for k, v in params.items():
+            v = str(v)[:6000]
+            if k not in existing:
+                self.client.log_param(self.run_id, k, v)
+
+    def _set_tags(self, tags: dict) -> None:
+        for k, v in tags.items():
+            self.client.set_tag(self.run_id, k, str(v))
+
+    def _log_metrics(self, metrics: dict, step: int) -> None:
+        from mlflow.entities import Metric
+
+        import time
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        for i in range(0, len(batch), 900):
+            self.client.log_batch(self.run_id, metrics=batch[i : i + 900])
+
+    def _log_artifact(self, path: str, artifact_path: str | None) -> None:
+        self.client.log_artifact(self.run_id, path, artifact_path)
+
+    def _log_table(self, records: list[dict], name: str) -> None:
+        import pandas as pd
+
+        self.client.log_table(self.run_id, data=pd.DataFrame(records), artifact_file=name)
+
+    def metric_steps(self, key: str) -> set[int]:
+        """Steps at which `key` is already logged in this run (empty while offline)."""
+        if self.offline or self.client is None:
+            return set()
+        try:
+            return {m.step for m in self.client.get_metric_history(self.run_id, key)}
+        except Exception as e:
+            self._go_offline(f"MLflow stopped answering ({type(e).__name__})")
+            return set()
+
+    def log_metrics(self, metrics: dict, step: int) -> None:
+        metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and v == v}
+        if metrics:
+            self._call("metrics", self._log_metrics, metrics, step)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self._call("artifact", self._log_artifact, str(path), artifact_path)
+
+    def log_table(self, records: list[dict], name: str) -> None:
+        self._call("table", self._log_table, records, name)
+
+    def end(self, status: str = "FINISHED") -> None:
+        if not self.offline and self.client is not None:
+            try:
+                self.client.set_terminated(self.run_id, status)
+            except Exception as e:
+                self._go_offline(f"MLflow stopped answering ({type(e).__name__})")
+
+
+def upload_pending(out_dir: Path, uri: str | None = None) -> int:
+    """Send what an offline run kept in `pending.jsonl` to MLflow; returns the records sent."""
+    out_dir = Path(out_dir)
+    pending = out_dir / "pending.jsonl"
+    if not pending.is_file():
+        raise FileNotFoundError(f"{pending} not found: this run has nothing waiting for upload")
+    meta = json.loads((out_dir / "run.json").read_text()) if (out_dir / "run.json").is_file() else {}
+    t = Tracker(uri or meta.get("uri"), meta.get("experiment", "sparks"), meta.get("name", out_dir.name), out_dir)
+    t._open()
+    records = [json.loads(line) for line in pending.read_text().splitlines() if line.strip()]
+    fns = {"params": t._log_params, "tags": t._set_tags, "metrics": t._log_metrics,
+           "artifact": t._log_artifact, "table": t._log_table}
+    for r in records:
+        fns[r["kind"]](*r["args"])
+    pending.rename(pending.with_suffix(".uploaded.jsonl"))
+    return len(records)

@@ -1,0 +1,1 @@
+"""Tracking heads across saves: the checkpoint hook and the head ledger."""

@@ -1,0 +1,109 @@
+"""The checkpoint hook: a circuit snapshot at every save, written into `checkpoint-N/circuit/`.
+
+Thin, like TRL's callbacks: `on_save` opens the checkpoint the Trainer just wrote and hands the
+heavy work to `build_snapshot`. The live model is snapshotted in eval mode and put back as it was;
+RNG states are saved and restored and parameters' gradients are never touched, so training with
+and without the hook gives identical losses for the same seed. A snapshot already on disk (a
+resumed run) is not redone. With `mode="process"` the snapshot runs from the saved checkpoint in a
+separate process beside training (for models too large to pause), collected at the end of training.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from sparks.circuits.pairs import PairBatch
+from sparks.circuits.snapshot import CircuitSnapshot, build_snapshot, read_snapshot, write_snapshot
+
+OnSnapshot = Callable[[int, CircuitSnapshot, Path], None]
+
+
+@contextmanager
+def preserved_rng() -> Iterator[None]:
+    """Restore python, numpy and torch (CPU and CUDA) RNG states on exit."""
+    import numpy as np
+    import torch
+
+    py, npy, cpu = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    try:
+        yield
+    finally:
+        random.setstate(py)
+        np.random.set_state(npy)
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+
+
+class CircuitSnapshotCallback(TrainerCallback):
+    """Build, write and report a CircuitSnapshot at every checkpoint save."""
+
+    def __init__(
+        self,
+        batches: list[PairBatch],
+        *,
+        steps: int = 5,
+        metric: str = "logit_diff",
+        top_k: int = 200,
+        step_offset: int = 0,
+        on_snapshot: OnSnapshot | None = None,
+        mode: str = "inline",
+        pairs_path: str | Path | None = None,
+        progress: bool = False,
+    ):
+        if mode not in ("inline", "process"):
+            raise ValueError(f"unknown snapshot mode {mode!r}: use 'inline' or 'process'")
+        if mode == "process" and pairs_path is None:
+            raise ValueError("mode 'process' needs pairs_path: the child process reads the pairs from it")
+        self.batches, self.steps, self.metric, self.top_k = batches, steps, metric, top_k
+        self.step_offset, self.on_snapshot, self.mode, self.pairs_path = step_offset, on_snapshot, mode, pairs_path
+        self.progress = progress
+        self.last_step = -1
+        self.seconds = 0.0  # time spent in snapshots (inline mode)
+        self._children: list[tuple[int, Path, subprocess.Popen]] = []
+
+    def on_save(self, args, state, control, model=None, **kwargs):
+        if not state.is_world_process_zero or state.global_step == self.last_step:
+            return
+        self.last_step = state.global_step
+        ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        out = ckpt / "circuit"
+        for stale in ckpt.glob(".circuit.tmp-*"):  # left by a process killed mid-snapshot
+            shutil.rmtree(stale, ignore_errors=True)
+        if out.exists():
+            return
+        step = self.step_offset + state.global_step
+        if self.mode == "process":
+            self._children.append((step, out, self._spawn(ckpt, out, step)))
+            return
+        with preserved_rng():
+            snap = build_snapshot(model, self.batches, step=step, steps=self.steps, metric=self.metric,
+                                  top_k=self.top_k, progress=self.progress)
+        self.seconds += snap.seconds
+        write_snapshot(snap, out)
+        if self.on_snapshot:
+            self.on_snapshot(step, snap, out)
+
+    def _spawn(self, ckpt: Path, out: Path, step: int) -> subprocess.Popen:
+        cmd = [sys.executable, "-m", "sparks.cli", "snapshot", str(ckpt), "--pairs", str(self.pairs_path),
+               "--out", str(out), "--steps", str(self.steps), "--top-k", str(self.top_k),
+               "--metric", self.metric, "--step", str(step)]
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        for step, out, proc in self._children:
+            _, err = proc.communicate()
+            if proc.returncode != 0:
+                raise RuntimeError(f"snapshot of step {step} failed in its own process: {err.strip().splitlines()[-1:]}")
+            if self.on_snapshot:
+                self.on_snapshot(step, read_snapshot(out), out)
+        self._children.clear()

@@ -1,0 +1,1 @@
+"""Training: problems in, TRL trainers (SFT, distillation, GRPO) configured from a RunConfig."""

@@ -1,0 +1,79 @@
+"""TRL trainers from a RunConfig stage: one translator per trainer, no subclassing.
+
+`to_sft_config` / `to_grpo_config` map sparks' documented stage fields onto TRL's configs;
+`build_trainer` pairs a config with its dataset, rewards and callbacks. Training on CPU uses
+float32 (`bf16=False`, `use_cpu=True`); metrics reach MLflow through sparks' own callback, so
+TRL's `report_to` integrations stay off.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sparks.config import StageSettings
+from sparks.train.data import grpo_dataset, sft_dataset
+from sparks.train.rewards import correctness_reward, format_reward
+
+
+def _common(stage: StageSettings, out_dir: Path, seed: int) -> dict:
+    import torch
+
+    cpu = not torch.cuda.is_available()
+    return dict(
+        output_dir=str(out_dir),
+        max_steps=stage.max_steps,
+        save_steps=stage.save_steps,
+        save_strategy="steps",
+        learning_rate=stage.learning_rate,
+        per_device_train_batch_size=stage.batch_size,
+        gradient_accumulation_steps=stage.grad_accum,
+        logging_steps=1,
+        report_to=[],
+        seed=seed,
+        data_seed=seed,
+        use_cpu=cpu,
+        bf16=not cpu and torch.cuda.is_bf16_supported(),
+        save_only_model=False,  # optimizer and RNG state too: a rerun resumes exactly
+        disable_tqdm=False,
+        lr_scheduler_type="constant_with_warmup",
+        warmup_steps=min(5, stage.max_steps // 10),
+    )
+
+
+def to_sft_config(stage: StageSettings, out_dir: Path, *, seed: int = 0):
+    """SFTConfig for an `sft` or `distill` stage (loss on the completion only)."""
+    from trl import SFTConfig
+
+    return SFTConfig(**_common(stage, out_dir, seed), max_length=stage.max_length, completion_only_loss=True,
+                     dataset_num_proc=None)
+
+
+def to_grpo_config(stage: StageSettings, out_dir: Path, *, seed: int = 0):
+    """GRPOConfig for a `grpo` stage (batch sizes count completions, as in TRL)."""
+    from trl import GRPOConfig
+
+    return GRPOConfig(
+        **_common(stage, out_dir, seed),
+        num_generations=stage.num_generations,
+        max_completion_length=stage.max_completion_length,
+        temperature=stage.temperature,
+        beta=stage.beta,
+        log_completions=False,
+    )
+
+
+def reward_functions(stage: StageSettings) -> list:
+    return [correctness_reward, format_reward] if stage.format_reward else [correctness_reward]
+
+
+def build_trainer(stage: StageSettings, model, tokenizer, records: list[dict], out_dir: Path, *, seed: int = 0, callbacks=()):
+    """An SFTTrainer or GRPOTrainer for `stage` on `records`, ready to `train()`."""
+    if stage.method in ("sft", "distill"):
+        from trl import SFTTrainer
+
+        return SFTTrainer(model=model, args=to_sft_config(stage, out_dir, seed=seed), train_dataset=sft_dataset(records),
+                          processing_class=tokenizer, callbacks=list(callbacks))
+    from trl import GRPOTrainer
+
+    return GRPOTrainer(model=model, reward_funcs=reward_functions(stage), args=to_grpo_config(stage, out_dir, seed=seed),
+                       train_dataset=grpo_dataset(records), processing_class=tokenizer, callbacks=list(callbacks))

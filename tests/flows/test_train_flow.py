@@ -1,0 +1,131 @@
+"""The `post-train` flow for real: SFT then GRPO on the embedded world, snapshots, MLflow, resume."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from sparks.config import validate_config
+from sparks.log.tracking import upload_pending
+
+
+def _config(tmp_path, world, uri, name="t"):
+    return validate_config({
+        "name": name, "seed": 1, "output_dir": str(tmp_path / name),
+        "world": {k: v for k, v in world.spec().items() if k in ("seed", "n_train", "n_test", "n_pairs")},
+        "stages": [
+            {"method": "sft", "max_steps": 4, "save_steps": 2, "learning_rate": 3e-3, "batch_size": 8},
+            {"method": "grpo", "max_steps": 4, "save_steps": 2, "learning_rate": 1e-4, "batch_size": 8,
+             "num_generations": 4, "max_completion_length": 16},
+        ],
+        "snapshot": {"steps": 2, "top_k": 40, "n_pairs": 8, "batch_size": 8},
+        "tracking": {"mlflow_uri": uri, "experiment": "flow-test"},
+    })
+
+
+@pytest.fixture(scope="module")
+def finished(prefect_server, tmp_path_factory, world, monkeypatch_module):
+    from flows.train import post_train
+
+    tmp = tmp_path_factory.mktemp("flow")
+    monkeypatch_module.chdir(tmp)  # world cache and stores stay inside the test's directory
+    monkeypatch_module.setattr("sparks.pipeline.world_for", lambda s, cache_root=None: world, raising=True)
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    cfg = _config(tmp, world, uri)
+    return cfg, post_train(cfg), MlflowClient(uri)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+def _steps(client, run_id, key):
+    return [m.step for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)]
+
+
+def test_checkpoints_and_snapshots_at_every_save(finished):
+    cfg, summary, _ = finished
+    out = summary["output_dir"]
+    from pathlib import Path
+
+    out = Path(out)
+    assert (out / "base" / "circuit" / "snapshot.json").is_file()
+    for stage, steps in (("stage0-sft", (2, 4)), ("stage1-grpo", (2, 4))):
+        for s in steps:
+            assert (out / stage / f"checkpoint-{s}" / "model.safetensors").is_file()
+            assert (out / stage / f"checkpoint-{s}" / "circuit" / "edges.parquet").is_file()
+        assert (out / stage / "final" / "model.safetensors").is_file()
+    assert summary["saves"] == 5 and not summary["offline"]
+    assert (out / "figures" / "trajectory.png").stat().st_size > 10_000
+    import pandas as pd
+
+    ledger = pd.read_parquet(out / "ledger.parquet")
+    assert sorted(ledger.step.unique()) == [0, 2, 4, 6, 8]
+
+
+def test_mlflow_has_trainer_and_head_metrics_on_one_step_axis(finished):
+    cfg, summary, client = finished
+    rid = summary["run_id"]
+    assert _steps(client, rid, "circuit/heads") == [0, 2, 4, 6, 8]
+    assert _steps(client, rid, "circuit/faithfulness") == [0, 2, 4, 6, 8]
+    assert _steps(client, rid, "head/L0H0") == [0, 2, 4, 6, 8]
+    assert _steps(client, rid, "loss")[:4] == [1, 2, 3, 4]  # SFT
+    assert _steps(client, rid, "reward") == [5, 6, 7, 8]  # GRPO continues the axis
+    for key in ("circuit/emergent", "circuit/activated", "circuit/pruned", "reward_std"):
+        assert client.get_metric_history(rid, key), key
+    run = client.get_run(rid)
+    assert run.data.params["stages.1.method"] == "grpo" and run.data.tags["method"] == "sft+grpo"
+    arts = {a.path for a in client.list_artifacts(rid)}
+    assert {"figures", "snapshots", "ledger.json"} <= arts
+    assert {a.path for a in client.list_artifacts(rid, "snapshots/step-6")} >= {"snapshots/step-6/circuit", "snapshots/step-6/heatmap-step6.png"}
+
+
+def test_rerun_resumes_without_redoing_snapshots(finished):
+    from pathlib import Path
+
+    from flows.train import post_train
+
+    cfg, summary, client = finished
+    out = Path(summary["output_dir"])
+    done = out / "stage0-sft" / "checkpoint-2" / "circuit" / "snapshot.json"
+    before = done.stat().st_mtime_ns
+    # as if killed while snapshotting the GRPO stage's last save: its snapshot is half-written
+    # (only a temporary directory) and the stage's final model was never saved
+    last = out / "stage1-grpo" / "checkpoint-4"
+    shutil.rmtree(last / "circuit")
+    (last / ".circuit.tmp-0badc0de").mkdir()
+    shutil.rmtree(out / "stage1-grpo" / "final")
+    again = post_train(cfg)
+    assert again["run_id"] == summary["run_id"], "the same MLflow run continues"
+    assert done.stat().st_mtime_ns == before, "finished snapshots are not redone"
+    assert (last / "circuit" / "snapshot.json").is_file() and not list(last.glob(".circuit.tmp-*"))
+    assert (out / "stage1-grpo" / "final" / "model.safetensors").is_file()
+    assert _steps(client, summary["run_id"], "circuit/heads") == [0, 2, 4, 6, 8], "no step logged twice"
+    assert _steps(client, summary["run_id"], "reward") == [5, 6, 7, 8]
+
+
+def test_unreachable_mlflow_does_not_stop_training(prefect_server, world, tmp_path, monkeypatch, capfd):
+    from flows.train import post_train
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sparks.pipeline.world_for", lambda s, cache_root=None: world)
+    cfg = _config(tmp_path, world, "http://127.0.0.1:9", name="offline")
+    cfg = cfg.model_copy(update={"stages": cfg.stages[:1]})
+    summary = post_train(cfg)
+    assert summary["offline"] and summary["saves"] == 3
+    err = capfd.readouterr().err
+    assert err.count("is unreachable; training goes on") == 1
+    pending = tmp_path / "offline" / "pending.jsonl"
+    kinds = {json.loads(line)["kind"] for line in pending.read_text().splitlines()}
+    assert {"params", "metrics", "artifact", "table"} <= kinds
+    uri = f"sqlite:///{tmp_path}/later.db"
+    assert upload_pending(tmp_path / "offline", uri) > 10
+    client = MlflowClient(uri)
+    rid = json.loads((tmp_path / "offline" / "mlflow_run.json").read_text())["run_id"]
+    assert _steps(client, rid, "circuit/heads") == [0, 2, 4]

@@ -32,6 +32,10 @@ class PairBatch:
     clean_tok: torch.Tensor  # [B] first token of the clean answer
     corrupt_tok: torch.Tensor  # [B] first token of the corrupted answer
 
+    def head(self, n: int) -> PairBatch:
+        """The first `n` pairs of the batch."""
+        return PairBatch(*(t[:n] for t in (self.clean_ids, self.corrupt_ids, self.mask, self.last, self.clean_tok, self.corrupt_tok)))
+
     def repeat(self, c: int) -> PairBatch:
         """The batch stacked `c` times (for evaluating several IG steps in one pass)."""
         if c == 1:

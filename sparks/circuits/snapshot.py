@@ -4,7 +4,7 @@ Building a snapshot:
 1. EAP-IG edge scores over the prompt pairs (`attribute`), kept per pair.
 2. The circuit: top-k edges by |score|, pruned to input-to-logits paths; its heads.
 3. Head stability: how often each head is in the circuit over bootstrap resamples of the pairs.
-4. Faithfulness of circuits at a few sizes around k (on the first batch of pairs, to keep the
+4. Faithfulness of circuits at k/2, k and 2k (on the first 8 pairs by default, to keep the
    snapshot cheap enough for every save).
 
 On disk (a directory written under a temporary name, then renamed; never half-written):
@@ -80,9 +80,13 @@ def build_snapshot(
     metric: str = "logit_diff",
     top_k: int = 200,
     n_boot: int = 50,
+    faithfulness_pairs: int = 8,
     progress: bool = False,
 ) -> CircuitSnapshot:
-    """Attribute, extract the circuit and measure it; `model` is left in the mode it was in."""
+    """Attribute, extract the circuit and measure it; `model` is left in the mode it was in.
+
+    Faithfulness is measured on the first `faithfulness_pairs` pairs (patched forwards are the
+    snapshot's most expensive part after attribution)."""
     t0 = time.perf_counter()
     was_training = model.training
     model.eval()
@@ -93,7 +97,7 @@ def build_snapshot(
         circuit = find_circuit(graph, scores, top_k=top_k)
         n_valid = int(graph.valid.sum())
         ks = sorted({min(n_valid, max(1, round(top_k * f))) for f in CURVE})
-        faith = faithfulness(model, batches[:1], [find_circuit(graph, scores, top_k=k).edges for k in ks], metric=metric)
+        faith = faithfulness(model, [batches[0].head(faithfulness_pairs)], [find_circuit(graph, scores, top_k=k).edges for k in ks], metric=metric)
         stability = head_stability(graph, attr.per_pair, top_k=top_k, n_boot=n_boot)
     finally:
         model.train(was_training)
@@ -101,7 +105,8 @@ def build_snapshot(
     return CircuitSnapshot(
         step=step,
         fingerprint=model_fingerprint(model),
-        settings={"steps": steps, "metric": metric, "top_k": top_k, "n_pairs": n_pairs, "n_boot": n_boot},
+        settings={"steps": steps, "metric": metric, "top_k": top_k, "n_pairs": n_pairs, "n_boot": n_boot,
+                  "faithfulness_pairs": min(faithfulness_pairs, len(batches[0].last))},
         graph=graph,
         edge_scores=scores,
         node_scores=attr.node_scores,

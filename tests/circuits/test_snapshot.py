@@ -24,7 +24,9 @@ def snap(world, batches):
 
 def test_snapshot_holds_circuit_stability_and_faithfulness(snap):
     g = snap.graph
-    assert snap.step == 7 and snap.settings == {"steps": 3, "metric": "logit_diff", "top_k": 40, "n_pairs": 8, "n_boot": 20}
+    assert snap.step == 7 and snap.settings == {
+        "steps": 3, "metric": "logit_diff", "top_k": 40, "n_pairs": 8, "n_boot": 20, "faithfulness_pairs": 4,
+    }
     assert 0 < int(snap.circuit.edges.sum()) <= 40
     assert snap.heads and all(h.startswith("L") and "H" in h for h in snap.heads)
     assert snap.head_stability.shape == (g.n_layers, g.n_heads)

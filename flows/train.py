@@ -29,6 +29,12 @@ def train_stage(run: TrainingRun, i: int, method: str) -> dict:
     return run.train_stage(i)
 
 
+@task(name="evaluate-checkpoints", task_run_name="evaluate-{label}", cache_policy=NO_CACHE, retries=1)
+def evaluate_checkpoints(run: TrainingRun, i: int | None, label: str) -> dict:
+    # Idempotent (done checkpoints are skipped), so one retry is safe, e.g. after an engine hiccup.
+    return run.evaluate_checkpoints(i)
+
+
 @task(name="summarise", cache_policy=NO_CACHE)
 def summarise(run: TrainingRun) -> dict:
     return run.summarise()
@@ -40,6 +46,8 @@ def post_train(config: RunConfig = RunConfig()) -> dict:
     run = TrainingRun(config)
     prepare(run)
     base_snapshot(run)
+    evaluate_checkpoints(run, None, "base")
     for i, stage in enumerate(config.stages):
         train_stage(run, i, stage.method)
+        evaluate_checkpoints(run, i, f"stage{i}-{stage.method}")
     return summarise(run)

@@ -46,6 +46,78 @@ def _mlflow_sync(args: argparse.Namespace) -> None:
     print(f"uploaded {n} pending records from {args.output_dir} to MLflow")
 
 
+def _add_eval_options(p: argparse.ArgumentParser, *, default_benchmarks: list[str] | None) -> None:
+    p.add_argument("--benchmark", action="append", default=None, metavar="NAME",
+                   help=f"aime24, amc23 or world; repeatable (default: {', '.join(default_benchmarks or ['none'])})")
+    p.add_argument("--benchmark-file", action="append", default=[], metavar="NAME=PATH",
+                   help="a local .jsonl/.parquet file or directory for benchmark NAME (needed offline)")
+    p.add_argument("--n", type=int, default=1, help="samples per problem")
+    p.add_argument("--temperature", type=float, default=0.6)
+    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--max-tokens", type=int, default=2048)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N problems of each benchmark")
+    p.add_argument("--backend", default="vllm", choices=("vllm", "transformers"))
+    p.add_argument("--enable-thinking", choices=("on", "off"), default=None, help="Qwen3-style templates only")
+    p.add_argument("--world", default=None, metavar="DIR", help="world directory for the `world` benchmark")
+    p.add_argument("--results", default=None, metavar="DIR", help="write per-problem tables and metrics here")
+    p.set_defaults(default_benchmarks=default_benchmarks or [])
+
+
+def _evaluate(model_dir: str, args: argparse.Namespace) -> dict:
+    import json
+
+    from sparks.evaluate.benchmarks import load_benchmark
+    from sparks.evaluate.evaluate import evaluate_model
+    from sparks.evaluate.generate import SamplingSpec
+    from sparks.files import atomic_dir
+    from sparks.models import check_checkpoint
+
+    check_checkpoint(model_dir)
+    names = args.benchmark or args.default_benchmarks
+    files = dict(f.split("=", 1) for f in args.benchmark_file if "=" in f)
+    bad = [f for f in args.benchmark_file if "=" not in f]
+    if bad:
+        raise ValueError(f"--benchmark-file {bad[0]!r}: write it as NAME=PATH, e.g. aime24=data/aime24.jsonl")
+    world = None
+    if "world" in names and "world" not in files:
+        from sparks.config import WorldSettings
+        from sparks.world.build import World, world_for
+
+        world = World(Path(args.world)) if args.world else world_for(WorldSettings())
+    problems = {b: load_benchmark(b, source=files.get(b), world=world, limit=args.limit) for b in names}
+    spec = SamplingSpec(n=args.n, temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens, seed=args.seed)
+    thinking = None if args.enable_thinking is None else args.enable_thinking == "on"
+    print(f"evaluating {model_dir} on {', '.join(f'{b} ({len(p)})' for b, p in problems.items())} with {args.backend}, "
+          f"n={spec.n}", file=sys.stderr)
+    results = evaluate_model(model_dir, problems, spec, backend=args.backend, enable_thinking=thinking, progress=True)
+    for b, r in results.items():
+        m = r.metrics
+        extra = "".join(f"  {k} {m[k]:.3f}" for k in m if k.startswith(("pass@", "maj@")) and k != "pass@1" and "ci" not in k)
+        print(f"{b:8} pass@1 {m['pass@1']:.3f} [{m['pass@1_ci_low']:.3f}, {m['pass@1_ci_high']:.3f}]{extra}  "
+              f"mean length {m['mean_length']:.1f}  truncated {m['truncation_rate']:.2f}  ({m['problems']} problems)")
+    if args.results:
+        with atomic_dir(Path(args.results)) as tmp:
+            for b, r in results.items():
+                r.table.to_parquet(tmp / f"{b}.parquet", index=False)
+            (tmp / "metrics.json").write_text(json.dumps({b: r.metrics for b, r in results.items()}, indent=2))
+        print(f"per-problem tables and metrics in {args.results}")
+    return results
+
+
+def _eval(args: argparse.Namespace) -> None:
+    _evaluate(args.model_dir, args)
+
+
+def _ablate(args: argparse.Namespace) -> None:
+    from sparks.evaluate.interventions import write_scaled_checkpoint
+
+    out = write_scaled_checkpoint(args.model_dir, args.heads, args.scale, args.out)
+    print(f"edited checkpoint written to {out} (heads {args.heads} scaled by {args.scale})")
+    if args.benchmark:
+        _evaluate(str(out), args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sparks", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -72,6 +144,19 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("output_dir", metavar="OUTPUT_DIR")
     sync.add_argument("--uri", default=None, help="tracking URI (default: the run's own)")
     sync.set_defaults(func=_mlflow_sync)
+
+    ev = sub.add_parser("eval", help="evaluate a checkpoint on AIME'24 / AMC23 / the world's test split")
+    ev.add_argument("model_dir", metavar="MODEL_DIR")
+    _add_eval_options(ev, default_benchmarks=["aime24", "amc23"])
+    ev.set_defaults(func=_eval)
+
+    ab = sub.add_parser("ablate", help="write a checkpoint with heads scaled (0 = ablated), then evaluate it")
+    ab.add_argument("model_dir", metavar="MODEL_DIR")
+    ab.add_argument("--heads", required=True, help="heads as L{layer}H{head}, comma-separated, e.g. L12H3,L14H0")
+    ab.add_argument("--scale", type=float, default=0.0, help="0 ablates; 0.5 halves; 1.3 amplifies")
+    ab.add_argument("--out", required=True, metavar="DIR")
+    _add_eval_options(ab, default_benchmarks=None)
+    ab.set_defaults(func=_ablate)
 
     demo = sub.add_parser("demo", help="run the main job on the embedded default")
     demo.add_argument("--config", default="configs/demo.yaml")

@@ -90,6 +90,8 @@ class SnapshotSettings(_Section):
 class EvaluationSettings(_Section):
     enabled: bool = Field(True, description="Evaluate checkpoints on the benchmarks.")
     benchmarks: list[str] = Field(default_factory=lambda: [WORLD], description="e.g. world, aime24, amc23.")
+    sources: dict[str, str] = Field(default_factory=dict, description="Local files for benchmarks, e.g. {aime24: data/aime24.jsonl}.")
+    limit: int | None = Field(None, ge=1, description="Evaluate only the first N problems of each benchmark.")
     every: int = Field(1, ge=1, description="Evaluate every k-th save.")
     n: int = Field(1, ge=1, le=1024, description="Samples per problem.")
     temperature: float = Field(0.6, ge=0, description="Sampling temperature (0 = greedy).")

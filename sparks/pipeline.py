@@ -2,14 +2,16 @@
 
 1. prepare: the world (if used), the training problems, the attribution pairs, the MLflow run;
    snapshots already on disk (a resumed run) are read back into the ledger.
-2. base snapshot (step 0): the reference that makes a head "emergent".
+2. base snapshot and evaluation (step 0): the reference that makes a head "emergent".
 3. each stage (sft / distill / grpo) in order, continuing the step axis; the checkpoint hook
-   snapshots every save, and each snapshot updates the ledger, MLflow and the trajectory figure.
+   snapshots every save, and each snapshot updates the ledger, MLflow and the trajectory figure;
+   then every `evaluation.every`-th save is evaluated (vLLM by default) and logged at its step.
 4. summarise: ledger table, final figure, a summary dict.
 
 Layout of `output_dir`:
     run.json, mlflow_run.json, pending.jsonl (only while MLflow is unreachable)
     base/circuit/                       snapshot of the base model (step 0)
+    base/eval/, stage{i}-{method}/checkpoint-N/eval/   per-problem tables and metrics.json
     stage{i}-{method}/checkpoint-N/circuit/   one snapshot per save; final/ is the stage's model
     ledger.parquet, figures/trajectory.png, figures/heatmap-step{N}.png
 """
@@ -29,6 +31,8 @@ from transformers import TrainerCallback
 from sparks.circuits.pairs import encode_pairs, load_pairs
 from sparks.circuits.snapshot import CircuitSnapshot, build_snapshot, read_snapshot, write_snapshot
 from sparks.config import WORLD, RunConfig
+from sparks.evaluate.benchmarks import load_benchmark
+from sparks.evaluate.evaluate import evaluate_model
 from sparks.evaluate.generate import SamplingSpec, generate
 from sparks.files import atomic_dir, atomic_write_text, read_jsonl
 from sparks.grading import is_correct
@@ -94,6 +98,8 @@ class TrainingRun:
         for step, path in self._snapshots_on_disk():  # resumed run: earlier saves stay in the ledger
             self.tables.append(head_table(read_snapshot(path)))
         self.logged_steps = self.tracker.metric_steps("circuit/heads")  # a rerun logs no step twice
+        ev = self.cfg.evaluation
+        self.eval_logged = self.tracker.metric_steps(f"eval/{ev.benchmarks[0]}/pass@1") if ev.benchmarks else set()
         return {"problems": len(self.records), "pairs": len(pairs), "base_model": self.base_model}
 
     def _snapshots_on_disk(self) -> list[tuple[int, Path]]:
@@ -195,6 +201,45 @@ class TrainingRun:
         atomic_write_text(cache, "".join(json.dumps(r) + "\n" for r in kept))
         return kept
 
+    # evaluation -------------------------------------------------------------------------------
+    def _eval_inputs(self):
+        if not hasattr(self, "_benchmarks"):
+            ev = self.cfg.evaluation
+            world = world_for(self.cfg.world) if WORLD in ev.benchmarks and WORLD not in ev.sources else None
+            self._benchmarks = {b: load_benchmark(b, source=ev.sources.get(b), world=world, limit=ev.limit) for b in ev.benchmarks}
+        return self._benchmarks
+
+    def evaluate_checkpoints(self, i: int | None) -> dict[int, dict]:
+        """Evaluate every `evaluation.every`-th save of stage `i` (None: the base model, step 0);
+        results go to `checkpoint-N/eval/` and to MLflow at that save's step. Done ones are skipped."""
+        ev = self.cfg.evaluation
+        if not ev.enabled:
+            return {}
+        if i is None:
+            targets = [(0, Path(self.base_model), self.out / "base" / "eval")]
+        else:
+            ckpts = _checkpoints(self.stage_dir(i))[ev.every - 1 :: ev.every]
+            targets = [(self.step_offset(i) + int(c.name.split("-")[1]), c, c / "eval") for c in ckpts]
+        spec = SamplingSpec(n=ev.n, temperature=ev.temperature, top_p=ev.top_p, max_tokens=ev.max_tokens, seed=ev.seed)
+        done = {}
+        for step, model_dir, out in targets:
+            if not (out / "metrics.json").is_file():
+                results = evaluate_model(model_dir, self._eval_inputs(), spec, backend=ev.backend)
+                if out.exists():  # a leftover without metrics.json: an interrupted write
+                    shutil.rmtree(out)
+                with atomic_dir(out) as tmp:
+                    for b, r in results.items():
+                        r.table.to_parquet(tmp / f"{b}.parquet", index=False)
+                    (tmp / "metrics.json").write_text(json.dumps({b: r.metrics for b, r in results.items()}, indent=2))
+                metrics = {b: r.metrics for b, r in results.items()}
+                if step not in self.eval_logged:
+                    self.tracker.log_metrics({f"eval/{b}/{k}": v for b, m in metrics.items() for k, v in m.items()}, step)
+                    for b, r in results.items():
+                        self.tracker.log_table(r.table.to_dict(orient="records"), f"eval/step-{step}/{b}.json")
+                    self.eval_logged.add(step)
+            done[step] = json.loads((out / "metrics.json").read_text())
+        return done
+
     # the hook's report ------------------------------------------------------------------------
     def on_snapshot(self, step: int, snap: CircuitSnapshot, path: Path) -> None:
         """Ledger row, MLflow metrics and artifacts, and a refreshed trajectory for one snapshot."""
@@ -279,6 +324,8 @@ def run_training(cfg: RunConfig) -> dict:
     run = TrainingRun(cfg)
     run.prepare()
     run.base_snapshot()
+    run.evaluate_checkpoints(None)
     for i in range(len(cfg.stages)):
         run.train_stage(i)
+        run.evaluate_checkpoints(i)
     return run.summarise()

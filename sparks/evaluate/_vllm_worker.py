@@ -23,7 +23,7 @@ def main(req_path: str, resp_path: str) -> None:
         max_tokens=s["max_tokens"], seed=s["seed"],
     )
     t0 = time.perf_counter()
-    outs = llm.generate(req["prompts"], params, use_tqdm=False)
+    outs = llm.generate(req["prompts"], params, use_tqdm=bool(req.get("progress")))
     seconds = time.perf_counter() - t0
     completions = [
         [{"text": c.text, "n_tokens": len(c.token_ids), "truncated": c.finish_reason == "length"} for c in o.outputs]

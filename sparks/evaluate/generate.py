@@ -53,9 +53,10 @@ class GenerationResult:
 
 
 def generate(
-    model_dir: str | Path, prompts: list[str], spec: SamplingSpec = SamplingSpec(), *, backend: str = "vllm"
+    model_dir: str | Path, prompts: list[str], spec: SamplingSpec = SamplingSpec(), *, backend: str = "vllm",
+    progress: bool = False,
 ) -> GenerationResult:
-    """`spec.n` completions for each already-formatted prompt."""
+    """`spec.n` completions for each already-formatted prompt (a progress bar on stderr if asked)."""
     model_dir = Path(model_dir)
     if backend not in BACKENDS:
         raise GenerationError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
@@ -64,19 +65,22 @@ def generate(
     if not prompts:
         raise GenerationError("no prompts to generate from: the benchmark or dataset is empty")
     if backend == "vllm":
-        return _generate_vllm(model_dir, prompts, spec)
-    return _generate_transformers(model_dir, prompts, spec)
+        return _generate_vllm(model_dir, prompts, spec, progress)
+    return _generate_transformers(model_dir, prompts, spec, progress)
 
 
-def _generate_vllm(model_dir: Path, prompts: list[str], spec: SamplingSpec) -> GenerationResult:
+def _generate_vllm(model_dir: Path, prompts: list[str], spec: SamplingSpec, progress: bool) -> GenerationResult:
     with tempfile.TemporaryDirectory(prefix="sparks-vllm-") as tmp:
         req, resp, log = Path(tmp, "request.json"), Path(tmp, "response.json"), Path(tmp, "vllm.log")
-        req.write_text(json.dumps({"model": str(model_dir), "prompts": prompts, "sampling": asdict(spec)}))
+        req.write_text(json.dumps({"model": str(model_dir), "prompts": prompts, "sampling": asdict(spec), "progress": progress}))
         env = {"VLLM_CPU_KVCACHE_SPACE": "1", "TOKENIZERS_PARALLELISM": "false"} | os.environ
         with open(log, "w") as logf:
+            # The child's log goes to a file (its tail is shown on failure); its progress bar, on
+            # stderr, reaches the terminal.
             proc = subprocess.run(
                 [sys.executable, "-m", "sparks.evaluate._vllm_worker", str(req), str(resp)],
-                stdout=logf, stderr=subprocess.STDOUT, env=env, check=False,
+                stdout=logf, stderr=None if progress else subprocess.STDOUT, env=env | ({"VLLM_LOGGING_LEVEL": "WARNING"} if progress else {}),
+                check=False,
             )
         if proc.returncode != 0 or not resp.is_file():
             tail = log.read_text()[-2000:]
@@ -86,7 +90,7 @@ def _generate_vllm(model_dir: Path, prompts: list[str], spec: SamplingSpec) -> G
     return GenerationResult(rows, out["seconds"], out["engine_seconds"])
 
 
-def _generate_transformers(model_dir: Path, prompts: list[str], spec: SamplingSpec) -> GenerationResult:
+def _generate_transformers(model_dir: Path, prompts: list[str], spec: SamplingSpec, progress: bool) -> GenerationResult:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -100,7 +104,12 @@ def _generate_transformers(model_dir: Path, prompts: list[str], spec: SamplingSp
     t0 = time.perf_counter()
     rows: list[list[Completion]] = []
     batch = max(1, 64 // spec.n)
-    for i in range(0, len(prompts), batch):
+    starts = range(0, len(prompts), batch)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="generate", unit="batch")
+    for i in starts:
         enc = tok(prompts[i : i + batch], return_tensors="pt", padding=True, add_special_tokens=False)
         greedy = spec.temperature == 0
         with torch.no_grad():

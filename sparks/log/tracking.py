@@ -34,6 +34,11 @@ def _reachable(uri: str) -> bool:
         return False
 
 
+def metric_key(name: str) -> str:
+    """MLflow's form of a metric name: pass@1 -> pass_at_1 (MLflow refuses '@')."""
+    return name.replace("@", "_at_")
+
+
 class Tracker:
     """Logs to one MLflow run, or to `pending.jsonl` while the server is unreachable."""
 
@@ -97,7 +102,9 @@ class Tracker:
                 fn(*args)
                 return
             except Exception as e:
-                self._go_offline(f"MLflow stopped answering ({type(e).__name__})")
+                if getattr(e, "error_code", None) == "INVALID_PARAMETER_VALUE":
+                    raise  # our bad input, not an unreachable server: fail loudly
+                self._go_offline(f"MLflow stopped answering ({type(e).__name__}: {str(e)[:120]})")
         with open(self.pending, "a") as f:
             f.write(json.dumps({"kind": kind, "args": args}, default=str) + "\n")
 
@@ -135,13 +142,14 @@ class Tracker:
         if self.offline or self.client is None:
             return set()
         try:
-            return {m.step for m in self.client.get_metric_history(self.run_id, key)}
+            return {m.step for m in self.client.get_metric_history(self.run_id, metric_key(key))}
         except Exception as e:
             self._go_offline(f"MLflow stopped answering ({type(e).__name__})")
             return set()
 
     def log_metrics(self, metrics: dict, step: int) -> None:
-        metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and v == v}
+        """Log numeric metrics; '@' (pass@1) is not allowed in MLflow keys and becomes '_at_'."""
+        metrics = {metric_key(k): v for k, v in metrics.items() if isinstance(v, (int, float)) and v == v}
         if metrics:
             self._call("metrics", self._log_metrics, metrics, step)
 

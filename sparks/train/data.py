@@ -40,10 +40,15 @@ def read_records(source: str) -> list[dict]:
             if not files:
                 raise DataError(f"{p} holds no .jsonl, .json or .parquet files")
             return [r for f in files for r in read_records(str(f))]
-        if p.suffix in (".jsonl", ".json"):
-            return list(datasets.load_dataset("json", data_files=str(p), split="train"))
-        if p.suffix == ".parquet":
-            return list(datasets.load_dataset("parquet", data_files=str(p), split="train"))
+        if p.suffix in (".jsonl", ".json", ".parquet"):
+            if not p.is_file():
+                raise DataError(f"{source}: file not found")
+            if not p.read_bytes().strip():
+                return []
+            try:
+                return list(datasets.load_dataset("parquet" if p.suffix == ".parquet" else "json", data_files=str(p), split="train"))
+            except Exception as e:
+                raise DataError(f"{source}: cannot read it ({type(e).__name__}); check that it is valid JSON lines or parquet") from e
         if p.exists() or source.startswith((".", "/")):
             raise DataError(f"{source}: unsupported file type; use .jsonl, .json or .parquet")
         return list(datasets.load_dataset(source, split="train"))

@@ -22,6 +22,7 @@ def _config(tmp_path, world, uri, name="t"):
              "num_generations": 4, "max_completion_length": 16},
         ],
         "snapshot": {"steps": 2, "top_k": 40, "n_pairs": 8, "batch_size": 8},
+        "evaluation": {"benchmarks": ["world"], "every": 2, "n": 2, "max_tokens": 24, "limit": 6, "backend": "transformers"},
         "tracking": {"mlflow_uri": uri, "experiment": "flow-test"},
     })
 
@@ -61,6 +62,8 @@ def test_checkpoints_and_snapshots_at_every_save(finished):
             assert (out / stage / f"checkpoint-{s}" / "model.safetensors").is_file()
             assert (out / stage / f"checkpoint-{s}" / "circuit" / "edges.parquet").is_file()
         assert (out / stage / "final" / "model.safetensors").is_file()
+        assert (out / stage / "checkpoint-4" / "eval" / "world.parquet").is_file()
+        assert not (out / stage / "checkpoint-2" / "eval").exists()
     assert summary["saves"] == 5 and not summary["offline"]
     assert (out / "figures" / "trajectory.png").stat().st_size > 10_000
     import pandas as pd
@@ -77,12 +80,14 @@ def test_mlflow_has_trainer_and_head_metrics_on_one_step_axis(finished):
     assert _steps(client, rid, "head/L0H0") == [0, 2, 4, 6, 8]
     assert _steps(client, rid, "loss")[:4] == [1, 2, 3, 4]  # SFT
     assert _steps(client, rid, "reward") == [5, 6, 7, 8]  # GRPO continues the axis
+    assert _steps(client, rid, "eval/world/pass_at_1") == [0, 4, 8]  # base, then every 2nd save
+    assert _steps(client, rid, "eval/world/pass_at_2") == [0, 4, 8]
     for key in ("circuit/emergent", "circuit/activated", "circuit/pruned", "reward_std"):
         assert client.get_metric_history(rid, key), key
     run = client.get_run(rid)
     assert run.data.params["stages.1.method"] == "grpo" and run.data.tags["method"] == "sft+grpo"
     arts = {a.path for a in client.list_artifacts(rid)}
-    assert {"figures", "snapshots", "ledger.json"} <= arts
+    assert {"figures", "snapshots", "ledger.json", "eval"} <= arts
     assert {a.path for a in client.list_artifacts(rid, "snapshots/step-6")} >= {"snapshots/step-6/circuit", "snapshots/step-6/heatmap-step6.png"}
 
 
@@ -108,6 +113,7 @@ def test_rerun_resumes_without_redoing_snapshots(finished):
     assert (out / "stage1-grpo" / "final" / "model.safetensors").is_file()
     assert _steps(client, summary["run_id"], "circuit/heads") == [0, 2, 4, 6, 8], "no step logged twice"
     assert _steps(client, summary["run_id"], "reward") == [5, 6, 7, 8]
+    assert _steps(client, summary["run_id"], "eval/world/pass_at_1") == [0, 4, 8]
 
 
 def test_unreachable_mlflow_does_not_stop_training(prefect_server, world, tmp_path, monkeypatch, capfd):
@@ -116,7 +122,7 @@ def test_unreachable_mlflow_does_not_stop_training(prefect_server, world, tmp_pa
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("sparks.pipeline.world_for", lambda s, cache_root=None: world)
     cfg = _config(tmp_path, world, "http://127.0.0.1:9", name="offline")
-    cfg = cfg.model_copy(update={"stages": cfg.stages[:1]})
+    cfg = cfg.model_copy(update={"stages": cfg.stages[:1], "evaluation": cfg.evaluation.model_copy(update={"enabled": False})})
     summary = post_train(cfg)
     assert summary["offline"] and summary["saves"] == 3
     err = capfd.readouterr().err

@@ -64,6 +64,13 @@ def _add_eval_options(p: argparse.ArgumentParser, *, default_benchmarks: list[st
     p.set_defaults(default_benchmarks=default_benchmarks or [])
 
 
+def _benchmark_files(args: argparse.Namespace) -> dict[str, str]:
+    bad = [f for f in args.benchmark_file if "=" not in f]
+    if bad:
+        raise ValueError(f"--benchmark-file {bad[0]!r}: write it as NAME=PATH, e.g. aime24=data/aime24.jsonl")
+    return dict(f.split("=", 1) for f in args.benchmark_file)
+
+
 def _evaluate(model_dir: str, args: argparse.Namespace) -> dict:
     import json
 
@@ -75,10 +82,7 @@ def _evaluate(model_dir: str, args: argparse.Namespace) -> dict:
 
     check_checkpoint(model_dir)
     names = args.benchmark or args.default_benchmarks
-    files = dict(f.split("=", 1) for f in args.benchmark_file if "=" in f)
-    bad = [f for f in args.benchmark_file if "=" not in f]
-    if bad:
-        raise ValueError(f"--benchmark-file {bad[0]!r}: write it as NAME=PATH, e.g. aime24=data/aime24.jsonl")
+    files = _benchmark_files(args)
     world = None
     if "world" in names and "world" not in files:
         from sparks.config import WorldSettings
@@ -112,6 +116,7 @@ def _eval(args: argparse.Namespace) -> None:
 def _ablate(args: argparse.Namespace) -> None:
     from sparks.evaluate.interventions import write_scaled_checkpoint
 
+    _benchmark_files(args)  # every argument is checked before anything is written
     out = write_scaled_checkpoint(args.model_dir, args.heads, args.scale, args.out)
     print(f"edited checkpoint written to {out} (heads {args.heads} scaled by {args.scale})")
     if args.benchmark:

@@ -142,10 +142,10 @@ def load_config(path: str | Path, **overrides) -> RunConfig:
     return validate_config(raw, source=str(path))
 
 
-def validate_config(raw: dict, *, source: str = "config") -> RunConfig:
-    """Validate a mapping as a RunConfig; the error names the first bad field and what to do."""
+def validate_config(raw: dict, *, source: str = "config", model: type[BaseModel] | None = None):
+    """Validate a mapping as a RunConfig (or `model`); the error names the first bad field and what to do."""
     try:
-        return RunConfig.model_validate(raw)
+        return (model or RunConfig).model_validate(raw)
     except ValidationError as e:
         err = e.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or "(top level)"
@@ -156,3 +156,24 @@ def validate_config(raw: dict, *, source: str = "config") -> RunConfig:
             msg += f" (got {err['input']!r})"
         more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
         raise ConfigError(f"{source}: {field}: {msg}{more}") from None
+
+
+class AblationConfig(_Section):
+    """An ablation study: evaluate a model as it is and with a set of heads scaled."""
+
+    name: str = Field("ablation", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="Study name.")
+    model: str = Field(description="The model: a checkpoint directory (or a hub id).")
+    heads: list[str] = Field(default_factory=list, description="Heads as L{layer}H{head}; or use heads_from.")
+    heads_from: str | None = Field(
+        None, description="A training run's output_dir (its emergent heads at the last save) or a snapshot directory (its circuit heads)."
+    )
+    scales: list[float] = Field(default_factory=lambda: [0.0], min_length=1, description="0 ablates; 0.5 halves; 1.3 amplifies.")
+    output_dir: str = Field("runs/ablation", description="Edited checkpoints and evaluation tables go here.")
+    evaluation: EvaluationSettings = EvaluationSettings()
+    tracking: TrackingSettings = TrackingSettings()
+
+    @model_validator(mode="after")
+    def _check(self) -> AblationConfig:
+        if bool(self.heads) == bool(self.heads_from):
+            raise ValueError("give exactly one of heads (e.g. [L12H3, L14H0]) or heads_from (a run or snapshot directory)")
+        return self

@@ -74,14 +74,16 @@ def scaled_heads(model, heads: list[tuple[int, int]], scale: float) -> Iterator[
 
 def write_scaled_checkpoint(model_dir: str | Path, heads: str | list[str], scale: float, out_dir: str | Path) -> Path:
     """Copy of the checkpoint at `model_dir` with `heads` scaled by `scale`, written atomically."""
-    from sparks.models import load_model, load_tokenizer
+    from transformers import AutoConfig
+
+    from sparks.models import check_checkpoint, load_model, load_tokenizer
 
     if Path(out_dir).exists():
         raise FileExistsError(f"{out_dir} already exists: choose another --out")
+    cfg = AutoConfig.from_pretrained(str(check_checkpoint(model_dir)))
+    parsed = parse_heads(heads, n_layers=cfg.num_hidden_layers, n_heads=cfg.num_attention_heads)  # before any loading
     tok = load_tokenizer(model_dir)
     model = load_model(model_dir, device="cpu")
-    a = adapter_for(model)
-    parsed = parse_heads(heads, n_layers=a.n_layers, n_heads=a.n_heads)
     scale_heads_(model, parsed, scale)
     with atomic_dir(Path(out_dir)) as tmp:
         model.save_pretrained(str(tmp))

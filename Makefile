@@ -29,6 +29,7 @@ demo: $(STAMP)
 	$(BIN)/sparks demo --config configs/demo.yaml --out $(OUT)
 
 test: $(STAMP)
+	$(BIN)/ruff check sparks flows tests benchmarks tools
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

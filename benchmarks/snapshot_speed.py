@@ -62,7 +62,9 @@ def _peak_mb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS
 
 
-def bench(name: str, model, batches: list[PairBatch], steps: int, repeats: int, device: str) -> dict:
+def bench(
+    name: str, model, batches: list[PairBatch], steps: int, repeats: int, device: str
+) -> dict:
     model = model.to(device).eval()
     batches = [b.to(device) for b in batches]
     if device == "cuda":
@@ -72,11 +74,23 @@ def bench(name: str, model, batches: list[PairBatch], steps: int, repeats: int, 
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     attr = _timed(lambda: attribute(model, batches, steps=steps), device, repeats)
-    snap = _timed(lambda: build_snapshot(model, batches, steps=steps, top_k=200, n_boot=50), device, repeats)
+    snap = _timed(
+        lambda: build_snapshot(model, batches, steps=steps, top_k=200, n_boot=50), device, repeats
+    )
     tokens = sum(int(b.mask.sum()) for b in batches)
-    return {"model": name, "device": device, "pairs": sum(len(b.last) for b in batches), "tokens": tokens,
-            "floor_s": floor, "attr_s": attr, "snapshot_s": snap, "attr_ratio": attr / floor,
-            "snapshot_ratio": snap / floor, "floor_peak_mb": floor_mem, "snapshot_peak_mb": _peak_mb(device)}
+    return {
+        "model": name,
+        "device": device,
+        "pairs": sum(len(b.last) for b in batches),
+        "tokens": tokens,
+        "floor_s": floor,
+        "attr_s": attr,
+        "snapshot_s": snap,
+        "attr_ratio": attr / floor,
+        "snapshot_ratio": snap / floor,
+        "floor_peak_mb": floor_mem,
+        "snapshot_peak_mb": _peak_mb(device),
+    }
 
 
 def main() -> None:
@@ -84,7 +98,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--world", default="artifacts/worlds/bench", help="world directory (built if missing)")
+    ap.add_argument(
+        "--world", default="artifacts/worlds/bench", help="world directory (built if missing)"
+    )
     args = ap.parse_args()
     torch.manual_seed(0)
     from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config
@@ -95,21 +111,50 @@ def main() -> None:
     tok = AutoTokenizer.from_pretrained(str(world.model_dir))
     batches = encode_pairs(tok, world.pairs(), batch_size=args.batch)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    rows = [bench("embedded (4L x 4H, 1M)", AutoModelForCausalLM.from_pretrained(str(world.model_dir)), batches, args.steps, args.repeats, device)]
+    rows = [
+        bench(
+            "embedded (4L x 4H, 1M)",
+            AutoModelForCausalLM.from_pretrained(str(world.model_dir)),
+            batches,
+            args.steps,
+            args.repeats,
+            device,
+        )
+    ]
     if device == "cuda":
-        cfg = Qwen2Config(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
-                          num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True, max_position_embeddings=4096)
+        cfg = Qwen2Config(
+            hidden_size=1536,
+            intermediate_size=8960,
+            num_hidden_layers=28,
+            num_attention_heads=12,
+            num_key_value_heads=2,
+            vocab_size=151936,
+            tie_word_embeddings=True,
+            max_position_embeddings=4096,
+        )
         big = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16)
         # Same pairs, ids folded into the big vocabulary (random weights: only shapes matter).
-        rows.append(bench("Qwen2.5-1.5B-shaped (random, bf16)", big, batches, args.steps, args.repeats, device))
+        rows.append(
+            bench(
+                "Qwen2.5-1.5B-shaped (random, bf16)", big, batches, args.steps, args.repeats, device
+            )
+        )
     else:
-        print("Qwen2.5-1.5B-shaped row skipped: no CUDA GPU on this machine (it needs one to finish in minutes).")
-    print(f"\nEAP-IG steps m={args.steps}, batch={args.batch} pairs, torch threads={torch.get_num_threads()}")
-    print(f"{'model':38} {'dev':4} {'tokens':>6} {'m x (fwd+bwd) s':>16} {'attr s':>8} {'snapshot s':>11} "
-          f"{'attr/floor':>10} {'snap/floor':>10} {'peak MB':>8}")
+        print(
+            "Qwen2.5-1.5B-shaped row skipped: no CUDA GPU on this machine (it needs one to finish in minutes)."
+        )
+    print(
+        f"\nEAP-IG steps m={args.steps}, batch={args.batch} pairs, torch threads={torch.get_num_threads()}"
+    )
+    print(
+        f"{'model':38} {'dev':4} {'tokens':>6} {'m x (fwd+bwd) s':>16} {'attr s':>8} {'snapshot s':>11} "
+        f"{'attr/floor':>10} {'snap/floor':>10} {'peak MB':>8}"
+    )
     for r in rows:
-        print(f"{r['model']:38} {r['device']:4} {r['tokens']:6d} {r['floor_s']:16.3f} {r['attr_s']:8.3f} "
-              f"{r['snapshot_s']:11.3f} {r['attr_ratio']:10.2f} {r['snapshot_ratio']:10.2f} {r['snapshot_peak_mb']:8.0f}")
+        print(
+            f"{r['model']:38} {r['device']:4} {r['tokens']:6d} {r['floor_s']:16.3f} {r['attr_s']:8.3f} "
+            f"{r['snapshot_s']:11.3f} {r['attr_ratio']:10.2f} {r['snapshot_ratio']:10.2f} {r['snapshot_peak_mb']:8.0f}"
+        )
 
 
 if __name__ == "__main__":

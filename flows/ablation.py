@@ -19,7 +19,10 @@ def ablate_and_evaluate(config: AblationConfig) -> dict:
     return run_ablation(config)
 
 
-@flow(name="ablation-study", description="Scale (0 = ablate) a head set and compare benchmark accuracy in MLflow.")
+@flow(
+    name="ablation-study",
+    description="Scale (0 = ablate) a head set and compare benchmark accuracy in MLflow.",
+)
 def ablation_study(config: AblationConfig) -> dict:
     """Evaluate `config.model` as it is and with `config`'s heads scaled by each of `config.scales`."""
     heads_of(config)  # fails fast, before any checkpoint is written

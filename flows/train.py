@@ -29,7 +29,9 @@ def train_stage(run: TrainingRun, i: int, method: str) -> dict:
     return run.train_stage(i)
 
 
-@task(name="evaluate-checkpoints", task_run_name="evaluate-{label}", cache_policy=NO_CACHE, retries=1)
+@task(
+    name="evaluate-checkpoints", task_run_name="evaluate-{label}", cache_policy=NO_CACHE, retries=1
+)
 def evaluate_checkpoints(run: TrainingRun, i: int | None, label: str) -> dict:
     # Idempotent (done checkpoints are skipped), so one retry is safe, e.g. after an engine hiccup.
     return run.evaluate_checkpoints(i)
@@ -40,7 +42,10 @@ def summarise(run: TrainingRun) -> dict:
     return run.summarise()
 
 
-@flow(name="post-train", description="SFT / distill / GRPO with TRL; a circuit snapshot at every save; heads in MLflow.")
+@flow(
+    name="post-train",
+    description="SFT / distill / GRPO with TRL; a circuit snapshot at every save; heads in MLflow.",
+)
 def post_train(config: RunConfig = RunConfig()) -> dict:
     """Train `config`'s stages in order and track attention heads across every save."""
     run = TrainingRun(config)

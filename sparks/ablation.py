@@ -35,11 +35,15 @@ def resolve_heads(cfg: AblationConfig) -> list[str]:
         last = ledger[ledger.step == ledger.step.max()]
         heads = last.loc[last.emergent, "head"].tolist()
         if not heads:
-            raise ValueError(f"{src}: no emergent heads at its last save (step {int(last.step.max())}): give heads explicitly")
+            raise ValueError(
+                f"{src}: no emergent heads at its last save (step {int(last.step.max())}): give heads explicitly"
+            )
         return heads
     if (src / "snapshot.json").is_file():
         return json.loads((src / "snapshot.json").read_text())["heads"]
-    raise FileNotFoundError(f"heads_from {src} is neither a training run (ledger.parquet) nor a snapshot (snapshot.json)")
+    raise FileNotFoundError(
+        f"heads_from {src} is neither a training run (ledger.parquet) nor a snapshot (snapshot.json)"
+    )
 
 
 def variant_name(scale: float) -> str:
@@ -51,9 +55,16 @@ def run_ablation(cfg: AblationConfig) -> dict:
     heads = resolve_heads(cfg)
     out = Path(cfg.output_dir)
     ev = cfg.evaluation
-    world = world_for(WorldSettings()) if WORLD in ev.benchmarks and WORLD not in ev.sources else None
-    problems = {b: load_benchmark(b, source=ev.sources.get(b), world=world, limit=ev.limit) for b in ev.benchmarks}
-    spec = SamplingSpec(n=ev.n, temperature=ev.temperature, top_p=ev.top_p, max_tokens=ev.max_tokens, seed=ev.seed)
+    world = (
+        world_for(WorldSettings()) if WORLD in ev.benchmarks and WORLD not in ev.sources else None
+    )
+    problems = {
+        b: load_benchmark(b, source=ev.sources.get(b), world=world, limit=ev.limit)
+        for b in ev.benchmarks
+    }
+    spec = SamplingSpec(
+        n=ev.n, temperature=ev.temperature, top_p=ev.top_p, max_tokens=ev.max_tokens, seed=ev.seed
+    )
     variants = {BASELINE: Path(cfg.model)}
     for s in cfg.scales:
         d = out / variant_name(s) / "model"
@@ -68,7 +79,9 @@ def run_ablation(cfg: AblationConfig) -> dict:
             with atomic_dir(ev_dir) as tmp:
                 for b, r in res.items():
                     r.table.to_parquet(tmp / f"{b}.parquet", index=False)
-                (tmp / "metrics.json").write_text(json.dumps({b: r.metrics for b, r in res.items()}, indent=2))
+                (tmp / "metrics.json").write_text(
+                    json.dumps({b: r.metrics for b, r in res.items()}, indent=2)
+                )
         results[name] = json.loads((ev_dir / "metrics.json").read_text())
     _log(cfg, heads, results, out)
     return {"heads": heads, "results": results, "output_dir": str(out)}
@@ -76,9 +89,16 @@ def run_ablation(cfg: AblationConfig) -> dict:
 
 def _log(cfg: AblationConfig, heads: list[str], results: dict, out: Path) -> None:
     tracker = Tracker(cfg.tracking.mlflow_uri, cfg.tracking.experiment, cfg.name, out)
-    tracker.start({"model": cfg.model, "heads": ",".join(heads), "scales": ",".join(map(str, cfg.scales)),
-                   "benchmarks": ",".join(cfg.evaluation.benchmarks), "n": cfg.evaluation.n},
-                  {"sparks.kind": "ablation-study", "heads": ",".join(heads)})
+    tracker.start(
+        {
+            "model": cfg.model,
+            "heads": ",".join(heads),
+            "scales": ",".join(map(str, cfg.scales)),
+            "benchmarks": ",".join(cfg.evaluation.benchmarks),
+            "n": cfg.evaluation.n,
+        },
+        {"sparks.kind": "ablation-study", "heads": ",".join(heads)},
+    )
     rows = []
     for variant, per_bench in results.items():
         for b, m in per_bench.items():
@@ -101,7 +121,9 @@ def _figure(table: pd.DataFrame, heads: list[str], path: Path) -> Path:
     hi = table.pivot(index="variant", columns="benchmark", values="pass@1_ci_high")
     import numpy as np
 
-    err = np.stack([(piv - lo).T.to_numpy(), (hi - piv).T.to_numpy()], axis=1)  # [benchmarks, 2, variants]
+    err = np.stack(
+        [(piv - lo).T.to_numpy(), (hi - piv).T.to_numpy()], axis=1
+    )  # [benchmarks, 2, variants]
     ax = piv.plot.bar(yerr=err, capsize=3, figsize=(6, 3.5), rot=0)
     ax.set_ylabel("pass@1 (95% CI)")
     ax.set_title(f"heads {', '.join(heads)}", fontsize=9)

@@ -10,15 +10,22 @@ import argparse
 import sys
 from pathlib import Path
 
-USER_ERRORS: tuple[type[Exception], ...] = (ValueError, FileNotFoundError, FileExistsError, RuntimeError)
+USER_ERRORS: tuple[type[Exception], ...] = (
+    ValueError,
+    FileNotFoundError,
+    FileExistsError,
+    RuntimeError,
+)
 
 
 def _world_build(args: argparse.Namespace) -> None:
     from sparks.world.build import WorldSpec, build_world
 
     world = build_world(Path(args.out_dir), WorldSpec(seed=args.seed))
-    print(f"world ready in {world.root}: model in {world.model_dir}, tasks in {world.root / 'tasks'}, "
-          f"pairs in {world.pairs_path}")
+    print(
+        f"world ready in {world.root}: model in {world.model_dir}, tasks in {world.root / 'tasks'}, "
+        f"pairs in {world.pairs_path}"
+    )
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -31,12 +38,21 @@ def _snapshot(args: argparse.Namespace) -> None:
     from sparks.circuits import snapshot_checkpoint
 
     snap = snapshot_checkpoint(
-        args.model_dir, args.pairs, args.out, steps=args.steps, top_k=args.top_k,
-        batch_size=args.batch_size, metric=args.metric, n_pairs=args.n_pairs, step=args.step,
+        args.model_dir,
+        args.pairs,
+        args.out,
+        steps=args.steps,
+        top_k=args.top_k,
+        batch_size=args.batch_size,
+        metric=args.metric,
+        n_pairs=args.n_pairs,
+        step=args.step,
     )
     faith = snap.faithfulness.get(args.top_k)
-    print(f"snapshot written to {args.out}: {len(snap.heads)} heads in the top-{args.top_k} circuit "
-          f"({', '.join(snap.heads)}); faithfulness {faith:.3f}; {snap.seconds:.1f}s")
+    print(
+        f"snapshot written to {args.out}: {len(snap.heads)} heads in the top-{args.top_k} circuit "
+        f"({', '.join(snap.heads)}); faithfulness {faith:.3f}; {snap.seconds:.1f}s"
+    )
 
 
 def _mlflow_sync(args: argparse.Namespace) -> None:
@@ -47,27 +63,50 @@ def _mlflow_sync(args: argparse.Namespace) -> None:
 
 
 def _add_eval_options(p: argparse.ArgumentParser, *, default_benchmarks: list[str] | None) -> None:
-    p.add_argument("--benchmark", action="append", default=None, metavar="NAME",
-                   help=f"aime24, amc23 or world; repeatable (default: {', '.join(default_benchmarks or ['none'])})")
-    p.add_argument("--benchmark-file", action="append", default=[], metavar="NAME=PATH",
-                   help="a local .jsonl/.parquet file or directory for benchmark NAME (needed offline)")
+    p.add_argument(
+        "--benchmark",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help=f"aime24, amc23 or world; repeatable (default: {', '.join(default_benchmarks or ['none'])})",
+    )
+    p.add_argument(
+        "--benchmark-file",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="a local .jsonl/.parquet file or directory for benchmark NAME (needed offline)",
+    )
     p.add_argument("--n", type=int, default=1, help="samples per problem")
     p.add_argument("--temperature", type=float, default=0.6)
     p.add_argument("--top-p", type=float, default=0.95)
     p.add_argument("--max-tokens", type=int, default=2048)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N problems of each benchmark")
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="evaluate only the first N problems of each benchmark",
+    )
     p.add_argument("--backend", default="vllm", choices=("vllm", "transformers"))
-    p.add_argument("--enable-thinking", choices=("on", "off"), default=None, help="Qwen3-style templates only")
-    p.add_argument("--world", default=None, metavar="DIR", help="world directory for the `world` benchmark")
-    p.add_argument("--results", default=None, metavar="DIR", help="write per-problem tables and metrics here")
+    p.add_argument(
+        "--enable-thinking", choices=("on", "off"), default=None, help="Qwen3-style templates only"
+    )
+    p.add_argument(
+        "--world", default=None, metavar="DIR", help="world directory for the `world` benchmark"
+    )
+    p.add_argument(
+        "--results", default=None, metavar="DIR", help="write per-problem tables and metrics here"
+    )
     p.set_defaults(default_benchmarks=default_benchmarks or [])
 
 
 def _benchmark_files(args: argparse.Namespace) -> dict[str, str]:
     bad = [f for f in args.benchmark_file if "=" not in f]
     if bad:
-        raise ValueError(f"--benchmark-file {bad[0]!r}: write it as NAME=PATH, e.g. aime24=data/aime24.jsonl")
+        raise ValueError(
+            f"--benchmark-file {bad[0]!r}: write it as NAME=PATH, e.g. aime24=data/aime24.jsonl"
+        )
     return dict(f.split("=", 1) for f in args.benchmark_file)
 
 
@@ -89,22 +128,43 @@ def _evaluate(model_dir: str, args: argparse.Namespace) -> dict:
         from sparks.world.build import World, world_for
 
         world = World(Path(args.world)) if args.world else world_for(WorldSettings())
-    problems = {b: load_benchmark(b, source=files.get(b), world=world, limit=args.limit) for b in names}
-    spec = SamplingSpec(n=args.n, temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens, seed=args.seed)
+    problems = {
+        b: load_benchmark(b, source=files.get(b), world=world, limit=args.limit) for b in names
+    }
+    spec = SamplingSpec(
+        n=args.n,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        max_tokens=args.max_tokens,
+        seed=args.seed,
+    )
     thinking = None if args.enable_thinking is None else args.enable_thinking == "on"
-    print(f"evaluating {model_dir} on {', '.join(f'{b} ({len(p)})' for b, p in problems.items())} with {args.backend}, "
-          f"n={spec.n}", file=sys.stderr)
-    results = evaluate_model(model_dir, problems, spec, backend=args.backend, enable_thinking=thinking, progress=True)
+    print(
+        f"evaluating {model_dir} on {', '.join(f'{b} ({len(p)})' for b, p in problems.items())} with {args.backend}, "
+        f"n={spec.n}",
+        file=sys.stderr,
+    )
+    results = evaluate_model(
+        model_dir, problems, spec, backend=args.backend, enable_thinking=thinking, progress=True
+    )
     for b, r in results.items():
         m = r.metrics
-        extra = "".join(f"  {k} {m[k]:.3f}" for k in m if k.startswith(("pass@", "maj@")) and k != "pass@1" and "ci" not in k)
-        print(f"{b:8} pass@1 {m['pass@1']:.3f} [{m['pass@1_ci_low']:.3f}, {m['pass@1_ci_high']:.3f}]{extra}  "
-              f"mean length {m['mean_length']:.1f}  truncated {m['truncation_rate']:.2f}  ({m['problems']} problems)")
+        extra = "".join(
+            f"  {k} {m[k]:.3f}"
+            for k in m
+            if k.startswith(("pass@", "maj@")) and k != "pass@1" and "ci" not in k
+        )
+        print(
+            f"{b:8} pass@1 {m['pass@1']:.3f} [{m['pass@1_ci_low']:.3f}, {m['pass@1_ci_high']:.3f}]{extra}  "
+            f"mean length {m['mean_length']:.1f}  truncated {m['truncation_rate']:.2f}  ({m['problems']} problems)"
+        )
     if args.results:
         with atomic_dir(Path(args.results)) as tmp:
             for b, r in results.items():
                 r.table.to_parquet(tmp / f"{b}.parquet", index=False)
-            (tmp / "metrics.json").write_text(json.dumps({b: r.metrics for b, r in results.items()}, indent=2))
+            (tmp / "metrics.json").write_text(
+                json.dumps({b: r.metrics for b, r in results.items()}, indent=2)
+            )
         print(f"per-problem tables and metrics in {args.results}")
     return results
 
@@ -127,17 +187,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sparks", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    world = sub.add_parser("world", help="the embedded tiny world").add_subparsers(dest="world_cmd", required=True)
-    build = world.add_parser("build", help="build tokenizer, tiny model, tasks and pairs into OUT_DIR")
+    world = sub.add_parser("world", help="the embedded tiny world").add_subparsers(
+        dest="world_cmd", required=True
+    )
+    build = world.add_parser(
+        "build", help="build tokenizer, tiny model, tasks and pairs into OUT_DIR"
+    )
     build.add_argument("out_dir", metavar="OUT_DIR")
     build.add_argument("--seed", type=int, default=0)
     build.set_defaults(func=_world_build)
 
-    snap = sub.add_parser("snapshot", help="build a circuit snapshot (EAP-IG over attention heads) of a checkpoint")
+    snap = sub.add_parser(
+        "snapshot", help="build a circuit snapshot (EAP-IG over attention heads) of a checkpoint"
+    )
     snap.add_argument("model_dir", metavar="MODEL_DIR")
-    snap.add_argument("--pairs", required=True, metavar="PAIRS.jsonl", help="clean/corrupted prompt pairs")
+    snap.add_argument(
+        "--pairs", required=True, metavar="PAIRS.jsonl", help="clean/corrupted prompt pairs"
+    )
     snap.add_argument("--out", required=True, metavar="DIR", help="snapshot directory to create")
-    snap.add_argument("--steps", type=int, default=5, help="integrated-gradient steps (1 = plain EAP)")
+    snap.add_argument(
+        "--steps", type=int, default=5, help="integrated-gradient steps (1 = plain EAP)"
+    )
     snap.add_argument("--top-k", type=int, default=200, help="edges kept in the circuit")
     snap.add_argument("--batch-size", type=int, default=16)
     snap.add_argument("--metric", default="logit_diff", choices=("logit_diff", "logprob", "kl"))
@@ -145,19 +215,27 @@ def build_parser() -> argparse.ArgumentParser:
     snap.add_argument("--step", type=int, default=0, help="training step recorded in the snapshot")
     snap.set_defaults(func=_snapshot)
 
-    sync = sub.add_parser("mlflow-sync", help="upload what a run kept locally while MLflow was unreachable")
+    sync = sub.add_parser(
+        "mlflow-sync", help="upload what a run kept locally while MLflow was unreachable"
+    )
     sync.add_argument("output_dir", metavar="OUTPUT_DIR")
     sync.add_argument("--uri", default=None, help="tracking URI (default: the run's own)")
     sync.set_defaults(func=_mlflow_sync)
 
-    ev = sub.add_parser("eval", help="evaluate a checkpoint on AIME'24 / AMC23 / the world's test split")
+    ev = sub.add_parser(
+        "eval", help="evaluate a checkpoint on AIME'24 / AMC23 / the world's test split"
+    )
     ev.add_argument("model_dir", metavar="MODEL_DIR")
     _add_eval_options(ev, default_benchmarks=["aime24", "amc23"])
     ev.set_defaults(func=_eval)
 
-    ab = sub.add_parser("ablate", help="write a checkpoint with heads scaled (0 = ablated), then evaluate it")
+    ab = sub.add_parser(
+        "ablate", help="write a checkpoint with heads scaled (0 = ablated), then evaluate it"
+    )
     ab.add_argument("model_dir", metavar="MODEL_DIR")
-    ab.add_argument("--heads", required=True, help="heads as L{layer}H{head}, comma-separated, e.g. L12H3,L14H0")
+    ab.add_argument(
+        "--heads", required=True, help="heads as L{layer}H{head}, comma-separated, e.g. L12H3,L14H0"
+    )
     ab.add_argument("--scale", type=float, default=0.0, help="0 ablates; 0.5 halves; 1.3 amplifies")
     ab.add_argument("--out", required=True, metavar="DIR")
     _add_eval_options(ab, default_benchmarks=None)

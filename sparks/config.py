@@ -43,9 +43,12 @@ class ModelSettings(_Section):
 
 class DataSettings(_Section):
     train: str = Field(
-        WORLD, description="Training problems: 'world', a local JSONL/parquet file, or a hub dataset id."
+        WORLD,
+        description="Training problems: 'world', a local JSONL/parquet file, or a hub dataset id.",
     )
-    max_samples: int | None = Field(None, ge=1, description="Use at most this many training problems.")
+    max_samples: int | None = Field(
+        None, ge=1, description="Use at most this many training problems."
+    )
 
 
 class StageSettings(_Section):
@@ -53,7 +56,9 @@ class StageSettings(_Section):
         description="sft: on reference solutions; distill: SFT on a teacher's; grpo: RL on correctness."
     )
     max_steps: int = Field(30, ge=1, description="Optimizer steps in this stage.")
-    save_steps: int = Field(5, ge=1, description="Save a checkpoint (and a snapshot) every N steps.")
+    save_steps: int = Field(
+        5, ge=1, description="Save a checkpoint (and a snapshot) every N steps."
+    )
     learning_rate: float = Field(1e-3, gt=0, le=1, description="Peak learning rate.")
     batch_size: int = Field(8, ge=1, description="Per-device batch size.")
     grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps.")
@@ -73,14 +78,18 @@ class StageSettings(_Section):
                 f"num_generations ({self.num_generations}); change one of them"
             )
         if self.method == "distill" and not self.teacher:
-            raise ValueError("method 'distill' needs a teacher: set teacher to a model path or hub id")
+            raise ValueError(
+                "method 'distill' needs a teacher: set teacher to a model path or hub id"
+            )
         return self
 
 
 class SnapshotSettings(_Section):
     enabled: bool = Field(True, description="Build a circuit snapshot at every save.")
     steps: int = Field(5, ge=1, le=1000, description="Integrated-gradient steps (1 = plain EAP).")
-    metric: Literal["logit_diff", "logprob", "kl"] = Field("logit_diff", description="Attribution metric.")
+    metric: Literal["logit_diff", "logprob", "kl"] = Field(
+        "logit_diff", description="Attribution metric."
+    )
     top_k: int = Field(200, ge=1, description="Edges kept in the circuit (by |score|).")
     n_pairs: int = Field(32, ge=1, description="Prompt pairs per snapshot.")
     batch_size: int = Field(16, ge=1, description="Pairs per forward/backward batch.")
@@ -89,20 +98,31 @@ class SnapshotSettings(_Section):
 
 class EvaluationSettings(_Section):
     enabled: bool = Field(True, description="Evaluate checkpoints on the benchmarks.")
-    benchmarks: list[str] = Field(default_factory=lambda: [WORLD], description="e.g. world, aime24, amc23.")
-    sources: dict[str, str] = Field(default_factory=dict, description="Local files for benchmarks, e.g. {aime24: data/aime24.jsonl}.")
-    limit: int | None = Field(None, ge=1, description="Evaluate only the first N problems of each benchmark.")
+    benchmarks: list[str] = Field(
+        default_factory=lambda: [WORLD], description="e.g. world, aime24, amc23."
+    )
+    sources: dict[str, str] = Field(
+        default_factory=dict,
+        description="Local files for benchmarks, e.g. {aime24: data/aime24.jsonl}.",
+    )
+    limit: int | None = Field(
+        None, ge=1, description="Evaluate only the first N problems of each benchmark."
+    )
     every: int = Field(1, ge=1, description="Evaluate every k-th save.")
     n: int = Field(1, ge=1, le=1024, description="Samples per problem.")
     temperature: float = Field(0.6, ge=0, description="Sampling temperature (0 = greedy).")
     top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling.")
-    max_tokens: int = Field(96, ge=1, description="Max new tokens per sample (vLLM's default is 16).")
+    max_tokens: int = Field(
+        96, ge=1, description="Max new tokens per sample (vLLM's default is 16)."
+    )
     seed: int = Field(0, description="Sampling seed.")
     backend: Literal["vllm", "transformers"] = Field("vllm", description="Generation engine.")
 
 
 class TrackingSettings(_Section):
-    mlflow_uri: str | None = Field(None, description="MLflow tracking URI; default: ./mlflow/data (a file store).")
+    mlflow_uri: str | None = Field(
+        None, description="MLflow tracking URI; default: ./mlflow/data (a file store)."
+    )
     experiment: str = Field("sparks", min_length=1, description="MLflow experiment name.")
 
 
@@ -116,7 +136,9 @@ class RunConfig(_Section):
     model: ModelSettings = ModelSettings()
     data: DataSettings = DataSettings()
     stages: list[StageSettings] = Field(
-        default_factory=lambda: [StageSettings(method="sft")], min_length=1, description="Run in order."
+        default_factory=lambda: [StageSettings(method="sft")],
+        min_length=1,
+        description="Run in order.",
     )
     snapshot: SnapshotSettings = SnapshotSettings()
     evaluation: EvaluationSettings = EvaluationSettings()
@@ -129,7 +151,9 @@ def load_config(path: str | Path, **overrides) -> RunConfig:
 
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {path} not found: pass the path of a YAML file such as configs/demo.yaml")
+        raise ConfigError(
+            f"config file {path} not found: pass the path of a YAML file such as configs/demo.yaml"
+        )
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
@@ -137,7 +161,9 @@ def load_config(path: str | Path, **overrides) -> RunConfig:
         line = f" at line {where.line + 1}" if where else ""
         raise ConfigError(f"{path}: not valid YAML{line}: {getattr(e, 'problem', e)}") from e
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of settings at the top level, got {type(raw).__name__}")
+        raise ConfigError(
+            f"{path}: expected a mapping of settings at the top level, got {type(raw).__name__}"
+        )
     raw.update({k: v for k, v in overrides.items() if v is not None})
     return validate_config(raw, source=str(path))
 
@@ -161,19 +187,32 @@ def validate_config(raw: dict, *, source: str = "config", model: type[BaseModel]
 class AblationConfig(_Section):
     """An ablation study: evaluate a model as it is and with a set of heads scaled."""
 
-    name: str = Field("ablation", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="Study name.")
-    model: str = Field(description="The model: a checkpoint directory (or a hub id).")
-    heads: list[str] = Field(default_factory=list, description="Heads as L{layer}H{head}; or use heads_from.")
-    heads_from: str | None = Field(
-        None, description="A training run's output_dir (its emergent heads at the last save) or a snapshot directory (its circuit heads)."
+    name: str = Field(
+        "ablation", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="Study name."
     )
-    scales: list[float] = Field(default_factory=lambda: [0.0], min_length=1, description="0 ablates; 0.5 halves; 1.3 amplifies.")
-    output_dir: str = Field("runs/ablation", description="Edited checkpoints and evaluation tables go here.")
+    model: str = Field(description="The model: a checkpoint directory (or a hub id).")
+    heads: list[str] = Field(
+        default_factory=list, description="Heads as L{layer}H{head}; or use heads_from."
+    )
+    heads_from: str | None = Field(
+        None,
+        description="A training run's output_dir (its emergent heads at the last save) or a snapshot directory (its circuit heads).",
+    )
+    scales: list[float] = Field(
+        default_factory=lambda: [0.0],
+        min_length=1,
+        description="0 ablates; 0.5 halves; 1.3 amplifies.",
+    )
+    output_dir: str = Field(
+        "runs/ablation", description="Edited checkpoints and evaluation tables go here."
+    )
     evaluation: EvaluationSettings = EvaluationSettings()
     tracking: TrackingSettings = TrackingSettings()
 
     @model_validator(mode="after")
     def _check(self) -> AblationConfig:
         if bool(self.heads) == bool(self.heads_from):
-            raise ValueError("give exactly one of heads (e.g. [L12H3, L14H0]) or heads_from (a run or snapshot directory)")
+            raise ValueError(
+                "give exactly one of heads (e.g. [L12H3, L14H0]) or heads_from (a run or snapshot directory)"
+            )
         return self

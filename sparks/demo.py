@@ -26,19 +26,33 @@ def run_demo(config_path: str | Path, out_dir: Path) -> dict:
     prefect_env()
     from flows.train import post_train
 
-    print(f"[sparks] post-train flow: {' then '.join(s.method for s in cfg.stages)} on {cfg.model.path}, "
-          f"outputs in {cfg.output_dir}")
+    print(
+        f"[sparks] post-train flow: {' then '.join(s.method for s in cfg.stages)} on {cfg.model.path}, "
+        f"outputs in {cfg.output_dir}"
+    )
     summary = post_train(cfg)
     store = summary["mlflow_uri"]
-    print(f"[sparks] done in {summary['wall_seconds']}s ({summary['snapshot_seconds']}s in circuit snapshots), "
-          f"{summary['saves']} snapshots")
+    print(
+        f"[sparks] done in {summary['wall_seconds']}s ({summary['snapshot_seconds']}s in circuit snapshots), "
+        f"{summary['saves']} snapshots"
+    )
     print(f"[sparks] final circuit heads: {', '.join(summary['final_heads']) or 'none'}")
-    print(f"[sparks] emergent heads (not in the base model's circuit): {', '.join(summary['emergent']) or 'none'}")
-    print(f"[sparks] ledger: {cfg.output_dir}/ledger.parquet; figures: {cfg.output_dir}/figures/trajectory.png")
+    print(
+        f"[sparks] emergent heads (not in the base model's circuit): {', '.join(summary['emergent']) or 'none'}"
+    )
+    print(
+        f"[sparks] ledger: {cfg.output_dir}/ledger.parquet; figures: {cfg.output_dir}/figures/trajectory.png"
+    )
     if summary["offline"]:
-        print(f"[sparks] MLflow was unreachable: upload later with  sparks mlflow-sync {cfg.output_dir}")
+        print(
+            f"[sparks] MLflow was unreachable: upload later with  sparks mlflow-sync {cfg.output_dir}"
+        )
     else:
-        print(f"[sparks] browse in MLflow:  .venv/bin/mlflow ui --backend-store-uri {store} --port 5000")
-        print(f"[sparks]   then open http://127.0.0.1:5000/#/experiments (run {summary['run_id']}, "
-              "metrics head/L*H* and circuit/*, artifacts figures/ and snapshots/)")
+        print(
+            f"[sparks] browse in MLflow:  .venv/bin/mlflow ui --backend-store-uri {store} --port 5000"
+        )
+        print(
+            f"[sparks]   then open http://127.0.0.1:5000/#/experiments (run {summary['run_id']}, "
+            "metrics head/L*H* and circuit/*, artifacts figures/ and snapshots/)"
+        )
     return summary

@@ -64,5 +64,7 @@ def read_jsonl(path: Path) -> list[dict]:
             try:
                 out.append(json.loads(line))
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{i}: not valid JSON ({e.msg}); fix or remove that line") from e
+                raise ValueError(
+                    f"{path}:{i}: not valid JSON ({e.msg}); fix or remove that line"
+                ) from e
     return out

@@ -16,17 +16,27 @@ def check_checkpoint(path: str | Path) -> Path:
     """`path` as a checkpoint directory with a config and weights, or a one-line error saying what is missing."""
     p = Path(path)
     if not p.exists():
-        raise ModelNotFoundError(f"model path {p} does not exist: pass a checkpoint directory (or a hub id)")
+        raise ModelNotFoundError(
+            f"model path {p} does not exist: pass a checkpoint directory (or a hub id)"
+        )
     if not (p / "config.json").is_file():
-        raise ModelNotFoundError(f"{p} has no config.json: pass a directory written by save_pretrained")
+        raise ModelNotFoundError(
+            f"{p} has no config.json: pass a directory written by save_pretrained"
+        )
     if not any(any(p.glob(pat)) for pat in WEIGHT_PATTERNS):
-        raise ModelNotFoundError(f"{p} has a config but no weights (*.safetensors or *.bin): the save is incomplete; use another checkpoint")
+        raise ModelNotFoundError(
+            f"{p} has a config but no weights (*.safetensors or *.bin): the save is incomplete; use another checkpoint"
+        )
     return p
 
 
 def is_local(path_or_id: str) -> bool:
     """A local path (it exists, or looks like one) rather than a hub id such as Qwen/Qwen2.5-Math-1.5B."""
-    return Path(path_or_id).exists() or path_or_id.startswith((".", "/", "~")) or path_or_id.count("/") != 1
+    return (
+        Path(path_or_id).exists()
+        or path_or_id.startswith((".", "/", "~"))
+        or path_or_id.count("/") != 1
+    )
 
 
 def load_model(path_or_id: str | Path, *, dtype: str = "float32", device: str | None = None):
@@ -53,4 +63,6 @@ def load_tokenizer(path_or_id: str | Path):
     try:
         return AutoTokenizer.from_pretrained(str(path_or_id))
     except OSError as e:
-        raise ModelNotFoundError(f"cannot load tokenizer {str(path_or_id)!r}: {str(e).splitlines()[0]}") from e
+        raise ModelNotFoundError(
+            f"cannot load tokenizer {str(path_or_id)!r}: {str(e).splitlines()[0]}"
+        ) from e

@@ -58,7 +58,11 @@ class _MetricsToTracker(TrainerCallback):
         if not state.is_world_process_zero or not logs:
             return
         step = self.offset + state.global_step
-        metrics = {k: v for k, v in logs.items() if isinstance(v, (int, float)) and k not in ("epoch", "step")}
+        metrics = {
+            k: v
+            for k, v in logs.items()
+            if isinstance(v, (int, float)) and k not in ("epoch", "step")
+        }
         self.run.tracker.log_metrics(metrics, step)
         for k in CURVE_KEYS:
             if k in metrics:
@@ -77,33 +81,64 @@ class TrainingRun:
 
     def __post_init__(self):
         self.out = Path(self.cfg.output_dir)
-        self.tracker = Tracker(self.cfg.tracking.mlflow_uri, self.cfg.tracking.experiment, self.cfg.name, self.out)
+        self.tracker = Tracker(
+            self.cfg.tracking.mlflow_uri, self.cfg.tracking.experiment, self.cfg.name, self.out
+        )
 
     # 1. prepare -------------------------------------------------------------------------------
     def prepare(self) -> dict:
         """Build inputs, check them all before training, open the MLflow run."""
         cfg = self.cfg
-        world = world_for(cfg.world) if WORLD in (cfg.model.path, cfg.data.train) or not cfg.snapshot.pairs else None
+        world = (
+            world_for(cfg.world)
+            if WORLD in (cfg.model.path, cfg.data.train) or not cfg.snapshot.pairs
+            else None
+        )
         self.base_model = str(world.model_dir) if cfg.model.path == WORLD else cfg.model.path
         self.records = load_problems(cfg.data.train, world=world, max_samples=cfg.data.max_samples)
         self.pairs_path = Path(cfg.snapshot.pairs) if cfg.snapshot.pairs else world.pairs_path
         self.tokenizer = load_tokenizer(self.base_model)
         pairs = load_pairs(self.pairs_path)[: cfg.snapshot.n_pairs]
-        self.batches = encode_pairs(self.tokenizer, pairs, batch_size=cfg.snapshot.batch_size, source=str(self.pairs_path))
+        self.batches = encode_pairs(
+            self.tokenizer, pairs, batch_size=cfg.snapshot.batch_size, source=str(self.pairs_path)
+        )
         self.out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.out / "run.json", json.dumps(
-            {"name": cfg.name, "experiment": cfg.tracking.experiment, "uri": self.tracker.uri, "config": cfg.model_dump()}, indent=2))
-        self.tracker.start(_flatten(cfg.model_dump()), {
-            "method": "+".join(s.method for s in cfg.stages), "base_model": cfg.model.path, "sparks.run": cfg.name})
-        for step, path in self._snapshots_on_disk():  # resumed run: earlier saves stay in the ledger
+        atomic_write_text(
+            self.out / "run.json",
+            json.dumps(
+                {
+                    "name": cfg.name,
+                    "experiment": cfg.tracking.experiment,
+                    "uri": self.tracker.uri,
+                    "config": cfg.model_dump(),
+                },
+                indent=2,
+            ),
+        )
+        self.tracker.start(
+            _flatten(cfg.model_dump()),
+            {
+                "method": "+".join(s.method for s in cfg.stages),
+                "base_model": cfg.model.path,
+                "sparks.run": cfg.name,
+            },
+        )
+        # a resumed run: earlier saves stay in the ledger
+        for _step, path in self._snapshots_on_disk():
             self.tables.append(head_table(read_snapshot(path)))
         self.logged_steps = self.tracker.metric_steps("circuit/heads")  # a rerun logs no step twice
         ev = self.cfg.evaluation
-        self.eval_logged = self.tracker.metric_steps(f"eval/{ev.benchmarks[0]}/pass@1") if ev.benchmarks else set()
+        self.eval_logged = (
+            self.tracker.metric_steps(f"eval/{ev.benchmarks[0]}/pass@1") if ev.benchmarks else set()
+        )
         return {"problems": len(self.records), "pairs": len(pairs), "base_model": self.base_model}
 
     def _snapshots_on_disk(self) -> list[tuple[int, Path]]:
-        found = [p for p in [self.out / "base" / "circuit", *self.out.glob("stage*/checkpoint-*/circuit")] if p.is_dir()]
+        found = [
+            p
+            for p in [self.out / "base" / "circuit", *self.out.glob("stage*/checkpoint-*/circuit")]
+            if p.is_dir()
+        ]
         return sorted((read_snapshot(p).step, p) for p in found)
 
     # 2. base snapshot -------------------------------------------------------------------------
@@ -122,7 +157,14 @@ class TrainingRun:
     def _build(self, model, step: int) -> CircuitSnapshot:
         s = self.cfg.snapshot
         device = next(model.parameters()).device
-        return build_snapshot(model, [b.to(device) for b in self.batches], step=step, steps=s.steps, metric=s.metric, top_k=s.top_k)
+        return build_snapshot(
+            model,
+            [b.to(device) for b in self.batches],
+            step=step,
+            steps=s.steps,
+            metric=s.metric,
+            top_k=s.top_k,
+        )
 
     # 3. stages --------------------------------------------------------------------------------
     def stage_dir(self, i: int) -> Path:
@@ -144,25 +186,42 @@ class TrainingRun:
             with atomic_dir(final) as tmp:
                 load_model(resume, dtype=self.cfg.model.dtype).save_pretrained(str(tmp))
                 self.tokenizer.save_pretrained(str(tmp))
-            return {"stage": i, "method": stage.method, "steps": stage.max_steps, "resumed_from": resume.name}
+            return {
+                "stage": i,
+                "method": stage.method,
+                "steps": stage.max_steps,
+                "resumed_from": resume.name,
+            }
         source = self.base_model if i == 0 else str(self.stage_dir(i - 1) / "final")
         model = load_model(source, dtype=self.cfg.model.dtype)
         hook = CircuitSnapshotCallback(
-            [b.to(next(model.parameters()).device) for b in self.batches], steps=self.cfg.snapshot.steps,
-            metric=self.cfg.snapshot.metric, top_k=self.cfg.snapshot.top_k, step_offset=self.step_offset(i),
+            [b.to(next(model.parameters()).device) for b in self.batches],
+            steps=self.cfg.snapshot.steps,
+            metric=self.cfg.snapshot.metric,
+            top_k=self.cfg.snapshot.top_k,
+            step_offset=self.step_offset(i),
             on_snapshot=self.on_snapshot,
         )
-        callbacks = [_MetricsToTracker(self, self.step_offset(i))] + ([hook] if self.cfg.snapshot.enabled else [])
+        callbacks = [_MetricsToTracker(self, self.step_offset(i))] + (
+            [hook] if self.cfg.snapshot.enabled else []
+        )
         if records is None:
             records = self.teacher_records(i) if stage.method == "distill" else self.records
-        trainer = build_trainer(stage, model, self.tokenizer, records, sdir, seed=self.cfg.seed, callbacks=callbacks)
+        trainer = build_trainer(
+            stage, model, self.tokenizer, records, sdir, seed=self.cfg.seed, callbacks=callbacks
+        )
         result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         self.snapshot_seconds += hook.seconds
         with atomic_dir(final) as tmp:
             trainer.save_model(str(tmp))
             self.tokenizer.save_pretrained(str(tmp))
-        return {"stage": i, "method": stage.method, "steps": trainer.state.global_step, "train_loss": result.training_loss,
-                "resumed_from": resume.name if resume else None}
+        return {
+            "stage": i,
+            "method": stage.method,
+            "steps": trainer.state.global_step,
+            "train_loss": result.training_loss,
+            "resumed_from": resume.name if resume else None,
+        }
 
     def _snapshot_unfinished(self, i: int) -> None:
         """Snapshot saved checkpoints that have none (a run killed mid-snapshot), from disk."""
@@ -188,15 +247,26 @@ class TrainingRun:
             return read_jsonl(cache)
         stage, ev = self.cfg.stages[i], self.cfg.evaluation
         teacher_tok = load_tokenizer(stage.teacher)
-        prompts = [teacher_tok.apply_chat_template(prompt_messages(r["problem"]), tokenize=False, add_generation_prompt=True)
-                   for r in self.records]
-        spec = SamplingSpec(n=1, temperature=ev.temperature, top_p=ev.top_p, max_tokens=ev.max_tokens, seed=ev.seed)
+        prompts = [
+            teacher_tok.apply_chat_template(
+                prompt_messages(r["problem"]), tokenize=False, add_generation_prompt=True
+            )
+            for r in self.records
+        ]
+        spec = SamplingSpec(
+            n=1, temperature=ev.temperature, top_p=ev.top_p, max_tokens=ev.max_tokens, seed=ev.seed
+        )
         result = generate(stage.teacher, prompts, spec, backend=ev.backend)
-        kept = [r | {"solution": row[0].text} for r, row in zip(self.records, result.completions, strict=True)
-                if is_correct(row[0].text, r["answer"])]
+        kept = [
+            r | {"solution": row[0].text}
+            for r, row in zip(self.records, result.completions, strict=True)
+            if is_correct(row[0].text, r["answer"])
+        ]
         if not kept:
-            raise ValueError(f"teacher {stage.teacher} solved none of {len(self.records)} problems: nothing to distill; "
-                             "use a stronger teacher or more max_tokens")
+            raise ValueError(
+                f"teacher {stage.teacher} solved none of {len(self.records)} problems: nothing to distill; "
+                "use a stronger teacher or more max_tokens"
+            )
         self.stage_dir(i).mkdir(parents=True, exist_ok=True)
         atomic_write_text(cache, "".join(json.dumps(r) + "\n" for r in kept))
         return kept
@@ -205,8 +275,15 @@ class TrainingRun:
     def _eval_inputs(self):
         if not hasattr(self, "_benchmarks"):
             ev = self.cfg.evaluation
-            world = world_for(self.cfg.world) if WORLD in ev.benchmarks and WORLD not in ev.sources else None
-            self._benchmarks = {b: load_benchmark(b, source=ev.sources.get(b), world=world, limit=ev.limit) for b in ev.benchmarks}
+            world = (
+                world_for(self.cfg.world)
+                if WORLD in ev.benchmarks and WORLD not in ev.sources
+                else None
+            )
+            self._benchmarks = {
+                b: load_benchmark(b, source=ev.sources.get(b), world=world, limit=ev.limit)
+                for b in ev.benchmarks
+            }
         return self._benchmarks
 
     def evaluate_checkpoints(self, i: int | None) -> dict[int, dict]:
@@ -219,8 +296,16 @@ class TrainingRun:
             targets = [(0, Path(self.base_model), self.out / "base" / "eval")]
         else:
             ckpts = _checkpoints(self.stage_dir(i))[ev.every - 1 :: ev.every]
-            targets = [(self.step_offset(i) + int(c.name.split("-")[1]), c, c / "eval") for c in ckpts]
-        spec = SamplingSpec(n=ev.n, temperature=ev.temperature, top_p=ev.top_p, max_tokens=ev.max_tokens, seed=ev.seed)
+            targets = [
+                (self.step_offset(i) + int(c.name.split("-")[1]), c, c / "eval") for c in ckpts
+            ]
+        spec = SamplingSpec(
+            n=ev.n,
+            temperature=ev.temperature,
+            top_p=ev.top_p,
+            max_tokens=ev.max_tokens,
+            seed=ev.seed,
+        )
         done = {}
         for step, model_dir, out in targets:
             if not (out / "metrics.json").is_file():
@@ -230,12 +315,18 @@ class TrainingRun:
                 with atomic_dir(out) as tmp:
                     for b, r in results.items():
                         r.table.to_parquet(tmp / f"{b}.parquet", index=False)
-                    (tmp / "metrics.json").write_text(json.dumps({b: r.metrics for b, r in results.items()}, indent=2))
+                    (tmp / "metrics.json").write_text(
+                        json.dumps({b: r.metrics for b, r in results.items()}, indent=2)
+                    )
                 metrics = {b: r.metrics for b, r in results.items()}
                 if step not in self.eval_logged:
-                    self.tracker.log_metrics({f"eval/{b}/{k}": v for b, m in metrics.items() for k, v in m.items()}, step)
+                    self.tracker.log_metrics(
+                        {f"eval/{b}/{k}": v for b, m in metrics.items() for k, v in m.items()}, step
+                    )
                     for b, r in results.items():
-                        self.tracker.log_table(r.table.to_dict(orient="records"), f"eval/step-{step}/{b}.json")
+                        self.tracker.log_table(
+                            r.table.to_dict(orient="records"), f"eval/step-{step}/{b}.json"
+                        )
                     self.eval_logged.add(step)
             done[step] = json.loads((out / "metrics.json").read_text())
         return done
@@ -248,8 +339,12 @@ class TrainingRun:
         ledger = build_ledger(self.tables)
         row = step_summary(ledger).set_index("step").loc[step]
         now = ledger[ledger.step == step]
-        metrics = {f"circuit/{k}": int(row[k]) for k in ("heads", "emergent", "activated", "pruned")}
-        metrics["circuit/faithfulness"] = snap.faithfulness.get(self.cfg.snapshot.top_k, float("nan"))
+        metrics = {
+            f"circuit/{k}": int(row[k]) for k in ("heads", "emergent", "activated", "pruned")
+        }
+        metrics["circuit/faithfulness"] = snap.faithfulness.get(
+            self.cfg.snapshot.top_k, float("nan")
+        )
         metrics["circuit/seconds"] = snap.seconds
         metrics.update({f"head/{h}": s for h, s in zip(now["head"], now["share"], strict=True)})
         if step not in self.logged_steps:
@@ -257,7 +352,11 @@ class TrainingRun:
             self.logged_steps.add(step)
         figs = self.out / "figures"
         figs.mkdir(exist_ok=True)
-        hm = heatmap(now, figs / f"heatmap-step{step}.png", title=f"{self.cfg.name}: step {step}, {len(snap.heads)} circuit heads")
+        hm = heatmap(
+            now,
+            figs / f"heatmap-step{step}.png",
+            title=f"{self.cfg.name}: step {step}, {len(snap.heads)} circuit heads",
+        )
         self.tracker.log_artifact(hm, f"snapshots/step-{step}")
         self.tracker.log_artifact(path, f"snapshots/step-{step}")
         self._write_ledger(ledger)
@@ -265,8 +364,12 @@ class TrainingRun:
 
     def _trajectory(self, ledger: pd.DataFrame) -> Path:
         curves = {k: pd.Series(v).sort_index() for k, v in self.curves.items() if v}
-        return trajectory(ledger, curves, self.out / "figures" / "trajectory.png",
-                          title=f"{self.cfg.name}: attention heads across saves")
+        return trajectory(
+            ledger,
+            curves,
+            self.out / "figures" / "trajectory.png",
+            title=f"{self.cfg.name}: attention heads across saves",
+        )
 
     def _write_ledger(self, ledger: pd.DataFrame) -> None:
         tmp = self.out / ".ledger.parquet.tmp"
@@ -280,23 +383,32 @@ class TrainingRun:
         self.tracker.log_artifact(self._trajectory(ledger), "figures")
         self.tracker.log_table(ledger.to_dict(orient="records"), "ledger.json")
         wall = time.perf_counter() - self.started
-        self.tracker.log_metrics({"run/wall_seconds": wall, "run/snapshot_seconds": self.snapshot_seconds},
-                                 self.step_offset(len(self.cfg.stages)))
+        self.tracker.log_metrics(
+            {"run/wall_seconds": wall, "run/snapshot_seconds": self.snapshot_seconds},
+            self.step_offset(len(self.cfg.stages)),
+        )
         self.tracker.end()
         last = ledger[ledger.step == ledger.step.max()]
         return {
-            "output_dir": str(self.out), "mlflow_uri": self.tracker.uri, "run_id": self.tracker.run_id,
-            "offline": self.tracker.offline, "saves": int(ledger.step.nunique()),
+            "output_dir": str(self.out),
+            "mlflow_uri": self.tracker.uri,
+            "run_id": self.tracker.run_id,
+            "offline": self.tracker.offline,
+            "saves": int(ledger.step.nunique()),
             "final_heads": last.loc[last.in_circuit, "head"].tolist(),
             "emergent": last.loc[last.emergent, "head"].tolist(),
-            "wall_seconds": round(wall, 1), "snapshot_seconds": round(self.snapshot_seconds, 1),
+            "wall_seconds": round(wall, 1),
+            "snapshot_seconds": round(self.snapshot_seconds, 1),
         }
 
 
 def _checkpoints(d: Path) -> list[Path]:
     """Complete checkpoints (the Trainer writes trainer_state.json last), in step order."""
-    ckpts = [p for p in d.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name)
-             and (p / "trainer_state.json").is_file()]
+    ckpts = [
+        p
+        for p in d.glob("checkpoint-*")
+        if re.fullmatch(r"checkpoint-\d+", p.name) and (p / "trainer_state.json").is_file()
+    ]
     return sorted(ckpts, key=lambda p: int(p.name.split("-")[1]))
 
 

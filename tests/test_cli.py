@@ -8,7 +8,9 @@ from pathlib import Path
 
 
 def _sparks(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sparks.cli", *args], cwd=cwd, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "sparks.cli", *args], cwd=cwd, capture_output=True, text=True
+    )
 
 
 def test_world_build_writes_a_world_and_refuses_a_foreign_directory(tmp_path):
@@ -17,7 +19,9 @@ def test_world_build_writes_a_world_and_refuses_a_foreign_directory(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "world ready in" in done.stdout
     assert {p.name for p in out.iterdir()} == {"model", "tasks", "pairs.jsonl", "world.json"}
-    assert (out / "model" / "model.safetensors").is_file() and (out / "model" / "tokenizer.json").is_file()
+    assert (out / "model" / "model.safetensors").is_file() and (
+        out / "model" / "tokenizer.json"
+    ).is_file()
 
     foreign = tmp_path / "mine"
     foreign.mkdir()

@@ -22,10 +22,19 @@ def test_demo_config_loads_with_sft_then_grpo():
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("stages:\n  - {method: sft, learning_rate: -1}\n", r"stages\.0\.learning_rate: Input should be greater than 0 \(got -1\)"),
-        ("snapshot: {metric: entropy}\n", r"snapshot\.metric: Input should be 'logit_diff', 'logprob' or 'kl'"),
+        (
+            "stages:\n  - {method: sft, learning_rate: -1}\n",
+            r"stages\.0\.learning_rate: Input should be greater than 0 \(got -1\)",
+        ),
+        (
+            "snapshot: {metric: entropy}\n",
+            r"snapshot\.metric: Input should be 'logit_diff', 'logprob' or 'kl'",
+        ),
         ("trainig: {}\n", r"trainig: unknown setting: check its spelling"),
-        ("stages:\n  - {method: grpo, batch_size: 6, num_generations: 4}\n", r"stages\.0: batch_size x grad_accum \(6\) must be divisible by num_generations \(4\)"),
+        (
+            "stages:\n  - {method: grpo, batch_size: 6, num_generations: 4}\n",
+            r"stages\.0: batch_size x grad_accum \(6\) must be divisible by num_generations \(4\)",
+        ),
         ("stages:\n  - {method: distill}\n", r"stages\.0: method 'distill' needs a teacher"),
         ("stages: []\n", r"stages: List should have at least 1 item"),
         ("model: [1, 2\n", r"not valid YAML at line 2"),

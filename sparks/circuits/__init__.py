@@ -28,15 +28,21 @@ def snapshot_checkpoint(
     from sparks.models import check_checkpoint, load_model, load_tokenizer
 
     if Path(out_dir).exists():
-        raise FileExistsError(f"{out_dir} already exists: snapshots are never overwritten; choose another --out")
+        raise FileExistsError(
+            f"{out_dir} already exists: snapshots are never overwritten; choose another --out"
+        )
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
     check_checkpoint(model_dir)
     pairs = load_pairs(pairs_path)[:n_pairs]
-    batches = encode_pairs(load_tokenizer(model_dir), pairs, batch_size=batch_size, source=str(pairs_path))
+    batches = encode_pairs(
+        load_tokenizer(model_dir), pairs, batch_size=batch_size, source=str(pairs_path)
+    )
     model = load_model(model_dir, dtype=dtype)
     device = next(model.parameters()).device
     batches = [b.to(device) for b in batches]
-    snap = build_snapshot(model, batches, step=step, steps=steps, metric=metric, top_k=top_k, progress=progress)
+    snap = build_snapshot(
+        model, batches, step=step, steps=steps, metric=metric, top_k=top_k, progress=progress
+    )
     write_snapshot(snap, out_dir)
     return snap

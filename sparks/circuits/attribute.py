@@ -114,7 +114,9 @@ def _clean_and_corrupt(model, adapter, graph, b: PairBatch, metric: Metric) -> _
         e = adapter.embed(torch.cat([b.clean_ids, b.corrupt_ids]))
         last, ups = _last_logits(model, adapter, graph, e, b.mask.repeat(2, 1), b.last.repeat(2))
         ref = last[:B].log_softmax(-1)
-        return _Clean(e[:B], e[B:], ups[:B], ups[B:], metric(last[:B], b, ref), metric(last[B:], b, ref), ref)
+        return _Clean(
+            e[:B], e[B:], ups[:B], ups[B:], metric(last[:B], b, ref), metric(last[B:], b, ref), ref
+        )
 
 
 def attribute(
@@ -145,11 +147,15 @@ def attribute(
             alphas = torch.arange(k0, min(k0 + per_pass, steps + 1), dtype=c.e_clean.dtype) / steps
             n = len(alphas)
             # [n*B, P, D]: the batch at n points of the straight path from corrupted to clean
-            e = (c.e_corr + alphas.to(c.e_clean.device)[:, None, None, None] * (c.e_clean - c.e_corr)).flatten(0, 1)
+            e = (
+                c.e_corr + alphas.to(c.e_clean.device)[:, None, None, None] * (c.e_clean - c.e_corr)
+            ).flatten(0, 1)
             bb = b.repeat(n)
             probe = GradientProbe(adapter)
             with probe.hooks():
-                logits = model(inputs_embeds=e.detach(), attention_mask=bb.mask, use_cache=False).logits
+                logits = model(
+                    inputs_embeds=e.detach(), attention_mask=bb.mask, use_cache=False
+                ).logits
             m = fn(logits[torch.arange(len(bb.last)), bb.last], bb, c.ref.repeat(n, 1)).sum()
             acc.add(probe.resid, probe.output_grads(m), n)
         s = acc.scores() / steps
@@ -158,7 +164,14 @@ def attribute(
         m_corr.append(c.m_corr)
     if not per_pair:
         raise ValueError("no prompt pairs to attribute: the pairs file or dataset is empty")
-    return Attribution(graph, torch.cat(per_pair).cpu(), torch.cat(m_clean).cpu(), torch.cat(m_corr).cpu(), steps, metric)
+    return Attribution(
+        graph,
+        torch.cat(per_pair).cpu(),
+        torch.cat(m_clean).cpu(),
+        torch.cat(m_corr).cpu(),
+        steps,
+        metric,
+    )
 
 
 class _EapIgSums:
@@ -197,14 +210,39 @@ class _EapIgSums:
             g = torch.cat([grads[(k, l)].unflatten(-1, (-1, hd)) for k in ("q", "k", "v")], dim=2)
             wx = torch.einsum("bpD,cdD->bpcd", x, self.w_attn[l])
             s = g_.down_slice(l)
-            self._add_group(("attn", l), x, g, wx, self._r(m.input_norm, x), n, g_.n_up_before(l), slice(s.start, s.stop - 1))
+            self._add_group(
+                ("attn", l),
+                x,
+                g,
+                wx,
+                self._r(m.input_norm, x),
+                n,
+                g_.n_up_before(l),
+                slice(s.start, s.stop - 1),
+            )
             x = resid[("m", l)]
             gm = grads[("m", l)][:, :, None]
-            self._add_group(("m", l), x, gm, (x * m.post_norm.weight)[:, :, None], self._r(m.post_norm, x), n,
-                            g_.n_up_before(l, mlp=True), slice(s.stop - 1, s.stop))
+            self._add_group(
+                ("m", l),
+                x,
+                gm,
+                (x * m.post_norm.weight)[:, :, None],
+                self._r(m.post_norm, x),
+                n,
+                g_.n_up_before(l, mlp=True),
+                slice(s.stop - 1, s.stop),
+            )
         x, norm = resid[("logits",)], self.adapter.final_norm
-        self._add_group(("logits",), x, grads[("logits",)][:, :, None], (x * norm.weight)[:, :, None],
-                        self._r(norm, x), n, g_.n_up, slice(g_.n_down - 1, g_.n_down))
+        self._add_group(
+            ("logits",),
+            x,
+            grads[("logits",)][:, :, None],
+            (x * norm.weight)[:, :, None],
+            self._r(norm, x),
+            n,
+            g_.n_up,
+            slice(g_.n_down - 1, g_.n_down),
+        )
 
     @torch.no_grad()
     def scores(self) -> torch.Tensor:
@@ -214,7 +252,9 @@ class _EapIgSums:
             s = self.graph.down_slice(l)
             n_up = self.graph.n_up_before(l, mlp=True)
             g1 = torch.einsum("bpcd,cdD->bpcD", self.head_sums[("attn", l)], self.w_attn[l])
-            first[:, :n_up, s.start : s.stop - 1] = torch.einsum("bpud,bpcd->buc", self.delta[:, :, :n_up], g1)
+            first[:, :n_up, s.start : s.stop - 1] = torch.einsum(
+                "bpud,bpcd->buc", self.delta[:, :, :n_up], g1
+            )
             gm = self.head_sums[("m", l)][:, :, 0] * m.post_norm.weight
             first[:, :n_up, s.stop - 1] = torch.einsum("bpud,bpd->bu", self.delta[:, :, :n_up], gm)
         gf = self.head_sums[("logits",)][:, :, 0] * self.adapter.final_norm.weight
@@ -223,7 +263,11 @@ class _EapIgSums:
 
 
 def patched_metric(
-    model, batches: Sequence[PairBatch], missing: Sequence[torch.Tensor], *, metric: str = "logit_diff"
+    model,
+    batches: Sequence[PairBatch],
+    missing: Sequence[torch.Tensor],
+    *,
+    metric: str = "logit_diff",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The metric on clean inputs when every edge in each `missing` mask [n_up, n_down] carries
     its corrupted activation instead (exact, no approximation).
@@ -248,14 +292,20 @@ def patched_metric(
 
 
 def faithfulness(
-    model, batches: Sequence[PairBatch], circuits: Sequence[torch.Tensor], *, metric: str = "logit_diff"
+    model,
+    batches: Sequence[PairBatch],
+    circuits: Sequence[torch.Tensor],
+    *,
+    metric: str = "logit_diff",
 ) -> list[float]:
     """(m_circuit - m_corrupt) / (m_clean - m_corrupt) for each circuit edge mask, means over pairs.
 
     Every edge outside the circuit carries its corrupted activation; 1.0 means the circuit alone
     recovers the clean behaviour, 0.0 that it recovers nothing."""
     graph = graph_of(adapter_for(model))
-    patched, m_clean, m_corr = patched_metric(model, batches, [graph.valid & ~c for c in circuits], metric=metric)
+    patched, m_clean, m_corr = patched_metric(
+        model, batches, [graph.valid & ~c for c in circuits], metric=metric
+    )
     denom = float(m_clean.mean() - m_corr.mean())
     if abs(denom) < 1e-12:
         return [float("nan")] * len(circuits)

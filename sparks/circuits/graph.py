@@ -106,7 +106,9 @@ class Graph:
     @cached_property
     def head_index(self) -> torch.Tensor:
         """[n_layers, n_heads] long: upstream index of each head."""
-        return torch.tensor([[self.up_index(l, h) for h in range(self.n_heads)] for l in range(self.n_layers)])
+        return torch.tensor(
+            [[self.up_index(l, h) for h in range(self.n_heads)] for l in range(self.n_layers)]
+        )
 
 
 class Circuit(NamedTuple):
@@ -115,7 +117,9 @@ class Circuit(NamedTuple):
     heads: list[str]  # "L{l}H{h}" of heads in the circuit, in graph order
 
 
-def select_edges(graph: Graph, scores: torch.Tensor, *, top_k: int | None = None, threshold: float | None = None) -> torch.Tensor:
+def select_edges(
+    graph: Graph, scores: torch.Tensor, *, top_k: int | None = None, threshold: float | None = None
+) -> torch.Tensor:
     """[n_up, n_down] bool: the top-k valid edges by |score|, or those with |score| >= threshold."""
     if (top_k is None) == (threshold is None):
         raise ValueError("give exactly one of top_k or threshold")
@@ -130,14 +134,18 @@ def select_edges(graph: Graph, scores: torch.Tensor, *, top_k: int | None = None
 
 def prune_to_paths(graph: Graph, edges: torch.Tensor) -> Circuit:
     """Keep only edges on some path from input to logits; name the circuit's heads."""
-    feeds = edges.float() @ graph.owner.float() > 0  # [n_up, n_up+1]: u feeds node w via a kept edge
+    feeds = (
+        edges.float() @ graph.owner.float() > 0
+    )  # [n_up, n_up+1]: u feeds node w via a kept edge
     reached = torch.zeros(graph.n_up + 1, dtype=torch.bool)
     reached[0] = True
     for w in range(1, graph.n_up + 1):  # topological order: a node is reached from reached feeders
         reached[w] = bool((feeds[:, w] & reached[: graph.n_up]).any())
     alive = torch.zeros(graph.n_up + 1, dtype=torch.bool)
     alive[-1] = True
-    for u in range(graph.n_up - 1, -1, -1):  # reverse order: a node is alive if it feeds an alive one
+    for u in range(
+        graph.n_up - 1, -1, -1
+    ):  # reverse order: a node is alive if it feeds an alive one
         alive[u] = bool((feeds[u] & alive).any())
     target_alive = (graph.owner & alive).any(dim=1)  # [n_down]
     kept = edges & reached[: graph.n_up, None] & alive[: graph.n_up, None] & target_alive[None, :]
@@ -149,12 +157,16 @@ def prune_to_paths(graph: Graph, edges: torch.Tensor) -> Circuit:
     return Circuit(kept, nodes, heads)
 
 
-def find_circuit(graph: Graph, scores: torch.Tensor, *, top_k: int | None = None, threshold: float | None = None) -> Circuit:
+def find_circuit(
+    graph: Graph, scores: torch.Tensor, *, top_k: int | None = None, threshold: float | None = None
+) -> Circuit:
     """The circuit of the top-k (or above-threshold) edges, pruned to input-to-logits paths."""
     return prune_to_paths(graph, select_edges(graph, scores, top_k=top_k, threshold=threshold))
 
 
-def head_stability(graph: Graph, per_pair: torch.Tensor, *, top_k: int, n_boot: int = 50, seed: int = 0) -> torch.Tensor:
+def head_stability(
+    graph: Graph, per_pair: torch.Tensor, *, top_k: int, n_boot: int = 50, seed: int = 0
+) -> torch.Tensor:
     """[n_layers, n_heads]: how often each head is in the top-k circuit when the prompt pairs are
     resampled with replacement (EAP-IG circuits vary with the sample; this says how much)."""
     gen = torch.Generator().manual_seed(seed)

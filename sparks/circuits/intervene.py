@@ -32,7 +32,9 @@ from sparks.circuits.graph import Graph
 class _Deltas:
     """Base: provides no deltas (plain capture)."""
 
-    def layer(self, l: int, ups: torch.Tensor, n: int):  # -> (dq, dk, dv) each [B,P,heads,D] or None
+    def layer(
+        self, l: int, ups: torch.Tensor, n: int
+    ):  # -> (dq, dk, dv) each [B,P,heads,D] or None
         return None
 
     def mlp(self, l: int, ups: torch.Tensor, n: int):  # -> [B,P,D] or None
@@ -64,11 +66,13 @@ class GradientProbe:
         def keep_in(key):
             def hook(mod, args):
                 self.resid[key] = args[0]
+
             return hook
 
         def keep_out(key):
             def hook(mod, args, out):
                 self.outs[key] = out
+
             return hook
 
         try:
@@ -88,7 +92,9 @@ class GradientProbe:
     def output_grads(self, metric: torch.Tensor) -> dict[tuple, torch.Tensor]:
         """d metric / d (each kept output), keyed like the outputs: ("q", l), ("m", l), ("logits",)."""
         keys = list(self.outs)
-        return dict(zip(keys, torch.autograd.grad(metric, [self.outs[k] for k in keys]), strict=True))
+        return dict(
+            zip(keys, torch.autograd.grad(metric, [self.outs[k] for k in keys]), strict=True)
+        )
 
 
 def norm_eps(norm: torch.nn.Module) -> float:
@@ -98,7 +104,13 @@ def norm_eps(norm: torch.nn.Module) -> float:
 class EdgePatch(_Deltas):
     """Missing edges carry corrupted activations: delta_v = scale * sum_u missing[u,v] (a_u^corr - a_u^cur)."""
 
-    def __init__(self, graph: Graph, corrupt_ups: torch.Tensor, missing: torch.Tensor, scale: torch.Tensor | float = 1.0):
+    def __init__(
+        self,
+        graph: Graph,
+        corrupt_ups: torch.Tensor,
+        missing: torch.Tensor,
+        scale: torch.Tensor | float = 1.0,
+    ):
         self.graph, self.corrupt, self.scale = graph, corrupt_ups, scale
         self.missing = (missing & graph.valid).to(corrupt_ups.dtype)  # [n_up, n_down]
 
@@ -110,7 +122,11 @@ class EdgePatch(_Deltas):
     def layer(self, l, ups, n):
         g = self.graph
         d = self._delta(ups, n, slice(g.down_slice(l).start, g.down_slice(l).stop - 1))
-        return d[:, :, : g.n_heads], d[:, :, g.n_heads : g.n_heads + g.n_kv_heads], d[:, :, g.n_heads + g.n_kv_heads :]
+        return (
+            d[:, :, : g.n_heads],
+            d[:, :, g.n_heads : g.n_heads + g.n_kv_heads],
+            d[:, :, g.n_heads + g.n_kv_heads :],
+        )
 
     def mlp(self, l, ups, n):
         s = self.graph.down_slice(l).stop - 1
@@ -131,7 +147,12 @@ def _per_head_linear(x: torch.Tensor, lin: torch.nn.Linear, heads: int) -> torch
 
 @contextmanager
 def graph_hooks(
-    adapter: DecoderAdapter, graph: Graph, embeds: torch.Tensor, deltas: _Deltas | None = None, *, capture: bool = True
+    adapter: DecoderAdapter,
+    graph: Graph,
+    embeds: torch.Tensor,
+    deltas: _Deltas | None = None,
+    *,
+    capture: bool = True,
 ) -> Iterator[torch.Tensor]:
     """Install the hooks for one forward pass on `embeds` [B,P,D]; yields the `ups` buffer.
 
@@ -152,6 +173,7 @@ def graph_hooks(
             state["x"], state["norm"] = x, mod
             n = graph.n_up_before(l)
             state["d"] = deltas.layer(l, ups if ups is not None else x[:, :, None], n)
+
         return hook
 
     def proj(which, heads):
@@ -159,8 +181,11 @@ def graph_hooks(
             d = state["d"]
             if d is None:
                 return None
-            normed = state["norm"].forward(state["x"][:, :, None, :] + d[which])  # not __call__: no re-entry
+            normed = state["norm"].forward(
+                state["x"][:, :, None, :] + d[which]
+            )  # not __call__: no re-entry
             return _per_head_linear(normed, mod, heads)
+
         return hook
 
     def o_pre(l):
@@ -169,21 +194,28 @@ def graph_hooks(
                 return None
             z = args[0].detach().view(B, P, graph.n_heads, -1)  # [B,P,H,d]
             w = mod.weight.view(D, graph.n_heads, -1)  # [D,H,d]
-            ups[:, :, graph.up_index(l, 0) : graph.up_index(l, 0) + graph.n_heads] = torch.einsum("bphd,Dhd->bphD", z, w)
+            ups[:, :, graph.up_index(l, 0) : graph.up_index(l, 0) + graph.n_heads] = torch.einsum(
+                "bphd,Dhd->bphD", z, w
+            )
             return None
+
         return hook
 
     def mlp_norm(l):
         def hook(mod, args, out):
-            d = deltas.mlp(l, ups if ups is not None else args[0][:, :, None], graph.n_up_before(l, mlp=True))
+            d = deltas.mlp(
+                l, ups if ups is not None else args[0][:, :, None], graph.n_up_before(l, mlp=True)
+            )
             # mod.forward, not mod(...): calling the module would run this hook again.
             return None if d is None else mod.forward(args[0] + d)
+
         return hook
 
     def mlp_out(l):
         def hook(mod, args, out):
             if ups is not None:
                 ups[:, :, graph.up_index(l)] = out.detach()
+
         return hook
 
     def final_pre(mod, args):
@@ -204,4 +236,3 @@ def graph_hooks(
     finally:
         for h in handles:
             h.remove()
-

@@ -34,34 +34,76 @@ class PairBatch:
 
     def head(self, n: int) -> PairBatch:
         """The first `n` pairs of the batch."""
-        return PairBatch(*(t[:n] for t in (self.clean_ids, self.corrupt_ids, self.mask, self.last, self.clean_tok, self.corrupt_tok)))
+        return PairBatch(
+            *(
+                t[:n]
+                for t in (
+                    self.clean_ids,
+                    self.corrupt_ids,
+                    self.mask,
+                    self.last,
+                    self.clean_tok,
+                    self.corrupt_tok,
+                )
+            )
+        )
 
     def repeat(self, c: int) -> PairBatch:
         """The batch stacked `c` times (for evaluating several IG steps in one pass)."""
         if c == 1:
             return self
-        return PairBatch(*(t.repeat(c, *([1] * (t.dim() - 1))) for t in (self.clean_ids, self.corrupt_ids, self.mask, self.last, self.clean_tok, self.corrupt_tok)))
+        return PairBatch(
+            *(
+                t.repeat(c, *([1] * (t.dim() - 1)))
+                for t in (
+                    self.clean_ids,
+                    self.corrupt_ids,
+                    self.mask,
+                    self.last,
+                    self.clean_tok,
+                    self.corrupt_tok,
+                )
+            )
+        )
 
     def to(self, device) -> PairBatch:
-        return PairBatch(*(t.to(device) for t in (self.clean_ids, self.corrupt_ids, self.mask, self.last, self.clean_tok, self.corrupt_tok)))
+        return PairBatch(
+            *(
+                t.to(device)
+                for t in (
+                    self.clean_ids,
+                    self.corrupt_ids,
+                    self.mask,
+                    self.last,
+                    self.clean_tok,
+                    self.corrupt_tok,
+                )
+            )
+        )
 
 
 def load_pairs(path: str | Path) -> list[dict]:
     """Read a pairs file, refusing a missing or empty file and records without the needed fields."""
     path = Path(path)
     if not path.is_file():
-        raise PairsError(f"pairs file {path} not found: pass a JSONL file such as a world's pairs.jsonl")
+        raise PairsError(
+            f"pairs file {path} not found: pass a JSONL file such as a world's pairs.jsonl"
+        )
     pairs = read_jsonl(path)
     if not pairs:
         raise PairsError(f"pairs file {path} is empty: it needs at least one clean/corrupted pair")
     for i, p in enumerate(pairs, 1):
         missing = [f for f in FIELDS if f not in p]
         if missing:
-            raise PairsError(f"{path}:{i}: pair lacks {', '.join(missing)}; every line needs {', '.join(FIELDS)}")
+            raise PairsError(
+                f"{path}:{i}: pair lacks {', '.join(missing)}; every line needs {', '.join(FIELDS)}"
+            )
     return pairs
 
 
-def encode_pairs(tokenizer, pairs: list[dict], *, batch_size: int = 16, source: str = "pairs") -> list[PairBatch]:
+def encode_pairs(
+    tokenizer, pairs: list[dict], *, batch_size: int = 16, source: str = "pairs"
+) -> list[PairBatch]:
     """Tokenize and batch `pairs`; unequal clean/corrupted lengths or equal answer tokens are refused."""
     rows = []
     for i, p in enumerate(pairs, 1):
@@ -92,8 +134,12 @@ def encode_pairs(tokenizer, pairs: list[dict], *, batch_size: int = 16, source: 
             mask[j, : len(c)] = 1
         batches.append(
             PairBatch(
-                ids[:, 0], ids[:, 1], mask, mask.sum(1) - 1,
-                torch.tensor([r[2] for r in chunk]), torch.tensor([r[3] for r in chunk]),
+                ids[:, 0],
+                ids[:, 1],
+                mask,
+                mask.sum(1) - 1,
+                torch.tensor([r[2] for r in chunk]),
+                torch.tensor([r[3] for r in chunk]),
             )
         )
     return batches

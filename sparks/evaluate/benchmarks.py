@@ -55,15 +55,21 @@ def normalise_benchmark(records: list[dict], *, name: str) -> list[dict]:
     for i, r in enumerate(records):
         problem, answer = r.get("problem", r.get("question")), _answer(r)
         if problem is None or answer is None:
-            raise BenchmarkError(f"{name}: record {i} has no problem/question or no answer; fix the file")
+            raise BenchmarkError(
+                f"{name}: record {i} has no problem/question or no answer; fix the file"
+            )
         out.append({"id": f"{name}-{r.get('id', i)}", "problem": str(problem), "answer": answer})
     return out
 
 
-def load_benchmark(name: str, *, source: str | Path | None = None, world=None, limit: int | None = None) -> list[dict]:
+def load_benchmark(
+    name: str, *, source: str | Path | None = None, world=None, limit: int | None = None
+) -> list[dict]:
     """The problems of benchmark `name`, from `source` if given, else its default place."""
     if name not in BENCHMARKS and source is None:
-        raise BenchmarkError(f"unknown benchmark {name!r}: use one of {', '.join(BENCHMARKS)}, or give a local file for it")
+        raise BenchmarkError(
+            f"unknown benchmark {name!r}: use one of {', '.join(BENCHMARKS)}, or give a local file for it"
+        )
     spec = BENCHMARKS.get(name)
     if source is not None:
         try:
@@ -72,19 +78,25 @@ def load_benchmark(name: str, *, source: str | Path | None = None, world=None, l
             raise BenchmarkError(f"{name}: {e}") from e
     elif spec.hub_id is None:
         if world is None:
-            raise BenchmarkError("benchmark 'world' needs the embedded world: build it with `sparks world build`")
+            raise BenchmarkError(
+                "benchmark 'world' needs the embedded world: build it with `sparks world build`"
+            )
         records = world.tasks(spec.split)
     else:
         try:
             import datasets
 
             records = list(datasets.load_dataset(spec.hub_id, split=spec.split))
-        except Exception as e:  # offline, missing cache, renamed dataset: all mean "supply it yourself"
+        except (
+            Exception
+        ) as e:  # offline, missing cache, renamed dataset: all mean "supply it yourself"
             raise BenchmarkError(
                 f"cannot load {name} from the hub ({spec.hub_id}: {type(e).__name__}); offline, pass a local copy: "
                 f"--benchmark-file {name}=PATH (a .jsonl/.parquet file or directory in the hub dataset's layout)"
             ) from e
     problems = normalise_benchmark(records, name=name)[:limit]
     if not problems:
-        raise BenchmarkError(f"{name}: the benchmark is empty ({source or (spec.hub_id if spec else '')})")
+        raise BenchmarkError(
+            f"{name}: the benchmark is empty ({source or (spec.hub_id if spec else '')})"
+        )
     return problems

@@ -20,12 +20,18 @@ class BenchmarkResult:
     table: pd.DataFrame  # per sample
 
 
-def build_prompts(tokenizer, problems: list[dict], *, enable_thinking: bool | None = None) -> list[str]:
+def build_prompts(
+    tokenizer, problems: list[dict], *, enable_thinking: bool | None = None
+) -> list[str]:
     """Chat-template prompts with the standard instruction; `enable_thinking` reaches Qwen3-style
     templates (the paper's think on/off comparison) and is ignored by others."""
     extra = {} if enable_thinking is None else {"enable_thinking": enable_thinking}
-    return [tokenizer.apply_chat_template(prompt_messages(p["problem"]), tokenize=False, add_generation_prompt=True, **extra)
-            for p in problems]
+    return [
+        tokenizer.apply_chat_template(
+            prompt_messages(p["problem"]), tokenize=False, add_generation_prompt=True, **extra
+        )
+        for p in problems
+    ]
 
 
 def evaluate_model(
@@ -42,12 +48,16 @@ def evaluate_model(
     tok = load_tokenizer(model_dir)
     names = list(benchmarks)
     prompts = [build_prompts(tok, benchmarks[b], enable_thinking=enable_thinking) for b in names]
-    result: GenerationResult = generate(model_dir, [p for ps in prompts for p in ps], spec, backend=backend, progress=progress)
+    result: GenerationResult = generate(
+        model_dir, [p for ps in prompts for p in ps], spec, backend=backend, progress=progress
+    )
     out, start = {}, 0
     for b, ps in zip(names, prompts, strict=True):
         rows = result.completions[start : start + len(ps)]
         start += len(ps)
         table = grade(benchmarks[b], rows)
-        metrics = summarise(table) | {"tokens_per_second": result.generated_tokens / max(result.seconds, 1e-9)}
+        metrics = summarise(table) | {
+            "tokens_per_second": result.generated_tokens / max(result.seconds, 1e-9)
+        }
         out[b] = BenchmarkResult(b, metrics, table)
     return out

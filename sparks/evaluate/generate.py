@@ -53,7 +53,11 @@ class GenerationResult:
 
 
 def generate(
-    model_dir: str | Path, prompts: list[str], spec: SamplingSpec = SamplingSpec(), *, backend: str = "vllm",
+    model_dir: str | Path,
+    prompts: list[str],
+    spec: SamplingSpec = SamplingSpec(),
+    *,
+    backend: str = "vllm",
     progress: bool = False,
 ) -> GenerationResult:
     """`spec.n` completions for each already-formatted prompt (a progress bar on stderr if asked)."""
@@ -61,7 +65,9 @@ def generate(
     if backend not in BACKENDS:
         raise GenerationError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
     if not (model_dir / "config.json").is_file():
-        raise GenerationError(f"{model_dir} is not a checkpoint directory (no config.json): pass a saved model")
+        raise GenerationError(
+            f"{model_dir} is not a checkpoint directory (no config.json): pass a saved model"
+        )
     if not prompts:
         raise GenerationError("no prompts to generate from: the benchmark or dataset is empty")
     if backend == "vllm":
@@ -69,28 +75,49 @@ def generate(
     return _generate_transformers(model_dir, prompts, spec, progress)
 
 
-def _generate_vllm(model_dir: Path, prompts: list[str], spec: SamplingSpec, progress: bool) -> GenerationResult:
+def _generate_vllm(
+    model_dir: Path, prompts: list[str], spec: SamplingSpec, progress: bool
+) -> GenerationResult:
     with tempfile.TemporaryDirectory(prefix="sparks-vllm-") as tmp:
-        req, resp, log = Path(tmp, "request.json"), Path(tmp, "response.json"), Path(tmp, "vllm.log")
-        req.write_text(json.dumps({"model": str(model_dir), "prompts": prompts, "sampling": asdict(spec), "progress": progress}))
+        req, resp, log = (
+            Path(tmp, "request.json"),
+            Path(tmp, "response.json"),
+            Path(tmp, "vllm.log"),
+        )
+        req.write_text(
+            json.dumps(
+                {
+                    "model": str(model_dir),
+                    "prompts": prompts,
+                    "sampling": asdict(spec),
+                    "progress": progress,
+                }
+            )
+        )
         env = {"VLLM_CPU_KVCACHE_SPACE": "1", "TOKENIZERS_PARALLELISM": "false"} | os.environ
         with open(log, "w") as logf:
             # The child's log goes to a file (its tail is shown on failure); its progress bar, on
             # stderr, reaches the terminal.
             proc = subprocess.run(
                 [sys.executable, "-m", "sparks.evaluate._vllm_worker", str(req), str(resp)],
-                stdout=logf, stderr=None if progress else subprocess.STDOUT, env=env | ({"VLLM_LOGGING_LEVEL": "WARNING"} if progress else {}),
+                stdout=logf,
+                stderr=None if progress else subprocess.STDOUT,
+                env=env | ({"VLLM_LOGGING_LEVEL": "WARNING"} if progress else {}),
                 check=False,
             )
         if proc.returncode != 0 or not resp.is_file():
             tail = log.read_text()[-2000:]
-            raise GenerationError(f"vLLM failed on {model_dir} (exit {proc.returncode}); its log ends:\n{tail}")
+            raise GenerationError(
+                f"vLLM failed on {model_dir} (exit {proc.returncode}); its log ends:\n{tail}"
+            )
         out = json.loads(resp.read_text())
     rows = [[Completion(**c) for c in row] for row in out["completions"]]
     return GenerationResult(rows, out["seconds"], out["engine_seconds"])
 
 
-def _generate_transformers(model_dir: Path, prompts: list[str], spec: SamplingSpec, progress: bool) -> GenerationResult:
+def _generate_transformers(
+    model_dir: Path, prompts: list[str], spec: SamplingSpec, progress: bool
+) -> GenerationResult:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -110,7 +137,9 @@ def _generate_transformers(model_dir: Path, prompts: list[str], spec: SamplingSp
 
         starts = tqdm(starts, desc="generate", unit="batch")
     for i in starts:
-        enc = tok(prompts[i : i + batch], return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = tok(
+            prompts[i : i + batch], return_tensors="pt", padding=True, add_special_tokens=False
+        )
         greedy = spec.temperature == 0
         with torch.no_grad():
             out = model.generate(
@@ -128,6 +157,12 @@ def _generate_transformers(model_dir: Path, prompts: list[str], spec: SamplingSp
             for seq in new[j : j + spec.n].tolist():
                 ended = next((k for k, t in enumerate(seq) if t in eos_ids), None)
                 ids = seq if ended is None else seq[:ended]
-                row.append(Completion(tok.decode(ids, skip_special_tokens=True), len(ids) + (ended is not None), ended is None))
+                row.append(
+                    Completion(
+                        tok.decode(ids, skip_special_tokens=True),
+                        len(ids) + (ended is not None),
+                        ended is None,
+                    )
+                )
             rows.append(row)
     return GenerationResult(rows, time.perf_counter() - t0, engine_seconds)

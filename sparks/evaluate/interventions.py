@@ -23,7 +23,9 @@ from sparks.files import atomic_dir
 HEAD = re.compile(r"^L(\d+)H(\d+)$")
 
 
-def parse_heads(spec: str | list[str], *, n_layers: int | None = None, n_heads: int | None = None) -> list[tuple[int, int]]:
+def parse_heads(
+    spec: str | list[str], *, n_layers: int | None = None, n_heads: int | None = None
+) -> list[tuple[int, int]]:
     """'L12H3,L14H0' -> [(12, 3), (14, 0)], checked against the model's shape when given."""
     items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
     if not items:
@@ -62,6 +64,7 @@ def scaled_heads(model, heads: list[tuple[int, int]], scale: float) -> Iterator[
             for h in hs:
                 z[..., h * a.head_dim : (h + 1) * a.head_dim] *= scale
             return (z, *args[1:])
+
         return hook
 
     handles = [a.layers[l].o.register_forward_pre_hook(hook_for(hs)) for l, hs in by_layer.items()]
@@ -72,7 +75,9 @@ def scaled_heads(model, heads: list[tuple[int, int]], scale: float) -> Iterator[
             hd.remove()
 
 
-def write_scaled_checkpoint(model_dir: str | Path, heads: str | list[str], scale: float, out_dir: str | Path) -> Path:
+def write_scaled_checkpoint(
+    model_dir: str | Path, heads: str | list[str], scale: float, out_dir: str | Path
+) -> Path:
     """Copy of the checkpoint at `model_dir` with `heads` scaled by `scale`, written atomically."""
     from transformers import AutoConfig
 
@@ -81,13 +86,23 @@ def write_scaled_checkpoint(model_dir: str | Path, heads: str | list[str], scale
     if Path(out_dir).exists():
         raise FileExistsError(f"{out_dir} already exists: choose another --out")
     cfg = AutoConfig.from_pretrained(str(check_checkpoint(model_dir)))
-    parsed = parse_heads(heads, n_layers=cfg.num_hidden_layers, n_heads=cfg.num_attention_heads)  # before any loading
+    parsed = parse_heads(
+        heads, n_layers=cfg.num_hidden_layers, n_heads=cfg.num_attention_heads
+    )  # before any loading
     tok = load_tokenizer(model_dir)
     model = load_model(model_dir, device="cpu")
     scale_heads_(model, parsed, scale)
     with atomic_dir(Path(out_dir)) as tmp:
         model.save_pretrained(str(tmp))
         tok.save_pretrained(str(tmp))
-        (tmp / "sparks_intervention.json").write_text(json.dumps(
-            {"source": str(model_dir), "heads": [f"L{l}H{h}" for l, h in parsed], "scale": scale}, indent=2))
+        (tmp / "sparks_intervention.json").write_text(
+            json.dumps(
+                {
+                    "source": str(model_dir),
+                    "heads": [f"L{l}H{h}" for l, h in parsed],
+                    "scale": scale,
+                },
+                indent=2,
+            )
+        )
     return Path(out_dir)

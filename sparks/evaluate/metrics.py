@@ -33,8 +33,17 @@ def grade(problems: list[dict], completions: list[list]) -> pd.DataFrame:
     rows = []
     for p, samples in zip(problems, completions, strict=True):
         for j, c in enumerate(samples):
-            rows.append({"problem_id": p["id"], "sample": j, "gold": p["answer"], "answer": last_boxed(c.text),
-                         "correct": is_correct(c.text, p["answer"]), "length": c.n_tokens, "truncated": c.truncated})
+            rows.append(
+                {
+                    "problem_id": p["id"],
+                    "sample": j,
+                    "gold": p["answer"],
+                    "answer": last_boxed(c.text),
+                    "correct": is_correct(c.text, p["answer"]),
+                    "length": c.n_tokens,
+                    "truncated": c.truncated,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -47,7 +56,9 @@ def _majority_correct(group: pd.DataFrame, k: int) -> bool:
     return bool(first.loc[first["answer"].str.strip() == top, "correct"].iloc[0])
 
 
-def summarise(table: pd.DataFrame, *, ks: tuple[int, ...] = (1, 4, 8, 16, 64), seed: int = 0) -> dict:
+def summarise(
+    table: pd.DataFrame, *, ks: tuple[int, ...] = (1, 4, 8, 16, 64), seed: int = 0
+) -> dict:
     """Metrics of one benchmark from its per-sample table."""
     per = table.groupby("problem_id", sort=False).agg(n=("correct", "size"), c=("correct", "sum"))
     n = int(per.n.min())
@@ -65,6 +76,12 @@ def summarise(table: pd.DataFrame, *, ks: tuple[int, ...] = (1, 4, 8, 16, 64), s
     }
     for k in sorted(set(ks) | {n}):  # pass@n and maj@n always, whatever n is
         if 1 < k <= n:
-            out[f"pass@{k}"] = float(np.mean([pass_at_k(int(r.n), int(r.c), k) for r in per.itertuples()]))
-            out[f"maj@{k}"] = float(np.mean([_majority_correct(g, k) for _, g in table.groupby("problem_id", sort=False)]))
+            out[f"pass@{k}"] = float(
+                np.mean([pass_at_k(int(r.n), int(r.c), k) for r in per.itertuples()])
+            )
+            out[f"maj@{k}"] = float(
+                np.mean(
+                    [_majority_correct(g, k) for _, g in table.groupby("problem_id", sort=False)]
+                )
+            )
     return out

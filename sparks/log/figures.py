@@ -52,35 +52,67 @@ def _state(row) -> int:
     return 1 if row.in_circuit else 0
 
 
-def trajectory(ledger: pd.DataFrame, curves: dict[str, pd.Series], out: Path, *, title: str) -> Path:
+def trajectory(
+    ledger: pd.DataFrame, curves: dict[str, pd.Series], out: Path, *, title: str
+) -> Path:
     """Heads x saves coloured by state, with training curves (e.g. reward, loss) beneath on the
     same step axis. `curves` maps a label to a Series indexed by step."""
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
     plt = _plt()
-    ever = ledger.groupby("head", sort=False).agg(any_=("in_circuit", "any"), layer=("layer", "first"), index=("index", "first"))
+    ever = ledger.groupby("head", sort=False).agg(
+        any_=("in_circuit", "any"), layer=("layer", "first"), index=("index", "first")
+    )
     heads = ever[ever.any_].sort_values(["layer", "index"]).index.tolist() or ever.index.tolist()
     steps = sorted(ledger.step.unique())
-    states = ledger.assign(state=ledger.apply(_state, axis=1)).pivot(index="head", columns="step", values="state")
+    states = ledger.assign(state=ledger.apply(_state, axis=1)).pivot(
+        index="head", columns="step", values="state"
+    )
     grid = states.loc[heads, steps].to_numpy()
     n_curves = max(1, len(curves))
-    fig, axes = plt.subplots(1 + n_curves, 1, sharex=True, figsize=(9, 2.0 + 0.22 * len(heads) + 1.6 * n_curves),
-                             gridspec_kw={"height_ratios": [max(2, 0.22 * len(heads))] + [1.4] * n_curves})
+    fig, axes = plt.subplots(
+        1 + n_curves,
+        1,
+        sharex=True,
+        figsize=(9, 2.0 + 0.22 * len(heads) + 1.6 * n_curves),
+        gridspec_kw={"height_ratios": [max(2, 0.22 * len(heads))] + [1.4] * n_curves},
+    )
     ax = axes[0]
     edges = [*steps, steps[-1] + (steps[-1] - steps[-2] if len(steps) > 1 else 1)]
-    ax.pcolormesh(edges, range(len(heads) + 1), grid, cmap=ListedColormap(COLORS), vmin=0, vmax=4, edgecolors="white", linewidth=0.5)
+    ax.pcolormesh(
+        edges,
+        range(len(heads) + 1),
+        grid,
+        cmap=ListedColormap(COLORS),
+        vmin=0,
+        vmax=4,
+        edgecolors="white",
+        linewidth=0.5,
+    )
     ax.set_yticks([i + 0.5 for i in range(len(heads))], heads, fontsize=7)
     ax.invert_yaxis()
     ax.set_title(title, fontsize=10)
-    ax.legend(handles=[Patch(color=c, label=s) for s, c in zip(STATES, COLORS)], loc="upper left",
-              bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False)
-    for cax, (label, series) in zip(axes[1:], curves.items()):
+    ax.legend(
+        handles=[Patch(color=c, label=s) for s, c in zip(STATES, COLORS, strict=True)],
+        loc="upper left",
+        bbox_to_anchor=(1.0, 1.0),
+        fontsize=7,
+        frameon=False,
+    )
+    for cax, (label, series) in zip(axes[1:], curves.items(), strict=False):
         cax.plot(series.index, series.to_numpy(), lw=1.2)
         cax.set_ylabel(label, fontsize=8)
         cax.grid(alpha=0.3)
     if not curves:
-        axes[1].text(0.5, 0.5, "no training curves yet", ha="center", va="center", transform=axes[1].transAxes)
+        axes[1].text(
+            0.5,
+            0.5,
+            "no training curves yet",
+            ha="center",
+            va="center",
+            transform=axes[1].transAxes,
+        )
     axes[-1].set_xlabel("training step")
     fig.tight_layout()
     fig.savefig(out, dpi=110)

@@ -67,15 +67,22 @@ class Tracker:
         self._call("tags", self._set_tags, tags)
 
     def _open(self) -> None:
-        import mlflow
         from mlflow.tracking import MlflowClient
+
+        import mlflow
 
         self.client = MlflowClient(tracking_uri=self.uri)
         exp = self.client.get_experiment_by_name(self.experiment)
         if exp is None:
             artifacts = None
-            if self.uri.startswith("sqlite:"):  # keep artifacts beside the local store, not in ./mlruns
-                artifacts = (Path(self.uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
+            if self.uri.startswith(
+                "sqlite:"
+            ):  # keep artifacts beside the local store, not in ./mlruns
+                artifacts = (
+                    (Path(self.uri.removeprefix("sqlite:///")).parent / "artifacts")
+                    .resolve()
+                    .as_uri()
+                )
             exp_id = self.client.create_experiment(self.experiment, artifact_location=artifacts)
         else:
             exp_id = exp.experiment_id
@@ -92,8 +99,11 @@ class Tracker:
 
     def _go_offline(self, why: str) -> None:
         if not self.offline:
-            print(f"[sparks] {why}; training goes on and metrics are kept in {self.pending} "
-                  f"(upload later: sparks mlflow-sync {self.out_dir})", file=sys.stderr)
+            print(
+                f"[sparks] {why}; training goes on and metrics are kept in {self.pending} "
+                f"(upload later: sparks mlflow-sync {self.out_dir})",
+                file=sys.stderr,
+            )
         self.offline = True
 
     def _call(self, kind: str, fn, *args) -> None:
@@ -120,9 +130,9 @@ class Tracker:
             self.client.set_tag(self.run_id, k, str(v))
 
     def _log_metrics(self, metrics: dict, step: int) -> None:
-        from mlflow.entities import Metric
-
         import time
+
+        from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
@@ -149,7 +159,9 @@ class Tracker:
 
     def log_metrics(self, metrics: dict, step: int) -> None:
         """Log numeric metrics; '@' (pass@1) is not allowed in MLflow keys and becomes '_at_'."""
-        metrics = {metric_key(k): v for k, v in metrics.items() if isinstance(v, (int, float)) and v == v}
+        metrics = {
+            metric_key(k): v for k, v in metrics.items() if isinstance(v, (int, float)) and v == v
+        }
         if metrics:
             self._call("metrics", self._log_metrics, metrics, step)
 
@@ -173,12 +185,24 @@ def upload_pending(out_dir: Path, uri: str | None = None) -> int:
     pending = out_dir / "pending.jsonl"
     if not pending.is_file():
         raise FileNotFoundError(f"{pending} not found: this run has nothing waiting for upload")
-    meta = json.loads((out_dir / "run.json").read_text()) if (out_dir / "run.json").is_file() else {}
-    t = Tracker(uri or meta.get("uri"), meta.get("experiment", "sparks"), meta.get("name", out_dir.name), out_dir)
+    meta = (
+        json.loads((out_dir / "run.json").read_text()) if (out_dir / "run.json").is_file() else {}
+    )
+    t = Tracker(
+        uri or meta.get("uri"),
+        meta.get("experiment", "sparks"),
+        meta.get("name", out_dir.name),
+        out_dir,
+    )
     t._open()
     records = [json.loads(line) for line in pending.read_text().splitlines() if line.strip()]
-    fns = {"params": t._log_params, "tags": t._set_tags, "metrics": t._log_metrics,
-           "artifact": t._log_artifact, "table": t._log_table}
+    fns = {
+        "params": t._log_params,
+        "tags": t._set_tags,
+        "metrics": t._log_metrics,
+        "artifact": t._log_artifact,
+        "table": t._log_table,
+    }
     for r in records:
         fns[r["kind"]](*r["args"])
     pending.rename(pending.with_suffix(".uploaded.jsonl"))

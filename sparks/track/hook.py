@@ -63,9 +63,16 @@ class CircuitSnapshotCallback(TrainerCallback):
         if mode not in ("inline", "process"):
             raise ValueError(f"unknown snapshot mode {mode!r}: use 'inline' or 'process'")
         if mode == "process" and pairs_path is None:
-            raise ValueError("mode 'process' needs pairs_path: the child process reads the pairs from it")
+            raise ValueError(
+                "mode 'process' needs pairs_path: the child process reads the pairs from it"
+            )
         self.batches, self.steps, self.metric, self.top_k = batches, steps, metric, top_k
-        self.step_offset, self.on_snapshot, self.mode, self.pairs_path = step_offset, on_snapshot, mode, pairs_path
+        self.step_offset, self.on_snapshot, self.mode, self.pairs_path = (
+            step_offset,
+            on_snapshot,
+            mode,
+            pairs_path,
+        )
         self.progress = progress
         self.last_step = -1
         self.seconds = 0.0  # time spent in snapshots (inline mode)
@@ -86,24 +93,49 @@ class CircuitSnapshotCallback(TrainerCallback):
             self._children.append((step, out, self._spawn(ckpt, out, step)))
             return
         with preserved_rng():
-            snap = build_snapshot(model, self.batches, step=step, steps=self.steps, metric=self.metric,
-                                  top_k=self.top_k, progress=self.progress)
+            snap = build_snapshot(
+                model,
+                self.batches,
+                step=step,
+                steps=self.steps,
+                metric=self.metric,
+                top_k=self.top_k,
+                progress=self.progress,
+            )
         self.seconds += snap.seconds
         write_snapshot(snap, out)
         if self.on_snapshot:
             self.on_snapshot(step, snap, out)
 
     def _spawn(self, ckpt: Path, out: Path, step: int) -> subprocess.Popen:
-        cmd = [sys.executable, "-m", "sparks.cli", "snapshot", str(ckpt), "--pairs", str(self.pairs_path),
-               "--out", str(out), "--steps", str(self.steps), "--top-k", str(self.top_k),
-               "--metric", self.metric, "--step", str(step)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "sparks.cli",
+            "snapshot",
+            str(ckpt),
+            "--pairs",
+            str(self.pairs_path),
+            "--out",
+            str(out),
+            "--steps",
+            str(self.steps),
+            "--top-k",
+            str(self.top_k),
+            "--metric",
+            self.metric,
+            "--step",
+            str(step),
+        ]
         return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
     def on_train_end(self, args, state, control, **kwargs):
         for step, out, proc in self._children:
             _, err = proc.communicate()
             if proc.returncode != 0:
-                raise RuntimeError(f"snapshot of step {step} failed in its own process: {err.strip().splitlines()[-1:]}")
+                raise RuntimeError(
+                    f"snapshot of step {step} failed in its own process: {err.strip().splitlines()[-1:]}"
+                )
             if self.on_snapshot:
                 self.on_snapshot(step, read_snapshot(out), out)
         self._children.clear()

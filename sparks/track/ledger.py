@@ -52,7 +52,14 @@ def build_ledger(tables: list[pd.DataFrame]) -> pd.DataFrame:
 
 def step_summary(ledger: pd.DataFrame) -> pd.DataFrame:
     """Per save: heads in the circuit, emergent, activated and pruned counts."""
-    return ledger.groupby("step").agg(
-        heads=("in_circuit", "sum"), emergent=("emergent", "sum"),
-        activated=("activated", "sum"), pruned=("pruned", "sum"),
-    ).astype(int).reset_index()
+    return (
+        ledger.groupby("step")
+        .agg(
+            heads=("in_circuit", "sum"),
+            emergent=("emergent", "sum"),
+            activated=("activated", "sum"),
+            pruned=("pruned", "sum"),
+        )
+        .astype(int)
+        .reset_index()
+    )

@@ -23,9 +23,17 @@ def normalise(records: list[dict], *, source: str) -> list[dict]:
     for i, r in enumerate(records):
         problem = r.get("problem", r.get("question"))
         if problem is None or r.get("answer") is None:
-            raise DataError(f"{source}: record {i} has no problem/question or no answer; both are required")
-        out.append({"id": str(r.get("id", i)), "problem": str(problem), "answer": str(r["answer"]).strip(),
-                    "solution": r.get("solution")})
+            raise DataError(
+                f"{source}: record {i} has no problem/question or no answer; both are required"
+            )
+        out.append(
+            {
+                "id": str(r.get("id", i)),
+                "problem": str(problem),
+                "answer": str(r["answer"]).strip(),
+                "solution": r.get("solution"),
+            }
+        )
     return out
 
 
@@ -46,9 +54,17 @@ def read_records(source: str) -> list[dict]:
             if not p.read_bytes().strip():
                 return []
             try:
-                return list(datasets.load_dataset("parquet" if p.suffix == ".parquet" else "json", data_files=str(p), split="train"))
+                return list(
+                    datasets.load_dataset(
+                        "parquet" if p.suffix == ".parquet" else "json",
+                        data_files=str(p),
+                        split="train",
+                    )
+                )
             except Exception as e:
-                raise DataError(f"{source}: cannot read it ({type(e).__name__}); check that it is valid JSON lines or parquet") from e
+                raise DataError(
+                    f"{source}: cannot read it ({type(e).__name__}); check that it is valid JSON lines or parquet"
+                ) from e
         if p.exists() or source.startswith((".", "/")):
             raise DataError(f"{source}: unsupported file type; use .jsonl, .json or .parquet")
         return list(datasets.load_dataset(source, split="train"))
@@ -88,8 +104,13 @@ def sft_dataset(records: list[dict]):
     if not rows:
         raise DataError("SFT needs solutions: none of the training records has a `solution`")
     return datasets.Dataset.from_list(
-        [{"prompt": prompt_messages(r["problem"]), "completion": [{"role": "assistant", "content": r["solution"]}]}
-         for r in rows]
+        [
+            {
+                "prompt": prompt_messages(r["problem"]),
+                "completion": [{"role": "assistant", "content": r["solution"]}],
+            }
+            for r in rows
+        ]
     )
 
 
@@ -97,4 +118,6 @@ def grpo_dataset(records: list[dict]):
     """Prompts with their gold answers for GRPOTrainer (the answer reaches the reward functions)."""
     import datasets
 
-    return datasets.Dataset.from_list([{"prompt": prompt_messages(r["problem"]), "answer": r["answer"]} for r in records])
+    return datasets.Dataset.from_list(
+        [{"prompt": prompt_messages(r["problem"]), "answer": r["answer"]} for r in records]
+    )

@@ -44,8 +44,12 @@ def to_sft_config(stage: StageSettings, out_dir: Path, *, seed: int = 0):
     """SFTConfig for an `sft` or `distill` stage (loss on the completion only)."""
     from trl import SFTConfig
 
-    return SFTConfig(**_common(stage, out_dir, seed), max_length=stage.max_length, completion_only_loss=True,
-                     dataset_num_proc=None)
+    return SFTConfig(
+        **_common(stage, out_dir, seed),
+        max_length=stage.max_length,
+        completion_only_loss=True,
+        dataset_num_proc=None,
+    )
 
 
 def to_grpo_config(stage: StageSettings, out_dir: Path, *, seed: int = 0):
@@ -66,14 +70,34 @@ def reward_functions(stage: StageSettings) -> list:
     return [correctness_reward, format_reward] if stage.format_reward else [correctness_reward]
 
 
-def build_trainer(stage: StageSettings, model, tokenizer, records: list[dict], out_dir: Path, *, seed: int = 0, callbacks=()):
+def build_trainer(
+    stage: StageSettings,
+    model,
+    tokenizer,
+    records: list[dict],
+    out_dir: Path,
+    *,
+    seed: int = 0,
+    callbacks=(),
+):
     """An SFTTrainer or GRPOTrainer for `stage` on `records`, ready to `train()`."""
     if stage.method in ("sft", "distill"):
         from trl import SFTTrainer
 
-        return SFTTrainer(model=model, args=to_sft_config(stage, out_dir, seed=seed), train_dataset=sft_dataset(records),
-                          processing_class=tokenizer, callbacks=list(callbacks))
+        return SFTTrainer(
+            model=model,
+            args=to_sft_config(stage, out_dir, seed=seed),
+            train_dataset=sft_dataset(records),
+            processing_class=tokenizer,
+            callbacks=list(callbacks),
+        )
     from trl import GRPOTrainer
 
-    return GRPOTrainer(model=model, reward_funcs=reward_functions(stage), args=to_grpo_config(stage, out_dir, seed=seed),
-                       train_dataset=grpo_dataset(records), processing_class=tokenizer, callbacks=list(callbacks))
+    return GRPOTrainer(
+        model=model,
+        reward_funcs=reward_functions(stage),
+        args=to_grpo_config(stage, out_dir, seed=seed),
+        train_dataset=grpo_dataset(records),
+        processing_class=tokenizer,
+        callbacks=list(callbacks),
+    )

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from sparks.files import atomic_dir, read_jsonl, write_jsonl
 from sparks.world.model import TinyModelSpec, build_model
-from sparks.world.tasks import generate_pairs, generate_splits
 from sparks.world.tasks import corpus as task_corpus
+from sparks.world.tasks import generate_pairs, generate_splits
 from sparks.world.tokenizer import save_tokenizer, train_tokenizer
 
 MANIFEST = "world.json"
@@ -81,7 +81,9 @@ def build_world(out_dir: Path, spec: WorldSpec = WorldSpec()) -> World:
             "remove it or choose another directory"
         )
     splits = generate_splits(spec.n_train, spec.n_test, seed=spec.seed)
-    tokenizer = train_tokenizer(task_corpus(splits["train"] + splits["test"]), vocab_size=spec.vocab_size)
+    tokenizer = train_tokenizer(
+        task_corpus(splits["train"] + splits["test"]), vocab_size=spec.vocab_size
+    )
     model = build_model(spec.model, tokenizer, seed=spec.seed)
     pairs = generate_pairs(tokenizer, spec.n_pairs, seed=spec.seed)
     with atomic_dir(out_dir) as tmp:
@@ -92,12 +94,19 @@ def build_world(out_dir: Path, spec: WorldSpec = WorldSpec()) -> World:
             write_jsonl(tmp / "tasks" / f"{name}.jsonl", (t.to_record() for t in tasks))
         write_jsonl(tmp / "pairs.jsonl", (p.to_record() for p in pairs))
         summary = {k: len(v) for k, v in splits.items()} | {"pairs": len(pairs)}
-        (tmp / MANIFEST).write_text(json.dumps({"spec": spec.to_dict(), "counts": summary}, indent=2))
+        (tmp / MANIFEST).write_text(
+            json.dumps({"spec": spec.to_dict(), "counts": summary}, indent=2)
+        )
     return World(out_dir)
 
 
 def world_for(settings, cache_root: Path = Path("artifacts/worlds")) -> World:
     """The world a run config's `world` settings describe, built once into a shared cache."""
-    spec = WorldSpec(seed=settings.seed, n_train=settings.n_train, n_test=settings.n_test, n_pairs=settings.n_pairs)
+    spec = WorldSpec(
+        seed=settings.seed,
+        n_train=settings.n_train,
+        n_test=settings.n_test,
+        n_pairs=settings.n_pairs,
+    )
     name = f"seed{spec.seed}-train{spec.n_train}-test{spec.n_test}-pairs{spec.n_pairs}"
     return build_world(Path(cache_root) / name, spec)

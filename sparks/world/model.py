@@ -37,7 +37,9 @@ def build_model(spec: TinyModelSpec, tokenizer, *, seed: int = 0):
     if spec.family not in FAMILIES:
         raise ValueError(f"unknown model family {spec.family!r}: use one of {', '.join(FAMILIES)}")
     if spec.head_dim < 32:
-        raise ValueError(f"head_dim {spec.head_dim} < 32: vLLM's CPU backend refuses it; use 32 or 64")
+        raise ValueError(
+            f"head_dim {spec.head_dim} < 32: vLLM's CPU backend refuses it; use 32 or 64"
+        )
     ids = tokenizer.convert_tokens_to_ids
     common = dict(
         vocab_size=len(tokenizer),

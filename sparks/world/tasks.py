@@ -141,7 +141,9 @@ def _solution(steps: list[str], answer: int) -> str:
     return " ".join(steps) + f" {BOXED_PREFIX}{answer}}}."
 
 
-def generate_tasks(n: int, *, seed: int, split: str, exclude: set[str] | None = None) -> list[MathTask]:
+def generate_tasks(
+    n: int, *, seed: int, split: str, exclude: set[str] | None = None
+) -> list[MathTask]:
     """`n` distinct tasks, deterministic by `seed`, none of whose problems is in `exclude`."""
     rng = random.Random(f"{seed}-{split}")
     seen = set(exclude or ())
@@ -153,7 +155,13 @@ def generate_tasks(n: int, *, seed: int, split: str, exclude: set[str] | None = 
             continue
         seen.add(problem)
         tasks.append(
-            MathTask(f"world-{split}-{len(tasks):05d}", problem, str(answer), _solution(steps, answer), t.level)
+            MathTask(
+                f"world-{split}-{len(tasks):05d}",
+                problem,
+                str(answer),
+                _solution(steps, answer),
+                t.level,
+            )
         )
     return tasks
 
@@ -194,12 +202,17 @@ def generate_pairs(tokenizer, n: int, *, seed: int, max_tries: int = 200) -> lis
         for _ in range(max_tries):
             c_problem, c_steps, c_answer = t.render(words, t.numbers(rng))
             corrupted = _pair_prompt(tokenizer, c_problem, c_steps)
-            if str(c_answer)[0] == str(answer)[0] or _digit_shape(corrupted + str(c_answer)) != shape:
+            if (
+                str(c_answer)[0] == str(answer)[0]
+                or _digit_shape(corrupted + str(c_answer)) != shape
+            ):
                 continue
             if len(tokenizer(clean)["input_ids"]) != len(tokenizer(corrupted)["input_ids"]):
                 continue
             pairs.append(
-                PromptPair(f"pair-{len(pairs):05d}", t.name, clean, corrupted, str(answer), str(c_answer))
+                PromptPair(
+                    f"pair-{len(pairs):05d}", t.name, clean, corrupted, str(answer), str(c_answer)
+                )
             )
             break
     return pairs

@@ -7,8 +7,15 @@ import torch
 from scipy.stats import spearmanr
 
 from sparks.circuits.adapters import UnsupportedModelError, adapter_for
-from sparks.circuits.attribute import attribute, faithfulness, graph_of, patched_metric
-from sparks.circuits.attribute import _clean_and_corrupt, _last_logits, metric_fn
+from sparks.circuits.attribute import (
+    _clean_and_corrupt,
+    _last_logits,
+    attribute,
+    faithfulness,
+    graph_of,
+    metric_fn,
+    patched_metric,
+)
 
 
 def _directional_derivative(model, batch, u: int, v: int, metric: str = "logit_diff") -> float:
@@ -23,7 +30,15 @@ def _directional_derivative(model, batch, u: int, v: int, metric: str = "logit_d
     missing = torch.zeros(graph.n_up, graph.n_down, dtype=torch.bool)
     missing[u, v] = True
     t = torch.zeros((), dtype=c.ups_corr.dtype, requires_grad=True)
-    last, _ = _last_logits(model, adapter, graph, c.e_clean, batch.mask, batch.last, EdgePatch(graph, c.ups_corr, missing, t))
+    last, _ = _last_logits(
+        model,
+        adapter,
+        graph,
+        c.e_clean,
+        batch.mask,
+        batch.last,
+        EdgePatch(graph, c.ups_corr, missing, t),
+    )
     (d,) = torch.autograd.grad(fn(last, batch, c.ref).mean(), t)
     return float(d)
 
@@ -34,12 +49,20 @@ def test_one_step_scores_equal_autograd_directional_derivatives(request, name, b
     attr = attribute(model, batches[:1], steps=1)
     g = attr.graph
     valid = g.valid.nonzero().tolist()
-    sample = [valid[i] for i in torch.randperm(len(valid), generator=torch.Generator().manual_seed(0))[:12].tolist()]
+    sample = [
+        valid[i]
+        for i in torch.randperm(len(valid), generator=torch.Generator().manual_seed(0))[
+            :12
+        ].tolist()
+    ]
     sample.append([0, g.n_down - 1])  # input -> logits
     for u, v in sample:
         expected = _directional_derivative(model, batches[0], u, v)
         # Hugging Face's RMSNorm computes in float32 even in a float64 model: float32 rounding.
-        assert attr.scores[u, v].item() == pytest.approx(expected, rel=1e-5, abs=1e-9), (g.up_names[u], g.down_names[v])
+        assert attr.scores[u, v].item() == pytest.approx(expected, rel=1e-5, abs=1e-9), (
+            g.up_names[u],
+            g.down_names[v],
+        )
 
 
 @pytest.mark.parametrize("name", ["qwen64", "llama64"])
@@ -77,7 +100,9 @@ def test_patching_nothing_or_everything_reproduces_clean_and_corrupted(qwen64, b
     torch.testing.assert_close(patched[0], m_clean)
     torch.testing.assert_close(patched[1], m_corr)
     # (the norms inside compute in float32, hence 1e-6)
-    assert faithfulness(qwen64, batches[:1], [g.valid.clone(), g.valid & False]) == pytest.approx([1.0, 0.0], abs=1e-6)
+    assert faithfulness(qwen64, batches[:1], [g.valid.clone(), g.valid & False]) == pytest.approx(
+        [1.0, 0.0], abs=1e-6
+    )
 
 
 @pytest.mark.parametrize("metric", ["logprob", "kl"])

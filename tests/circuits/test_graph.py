@@ -12,12 +12,26 @@ def test_graph_counts_match_the_architecture():
     g = Graph(n_layers=2, n_heads=4, n_kv_heads=2)
     assert g.n_up == 1 + 2 * 5 and g.n_down == 2 * (4 + 2 + 2 + 1) + 1
     assert g.up_names[:6] == ["input", "L0H0", "L0H1", "L0H2", "L0H3", "M0"]
-    assert g.down_names[:9] == ["L0H0.q", "L0H1.q", "L0H2.q", "L0H3.q", "L0KV0.k", "L0KV1.k", "L0KV0.v", "L0KV1.v", "M0"]
+    assert g.down_names[:9] == [
+        "L0H0.q",
+        "L0H1.q",
+        "L0H2.q",
+        "L0H3.q",
+        "L0KV0.k",
+        "L0KV1.k",
+        "L0KV0.v",
+        "L0KV1.v",
+        "M0",
+    ]
     v = g.valid
-    assert v[:, g.down_names.index("L0H0.q")].tolist() == [True] + [False] * 10  # only the input precedes layer 0
+    assert (
+        v[:, g.down_names.index("L0H0.q")].tolist() == [True] + [False] * 10
+    )  # only the input precedes layer 0
     assert v[:, g.down_names.index("M0")].sum() == 5  # input + layer-0 heads
     assert v[:, -1].all()  # everything reaches the logits
-    assert v[g.up_names.index("M1")].tolist() == [False] * (g.n_down - 1) + [True]  # last MLP: logits only
+    assert v[g.up_names.index("M1")].tolist() == [False] * (g.n_down - 1) + [
+        True
+    ]  # last MLP: logits only
 
 
 def test_qwen2_5_math_1_5b_graph_size():
@@ -41,7 +55,9 @@ def test_pruning_keeps_only_paths_from_input_to_logits():
     s = _scores(
         g,
         [
-            ("input", "L0H0.q", 5.0), ("L0H0", "L1H1.q", -4.0), ("L1H1", "logits", 3.0),  # a path
+            ("input", "L0H0.q", 5.0),
+            ("L0H0", "L1H1.q", -4.0),
+            ("L1H1", "logits", 3.0),  # a path
             ("input", "L0H1.q", 9.0),  # L0H1 feeds nothing: dangling
             ("L0H0", "M1", 2.0),  # M1 reaches nothing in the selection
         ],

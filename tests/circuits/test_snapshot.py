@@ -25,7 +25,12 @@ def snap(world, batches):
 def test_snapshot_holds_circuit_stability_and_faithfulness(snap):
     g = snap.graph
     assert snap.step == 7 and snap.settings == {
-        "steps": 3, "metric": "logit_diff", "top_k": 40, "n_pairs": 8, "n_boot": 20, "faithfulness_pairs": 4,
+        "steps": 3,
+        "metric": "logit_diff",
+        "top_k": 40,
+        "n_pairs": 8,
+        "n_boot": 20,
+        "faithfulness_pairs": 4,
     }
     assert 0 < int(snap.circuit.edges.sum()) <= 40
     assert snap.heads and all(h.startswith("L") and "H" in h for h in snap.heads)
@@ -44,7 +49,11 @@ def test_write_then_read_is_lossless(snap, tmp_path):
     assert torch.equal(back.circuit.nodes, snap.circuit.nodes)
     assert torch.equal(back.head_stability, snap.head_stability)
     assert (back.heads, back.faithfulness, back.step, back.fingerprint, back.settings) == (
-        snap.heads, snap.faithfulness, snap.step, snap.fingerprint, snap.settings,
+        snap.heads,
+        snap.faithfulness,
+        snap.step,
+        snap.fingerprint,
+        snap.settings,
     )
     meta = json.loads((out / "snapshot.json").read_text())
     assert meta["edges_saved"] == meta["edges_total"] == int(snap.graph.valid.sum())
@@ -79,14 +88,33 @@ def test_reading_a_non_snapshot_says_so(tmp_path):
 
 
 def _sparks(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "sparks.cli", *args], cwd=cwd, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "sparks.cli", *args], cwd=cwd, capture_output=True, text=True
+    )
 
 
 def test_cli_writes_a_snapshot(world, tmp_path):
-    done = _sparks("snapshot", str(world.model_dir), "--pairs", str(world.pairs_path), "--out", str(tmp_path / "s"),
-                   "--steps", "2", "--top-k", "30", "--n-pairs", "8", "--batch-size", "4", cwd=tmp_path)
+    done = _sparks(
+        "snapshot",
+        str(world.model_dir),
+        "--pairs",
+        str(world.pairs_path),
+        "--out",
+        str(tmp_path / "s"),
+        "--steps",
+        "2",
+        "--top-k",
+        "30",
+        "--n-pairs",
+        "8",
+        "--batch-size",
+        "4",
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
-    assert "heads in the top-30 circuit" in done.stdout and "attribution" in done.stderr  # progress bar
+    assert (
+        "heads in the top-30 circuit" in done.stdout and "attribution" in done.stderr
+    )  # progress bar
     assert read_snapshot(tmp_path / "s").settings["top_k"] == 30
 
 
@@ -109,7 +137,9 @@ def test_cli_bad_input_fails_in_one_line_and_writes_nothing(world, tmp_path, cas
     if case == "missing_model":
         model = str(tmp_path / "nowhere")
     elif case == "no_weights":
-        shutil.copytree(world.model_dir, tmp_path / "m", ignore=shutil.ignore_patterns("*.safetensors"))
+        shutil.copytree(
+            world.model_dir, tmp_path / "m", ignore=shutil.ignore_patterns("*.safetensors")
+        )
         model = str(tmp_path / "m")
     elif case == "unequal":
         rec = json.loads(world.pairs_path.read_text().splitlines()[0])
@@ -119,7 +149,16 @@ def test_cli_bad_input_fails_in_one_line_and_writes_nothing(world, tmp_path, cas
         pairs.write_text("")
     else:
         extra = ["--metric", "acc"]
-    done = _sparks("snapshot", model, "--pairs", str(pairs), "--out", str(tmp_path / "out"), *extra, cwd=tmp_path)
+    done = _sparks(
+        "snapshot",
+        model,
+        "--pairs",
+        str(pairs),
+        "--out",
+        str(tmp_path / "out"),
+        *extra,
+        cwd=tmp_path,
+    )
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert expected in lines[-1]

@@ -22,14 +22,28 @@ def _jsonl(path, rows):
 
 
 def test_aime24_in_the_huggingfaceh4_layout(tmp_path):
-    rows = [{"id": 60 + i, "problem": f"P{i}", "solution": "...", "answer": f"{i:03d}", "url": "u", "year": 2024} for i in range(30)]
+    rows = [
+        {
+            "id": 60 + i,
+            "problem": f"P{i}",
+            "solution": "...",
+            "answer": f"{i:03d}",
+            "url": "u",
+            "year": 2024,
+        }
+        for i in range(30)
+    ]
     probs = load_benchmark("aime24", source=_jsonl(tmp_path / "aime.jsonl", rows))
     assert len(probs) == 30 and probs[0] == {"id": "aime24-60", "problem": "P0", "answer": "000"}
-    assert probs[25]["answer"] == "025"  # zero-padded strings stay strings; grading compares numbers
+    assert (
+        probs[25]["answer"] == "025"
+    )  # zero-padded strings stay strings; grading compares numbers
 
 
 def test_amc23_in_the_math_ai_parquet_layout_with_float_answers(tmp_path):
-    pd.DataFrame({"question": [f"Q{i}" for i in range(40)], "answer": [27.0, -1.0, 0.5] + [1.0] * 37}).to_parquet(tmp_path / "amc.parquet")
+    pd.DataFrame(
+        {"question": [f"Q{i}" for i in range(40)], "answer": [27.0, -1.0, 0.5] + [1.0] * 37}
+    ).to_parquet(tmp_path / "amc.parquet")
     probs = load_benchmark("amc23", source=tmp_path / "amc.parquet")
     assert len(probs) == 40 and [p["answer"] for p in probs[:3]] == ["27", "-1", "0.5"]
     assert probs[0]["problem"] == "Q0"
@@ -43,7 +57,9 @@ def test_math_ai_aime24_layout_takes_the_answer_from_the_boxed_solution(tmp_path
 def test_qwen_math_evaluation_directory_layout(tmp_path):
     d = tmp_path / "amc23"
     d.mkdir()
-    _jsonl(d / "test.jsonl", [{"id": 0, "problem": "P", "question": "P", "answer": 3.0, "url": "u"}])
+    _jsonl(
+        d / "test.jsonl", [{"id": 0, "problem": "P", "question": "P", "answer": 3.0, "url": "u"}]
+    )
     assert load_benchmark("amc23", source=d) == [{"id": "amc23-0", "problem": "P", "answer": "3"}]
 
 

@@ -11,40 +11,96 @@ import pytest
 
 
 def _sparks(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "sparks.cli", *args], cwd=cwd, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "sparks.cli", *args], cwd=cwd, capture_output=True, text=True
+    )
 
 
 @pytest.mark.slow
 def test_eval_with_the_vllm_engine_writes_metrics_and_per_problem_tables(world, tmp_path):
-    done = _sparks("eval", str(world.model_dir), "--benchmark", "world", "--world", str(world.root), "--limit", "6",
-                   "--n", "3", "--max-tokens", "16", "--backend", "vllm", "--results", str(tmp_path / "r"), cwd=tmp_path)
+    done = _sparks(
+        "eval",
+        str(world.model_dir),
+        "--benchmark",
+        "world",
+        "--world",
+        str(world.root),
+        "--limit",
+        "6",
+        "--n",
+        "3",
+        "--max-tokens",
+        "16",
+        "--backend",
+        "vllm",
+        "--results",
+        str(tmp_path / "r"),
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "world    pass@1 " in done.stdout and "pass@3" in done.stdout and "(6 problems)" in done.stdout
+    assert (
+        "world    pass@1 " in done.stdout
+        and "pass@3" in done.stdout
+        and "(6 problems)" in done.stdout
+    )
     table = pd.read_parquet(tmp_path / "r" / "world.parquet")
-    assert len(table) == 18 and set(table.columns) >= {"problem_id", "sample", "answer", "correct", "length", "truncated"}
+    assert len(table) == 18 and set(table.columns) >= {
+        "problem_id",
+        "sample",
+        "answer",
+        "correct",
+        "length",
+        "truncated",
+    }
     assert table["length"].between(1, 16).all()
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())["world"]
     assert 0 <= metrics["pass@1"] <= 1 and metrics["samples_per_problem"] == 3
 
 
 def test_ablate_writes_the_edited_checkpoint_then_evaluates_it(world, tmp_path):
-    done = _sparks("ablate", str(world.model_dir), "--heads", "L1H0,L2H3", "--scale", "0", "--out", str(tmp_path / "abl"),
-                   "--benchmark", "world", "--world", str(world.root), "--limit", "4", "--max-tokens", "8",
-                   "--backend", "transformers", cwd=tmp_path)
+    done = _sparks(
+        "ablate",
+        str(world.model_dir),
+        "--heads",
+        "L1H0,L2H3",
+        "--scale",
+        "0",
+        "--out",
+        str(tmp_path / "abl"),
+        "--benchmark",
+        "world",
+        "--world",
+        str(world.root),
+        "--limit",
+        "4",
+        "--max-tokens",
+        "8",
+        "--backend",
+        "transformers",
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "edited checkpoint written to" in done.stdout and "world    pass@1" in done.stdout
-    assert json.loads((tmp_path / "abl" / "sparks_intervention.json").read_text())["heads"] == ["L1H0", "L2H3"]
+    assert json.loads((tmp_path / "abl" / "sparks_intervention.json").read_text())["heads"] == [
+        "L1H0",
+        "L2H3",
+    ]
 
 
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
         (["--heads", "L9H0"], "outside the model"),
-        (["--heads", "L1H0", "--benchmark", "world", "--benchmark-file", "world"], "write it as NAME=PATH"),
+        (
+            ["--heads", "L1H0", "--benchmark", "world", "--benchmark-file", "world"],
+            "write it as NAME=PATH",
+        ),
     ],
 )
 def test_ablate_bad_input_fails_in_one_line(world, tmp_path, args, expected):
-    done = _sparks("ablate", str(world.model_dir), "--out", str(tmp_path / "x"), *args, cwd=tmp_path)
+    done = _sparks(
+        "ablate", str(world.model_dir), "--out", str(tmp_path / "x"), *args, cwd=tmp_path
+    )
     assert done.returncode == 2 and expected in done.stderr
     assert done.stderr.strip().count("\n") == 0
 

@@ -43,11 +43,29 @@ def _c(text, n=10, truncated=False):
 def test_summary_metrics_on_known_samples():
     problems = [{"id": "a", "answer": "7"}, {"id": "b", "answer": "2"}]
     completions = [
-        [_c("\\boxed{7}"), _c("\\boxed{7}"), _c("\\boxed{8}"), _c("no box", 40, True)],  # 2/4 right, majority right
-        [_c("\\boxed{3}"), _c("\\boxed{3}"), _c("\\boxed{2}"), _c("\\boxed{5}")],  # 1/4 right, majority wrong
+        [
+            _c("\\boxed{7}"),
+            _c("\\boxed{7}"),
+            _c("\\boxed{8}"),
+            _c("no box", 40, True),
+        ],  # 2/4 right, majority right
+        [
+            _c("\\boxed{3}"),
+            _c("\\boxed{3}"),
+            _c("\\boxed{2}"),
+            _c("\\boxed{5}"),
+        ],  # 1/4 right, majority wrong
     ]
     table = grade(problems, completions)
-    assert list(table.columns) == ["problem_id", "sample", "gold", "answer", "correct", "length", "truncated"]
+    assert list(table.columns) == [
+        "problem_id",
+        "sample",
+        "gold",
+        "answer",
+        "correct",
+        "length",
+        "truncated",
+    ]
     assert table["correct"].tolist() == [True, True, False, False, False, False, True, False]
     m = summarise(table)
     assert m["pass@1"] == pytest.approx((0.5 + 0.25) / 2)

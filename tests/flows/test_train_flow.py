@@ -13,18 +13,46 @@ from sparks.log.tracking import upload_pending
 
 
 def _config(tmp_path, world, uri, name="t"):
-    return validate_config({
-        "name": name, "seed": 1, "output_dir": str(tmp_path / name),
-        "world": {k: v for k, v in world.spec().items() if k in ("seed", "n_train", "n_test", "n_pairs")},
-        "stages": [
-            {"method": "sft", "max_steps": 4, "save_steps": 2, "learning_rate": 3e-3, "batch_size": 8},
-            {"method": "grpo", "max_steps": 4, "save_steps": 2, "learning_rate": 1e-4, "batch_size": 8,
-             "num_generations": 4, "max_completion_length": 16},
-        ],
-        "snapshot": {"steps": 2, "top_k": 40, "n_pairs": 8, "batch_size": 8},
-        "evaluation": {"benchmarks": ["world"], "every": 2, "n": 2, "max_tokens": 24, "limit": 6, "backend": "transformers"},
-        "tracking": {"mlflow_uri": uri, "experiment": "flow-test"},
-    })
+    return validate_config(
+        {
+            "name": name,
+            "seed": 1,
+            "output_dir": str(tmp_path / name),
+            "world": {
+                k: v
+                for k, v in world.spec().items()
+                if k in ("seed", "n_train", "n_test", "n_pairs")
+            },
+            "stages": [
+                {
+                    "method": "sft",
+                    "max_steps": 4,
+                    "save_steps": 2,
+                    "learning_rate": 3e-3,
+                    "batch_size": 8,
+                },
+                {
+                    "method": "grpo",
+                    "max_steps": 4,
+                    "save_steps": 2,
+                    "learning_rate": 1e-4,
+                    "batch_size": 8,
+                    "num_generations": 4,
+                    "max_completion_length": 16,
+                },
+            ],
+            "snapshot": {"steps": 2, "top_k": 40, "n_pairs": 8, "batch_size": 8},
+            "evaluation": {
+                "benchmarks": ["world"],
+                "every": 2,
+                "n": 2,
+                "max_tokens": 24,
+                "limit": 6,
+                "backend": "transformers",
+            },
+            "tracking": {"mlflow_uri": uri, "experiment": "flow-test"},
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +61,9 @@ def finished(prefect_server, tmp_path_factory, world, monkeypatch_module):
 
     tmp = tmp_path_factory.mktemp("flow")
     monkeypatch_module.chdir(tmp)  # world cache and stores stay inside the test's directory
-    monkeypatch_module.setattr("sparks.pipeline.world_for", lambda s, cache_root=None: world, raising=True)
+    monkeypatch_module.setattr(
+        "sparks.pipeline.world_for", lambda s, cache_root=None: world, raising=True
+    )
     uri = f"sqlite:///{tmp}/mlflow.db"
     cfg = _config(tmp, world, uri)
     return cfg, post_train(cfg), MlflowClient(uri)
@@ -88,7 +118,10 @@ def test_mlflow_has_trainer_and_head_metrics_on_one_step_axis(finished):
     assert run.data.params["stages.1.method"] == "grpo" and run.data.tags["method"] == "sft+grpo"
     arts = {a.path for a in client.list_artifacts(rid)}
     assert {"figures", "snapshots", "ledger.json", "eval"} <= arts
-    assert {a.path for a in client.list_artifacts(rid, "snapshots/step-6")} >= {"snapshots/step-6/circuit", "snapshots/step-6/heatmap-step6.png"}
+    assert {a.path for a in client.list_artifacts(rid, "snapshots/step-6")} >= {
+        "snapshots/step-6/circuit",
+        "snapshots/step-6/heatmap-step6.png",
+    }
 
 
 def test_rerun_resumes_without_redoing_snapshots(finished):
@@ -111,18 +144,27 @@ def test_rerun_resumes_without_redoing_snapshots(finished):
     assert done.stat().st_mtime_ns == before, "finished snapshots are not redone"
     assert (last / "circuit" / "snapshot.json").is_file() and not list(last.glob(".circuit.tmp-*"))
     assert (out / "stage1-grpo" / "final" / "model.safetensors").is_file()
-    assert _steps(client, summary["run_id"], "circuit/heads") == [0, 2, 4, 6, 8], "no step logged twice"
+    assert _steps(client, summary["run_id"], "circuit/heads") == [0, 2, 4, 6, 8], (
+        "no step logged twice"
+    )
     assert _steps(client, summary["run_id"], "reward") == [5, 6, 7, 8]
     assert _steps(client, summary["run_id"], "eval/world/pass_at_1") == [0, 4, 8]
 
 
-def test_unreachable_mlflow_does_not_stop_training(prefect_server, world, tmp_path, monkeypatch, capfd):
+def test_unreachable_mlflow_does_not_stop_training(
+    prefect_server, world, tmp_path, monkeypatch, capfd
+):
     from flows.train import post_train
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("sparks.pipeline.world_for", lambda s, cache_root=None: world)
     cfg = _config(tmp_path, world, "http://127.0.0.1:9", name="offline")
-    cfg = cfg.model_copy(update={"stages": cfg.stages[:1], "evaluation": cfg.evaluation.model_copy(update={"enabled": False})})
+    cfg = cfg.model_copy(
+        update={
+            "stages": cfg.stages[:1],
+            "evaluation": cfg.evaluation.model_copy(update={"enabled": False}),
+        }
+    )
     summary = post_train(cfg)
     assert summary["offline"] and summary["saves"] == 3
     err = capfd.readouterr().err

@@ -13,8 +13,15 @@ from sparks.train.trainers import build_trainer
 
 STAGES = {
     "sft": StageSettings(method="sft", max_steps=6, save_steps=2, learning_rate=3e-3, batch_size=8),
-    "grpo": StageSettings(method="grpo", max_steps=4, save_steps=2, learning_rate=1e-4, batch_size=8, num_generations=4,
-                          max_completion_length=16),
+    "grpo": StageSettings(
+        method="grpo",
+        max_steps=4,
+        save_steps=2,
+        learning_rate=1e-4,
+        batch_size=8,
+        num_generations=4,
+        max_completion_length=16,
+    ),
 }
 
 
@@ -22,16 +29,26 @@ def _train(world, tokenizer, batches, out, stage, *, hook: bool, **hook_kw):
     model = load_model(world.model_dir)
     records = load_problems("world", world=world, max_samples=64)
     seen = []
-    cb = CircuitSnapshotCallback(batches[:1], steps=2, top_k=30, step_offset=100,
-                                 on_snapshot=lambda step, snap, path: seen.append((step, path)), **hook_kw)
-    trainer = build_trainer(stage, model, tokenizer, records, out, seed=3, callbacks=[cb] if hook else [])
+    cb = CircuitSnapshotCallback(
+        batches[:1],
+        steps=2,
+        top_k=30,
+        step_offset=100,
+        on_snapshot=lambda step, snap, path: seen.append((step, path)),
+        **hook_kw,
+    )
+    trainer = build_trainer(
+        stage, model, tokenizer, records, out, seed=3, callbacks=[cb] if hook else []
+    )
     trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     return losses, seen, trainer
 
 
 @pytest.mark.parametrize("method", ["sft", "grpo"])
-def test_hook_leaves_training_unchanged_and_snapshots_every_save(world, tokenizer, batches, tmp_path, method):
+def test_hook_leaves_training_unchanged_and_snapshots_every_save(
+    world, tokenizer, batches, tmp_path, method
+):
     stage = STAGES[method]
     plain, _, _ = _train(world, tokenizer, batches, tmp_path / "plain", stage, hook=False)
     hooked, seen, trainer = _train(world, tokenizer, batches, tmp_path / "hooked", stage, hook=True)
@@ -50,7 +67,9 @@ def test_snapshots_already_written_are_not_redone(world, tokenizer, batches, tmp
     first = (tmp_path / "r" / "checkpoint-2" / "circuit" / "snapshot.json").stat().st_mtime_ns
     stale = tmp_path / "r" / "checkpoint-2" / ".circuit.tmp-deadbeef"
     stale.mkdir()  # what a process killed mid-snapshot leaves
-    cb = CircuitSnapshotCallback(batches[:1], steps=2, top_k=30, on_snapshot=lambda *a: seen.append(a))
+    cb = CircuitSnapshotCallback(
+        batches[:1], steps=2, top_k=30, on_snapshot=lambda *a: seen.append(a)
+    )
 
     class S:  # the Trainer's state at a save of step 2, replayed
         is_world_process_zero, global_step = True, 2
@@ -60,12 +79,23 @@ def test_snapshots_already_written_are_not_redone(world, tokenizer, batches, tmp
 
     cb.on_save(A, S, None, model=None)
     assert len(seen) == 1, "not reported again"
-    assert (tmp_path / "r" / "checkpoint-2" / "circuit" / "snapshot.json").stat().st_mtime_ns == first
+    assert (
+        tmp_path / "r" / "checkpoint-2" / "circuit" / "snapshot.json"
+    ).stat().st_mtime_ns == first
     assert not stale.exists(), "half-written leftovers are cleared"
 
 
 def test_process_mode_snapshots_from_the_saved_checkpoint(world, tokenizer, batches, tmp_path):
     stage = STAGES["sft"].model_copy(update={"max_steps": 2})
-    _, seen, _ = _train(world, tokenizer, batches, tmp_path / "p", stage, hook=True, mode="process", pairs_path=world.pairs_path)
+    _, seen, _ = _train(
+        world,
+        tokenizer,
+        batches,
+        tmp_path / "p",
+        stage,
+        hook=True,
+        mode="process",
+        pairs_path=world.pairs_path,
+    )
     assert [s for s, _ in seen] == [102]
     assert read_snapshot(tmp_path / "p" / "checkpoint-2" / "circuit").step == 102

@@ -15,12 +15,25 @@ G = Graph(n_layers=2, n_heads=2, n_kv_heads=1)  # heads L0H0 L0H1 L1H0 L1H1
 
 def _snap(step: int, heads: list[str]) -> CircuitSnapshot:
     node = torch.zeros(G.n_up)
-    for i, name in enumerate(G.up_names):
+    for i in range(G.n_up):
         node[i] = -(i + 1.0)  # distinct, signed
     return CircuitSnapshot(
-        step=step, fingerprint="x", settings={}, graph=G, edge_scores=torch.zeros(G.n_up, G.n_down), node_scores=node,
-        circuit=Circuit(torch.zeros(G.n_up, G.n_down, dtype=torch.bool), torch.zeros(G.n_up, dtype=torch.bool), heads),
-        head_stability=torch.full((2, 2), 0.5), faithfulness={}, m_clean=1.0, m_corrupt=0.0, seconds=0.0,
+        step=step,
+        fingerprint="x",
+        settings={},
+        graph=G,
+        edge_scores=torch.zeros(G.n_up, G.n_down),
+        node_scores=node,
+        circuit=Circuit(
+            torch.zeros(G.n_up, G.n_down, dtype=torch.bool),
+            torch.zeros(G.n_up, dtype=torch.bool),
+            heads,
+        ),
+        head_stability=torch.full((2, 2), 0.5),
+        faithfulness={},
+        m_clean=1.0,
+        m_corrupt=0.0,
+        seconds=0.0,
     )
 
 
@@ -32,20 +45,35 @@ def test_emergent_activated_and_pruned_across_saves():
     snaps = [
         _snap(0, ["L0H0", "L1H0"]),  # base
         _snap(10, ["L0H0", "L1H0", "L1H1"]),  # L1H1 enters: activated and emergent
-        _snap(20, ["L0H0", "L1H1"]),  # L1H0 leaves: pruned; L1H1 stays emergent, not activated again
-        _snap(30, ["L0H0", "L1H0", "L1H1", "L0H1"]),  # L1H0 returns: activated but not emergent (in base)
+        _snap(
+            20, ["L0H0", "L1H1"]
+        ),  # L1H0 leaves: pruned; L1H1 stays emergent, not activated again
+        _snap(
+            30, ["L0H0", "L1H0", "L1H1", "L0H1"]
+        ),  # L1H0 returns: activated but not emergent (in base)
     ]
     ledger = build_ledger([head_table(s) for s in snaps])
     assert len(ledger) == 4 * 4
-    assert _states(ledger, 0, "activated") == _states(ledger, 0, "pruned") == _states(ledger, 0, "emergent") == set()
-    assert _states(ledger, 10, "activated") == {"L1H1"} and _states(ledger, 10, "emergent") == {"L1H1"}
+    assert (
+        _states(ledger, 0, "activated")
+        == _states(ledger, 0, "pruned")
+        == _states(ledger, 0, "emergent")
+        == set()
+    )
+    assert _states(ledger, 10, "activated") == {"L1H1"} and _states(ledger, 10, "emergent") == {
+        "L1H1"
+    }
     assert _states(ledger, 20, "pruned") == {"L1H0"} and _states(ledger, 20, "activated") == set()
     assert _states(ledger, 20, "emergent") == {"L1H1"}
     assert _states(ledger, 30, "activated") == {"L1H0", "L0H1"}
     assert _states(ledger, 30, "emergent") == {"L1H1", "L0H1"}
     summary = step_summary(ledger)
     assert summary.to_dict("list") == {
-        "step": [0, 10, 20, 30], "heads": [2, 3, 2, 4], "emergent": [0, 1, 1, 2], "activated": [0, 1, 0, 2], "pruned": [0, 0, 1, 0],
+        "step": [0, 10, 20, 30],
+        "heads": [2, 3, 2, 4],
+        "emergent": [0, 1, 1, 2],
+        "activated": [0, 1, 0, 2],
+        "pruned": [0, 0, 1, 0],
     }
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from math_verify import parse, verify
 
@@ -15,7 +13,11 @@ from sparks.world.tasks import TEMPLATES, chat_prompt, generate_splits
 def test_tokenizer_round_trips_every_task(world, tokenizer):
     for split in ("train", "test"):
         for t in world.tasks(split):
-            for text in (t["problem"], t["solution"], chat_prompt(tokenizer, t["problem"]) + t["solution"]):
+            for text in (
+                t["problem"],
+                t["solution"],
+                chat_prompt(tokenizer, t["problem"]) + t["solution"],
+            ):
                 ids = tokenizer(text, add_special_tokens=False)["input_ids"]
                 assert tokenizer.decode(ids) == text
 
@@ -31,7 +33,7 @@ def test_every_answer_matches_its_solutions_boxed_answer(world):
     assert {t["level"] for t in tasks} == {1, 2, 3}
     for t in tasks:
         assert verify(parse(t["answer"]), parse(t["solution"])), t
-        assert t["solution"].rstrip(".").endswith("\\boxed{%s}" % t["answer"])
+        assert t["solution"].rstrip(".").endswith(f"\\boxed{{{t['answer']}}}")
 
 
 def test_wrong_answers_do_not_verify(world):
@@ -57,7 +59,10 @@ def test_pairs_have_equal_token_length_and_different_answers(world, tokenizer):
         assert len(clean) == len(corrupt)
         assert clean != corrupt
         assert p["clean_answer"] != p["corrupted_answer"]
-        first = [tokenizer(a, add_special_tokens=False)["input_ids"][0] for a in (p["clean_answer"], p["corrupted_answer"])]
+        first = [
+            tokenizer(a, add_special_tokens=False)["input_ids"][0]
+            for a in (p["clean_answer"], p["corrupted_answer"])
+        ]
         assert first[0] != first[1], "the metric compares the answers' first tokens"
         assert p["clean"].endswith("\\boxed{")
 
@@ -67,25 +72,44 @@ def test_build_reuses_same_spec_and_refuses_a_foreign_directory(world, tmp_path)
 
     before = (world.model_dir / "model.safetensors").stat().st_mtime_ns
     assert build_world(world.root, TEST_WORLD).root == world.root
-    assert (world.model_dir / "model.safetensors").stat().st_mtime_ns == before, "reused, not rebuilt"
+    assert (world.model_dir / "model.safetensors").stat().st_mtime_ns == before, (
+        "reused, not rebuilt"
+    )
     other = tmp_path / "not-a-world"
     other.mkdir()
     (other / "keep.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="not a world built with these settings"):
         build_world(other, WorldSpec(n_train=10, n_test=5, n_pairs=2))
     assert (other / "keep.txt").read_text() == "mine"
-    assert [p.name for p in tmp_path.iterdir()] == ["not-a-world"], "no temporary directory left behind"
+    assert [p.name for p in tmp_path.iterdir()] == ["not-a-world"], (
+        "no temporary directory left behind"
+    )
 
 
 def test_tiny_model_loads_in_transformers_and_generates(world):
     from transformers import AutoConfig
 
     cfg = AutoConfig.from_pretrained(str(world.model_dir))
-    assert (cfg.model_type, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim) == (
-        "qwen2", 4, 4, 2, 32,
+    assert (
+        cfg.model_type,
+        cfg.num_hidden_layers,
+        cfg.num_attention_heads,
+        cfg.num_key_value_heads,
+        cfg.head_dim,
+    ) == (
+        "qwen2",
+        4,
+        4,
+        2,
+        32,
     )
     assert cfg.tie_word_embeddings
-    result = generate(world.model_dir, ["Compute 1 + 2.", "Compute 3 + 4."], SamplingSpec(n=2, max_tokens=8), backend="transformers")
+    result = generate(
+        world.model_dir,
+        ["Compute 1 + 2.", "Compute 3 + 4."],
+        SamplingSpec(n=2, max_tokens=8),
+        backend="transformers",
+    )
     assert [len(r) for r in result.completions] == [2, 2]
     assert all(0 < c.n_tokens <= 8 for r in result.completions for c in r)
 
@@ -93,7 +117,9 @@ def test_tiny_model_loads_in_transformers_and_generates(world):
 @pytest.mark.slow
 def test_tiny_model_loads_in_vllm_and_generates(world, tokenizer):
     prompts = [chat_prompt(tokenizer, t["problem"]) for t in world.tasks("test")[:3]]
-    result = generate(world.model_dir, prompts, SamplingSpec(n=2, max_tokens=12, temperature=0.8), backend="vllm")
+    result = generate(
+        world.model_dir, prompts, SamplingSpec(n=2, max_tokens=12, temperature=0.8), backend="vllm"
+    )
     assert [len(r) for r in result.completions] == [2, 2, 2]
     assert all(1 <= c.n_tokens <= 12 for r in result.completions for c in r)
     assert result.generated_tokens > 0 and result.engine_seconds > 0

@@ -40,6 +40,9 @@ def run_demo(config_path: str | Path, out_dir: Path) -> dict:
     print(
         f"[sparks] emergent heads (not in the base model's circuit): {', '.join(summary['emergent']) or 'none'}"
     )
+    for step, per_bench in summary["pass@1"].items():
+        scores = ", ".join(f"{b} pass@1 {v:.3f}" for b, v in per_bench.items())
+        print(f"[sparks] evaluation at step {step}: {scores}")
     print(
         f"[sparks] ledger: {cfg.output_dir}/ledger.parquet; figures: {cfg.output_dir}/figures/trajectory.png"
     )

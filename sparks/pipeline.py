@@ -389,6 +389,19 @@ class TrainingRun:
         )
         self.tracker.end()
         last = ledger[ledger.step == ledger.step.max()]
+        evals = {}
+        for i in range(len(self.cfg.stages)):
+            for c in _checkpoints(self.stage_dir(i)):
+                if (c / "eval" / "metrics.json").is_file():
+                    evals[self.step_offset(i) + int(c.name.split("-")[1])] = (
+                        c / "eval" / "metrics.json"
+                    )
+        if (self.out / "base" / "eval" / "metrics.json").is_file():
+            evals[0] = self.out / "base" / "eval" / "metrics.json"
+        pass_at_1 = {
+            step: {b: round(m["pass@1"], 4) for b, m in json.loads(p.read_text()).items()}
+            for step, p in sorted(evals.items())
+        }
         return {
             "output_dir": str(self.out),
             "mlflow_uri": self.tracker.uri,
@@ -397,6 +410,7 @@ class TrainingRun:
             "saves": int(ledger.step.nunique()),
             "final_heads": last.loc[last.in_circuit, "head"].tolist(),
             "emergent": last.loc[last.emergent, "head"].tolist(),
+            "pass@1": pass_at_1,
             "wall_seconds": round(wall, 1),
             "snapshot_seconds": round(self.snapshot_seconds, 1),
         }

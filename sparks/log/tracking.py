@@ -67,9 +67,8 @@ class Tracker:
         self._call("tags", self._set_tags, tags)
 
     def _open(self) -> None:
-        from mlflow.tracking import MlflowClient
-
         import mlflow
+        from mlflow.tracking import MlflowClient
 
         self.client = MlflowClient(tracking_uri=self.uri)
         exp = self.client.get_experiment_by_name(self.experiment)

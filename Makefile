@@ -7,7 +7,7 @@ STAMP := $(VENV)/.sparks-installed
 HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
 OUT ?= runs/demo
 
-.PHONY: demo test venv lint clean-venv
+.PHONY: demo test venv lint clean-venv up down
 
 venv: $(STAMP)
 
@@ -31,6 +31,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check sparks flows tests benchmarks tools
 	$(BIN)/python -m pytest
+
+up: $(STAMP)
+	$(BIN)/sparks up
+
+down: $(STAMP)
+	$(BIN)/sparks down
 
 lint: $(STAMP)
 	$(BIN)/ruff check sparks flows tests benchmarks tools

@@ -183,6 +183,18 @@ def _ablate(args: argparse.Namespace) -> None:
         _evaluate(str(out), args)
 
 
+def _up(args: argparse.Namespace) -> None:
+    from sparks.ops import up
+
+    up(deploy=not args.no_deploy)
+
+
+def _down(args: argparse.Namespace) -> None:
+    from sparks.ops import down
+
+    down()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sparks", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -240,6 +252,14 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--out", required=True, metavar="DIR")
     _add_eval_options(ab, default_benchmarks=None)
     ab.set_defaults(func=_ablate)
+
+    upp = sub.add_parser(
+        "up",
+        help="start Prefect server, MLflow server and a worker on 127.0.0.1; register deployments",
+    )
+    upp.add_argument("--no-deploy", action="store_true", help="start the services only")
+    upp.set_defaults(func=_up)
+    sub.add_parser("down", help="stop what `sparks up` started").set_defaults(func=_down)
 
     demo = sub.add_parser("demo", help="run the main job on the embedded default")
     demo.add_argument("--config", default="configs/demo.yaml")

@@ -58,8 +58,11 @@ def load_model(path_or_id: str | Path, *, dtype: str = "float32", device: str | 
 
 
 def load_tokenizer(path_or_id: str | Path):
+    """The tokenizer of a checkpoint directory (checked like the model's) or a hub id."""
     from transformers import AutoTokenizer
 
+    if is_local(str(path_or_id)):
+        check_checkpoint(path_or_id)
     try:
         return AutoTokenizer.from_pretrained(str(path_or_id))
     except OSError as e:

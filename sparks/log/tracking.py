@@ -45,7 +45,8 @@ class Tracker:
     def __init__(self, uri: str | None, experiment: str, run_name: str, out_dir: Path):
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-        self.uri = uri or default_uri()
+        # config > MLFLOW_TRACKING_URI (set by `sparks up` for the worker's runs) > local store
+        self.uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or default_uri()
         self.experiment, self.run_name, self.out_dir = experiment, run_name, Path(out_dir)
         self.pending = self.out_dir / "pending.jsonl"
         self.run_file = self.out_dir / "mlflow_run.json"

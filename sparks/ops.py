@@ -1,0 +1,250 @@
+"""Local operations: `sparks up` / `sparks down` (and `make up` / `make down`).
+
+`up` starts, on 127.0.0.1, a Prefect server (SQLite under a project-local PREFECT_HOME), an MLflow
+tracking server (SQLite and artifacts under mlflow/data/), and a Prefect process worker for the
+work pool `sparks`; then registers every deployment in flows/prefect.yaml and prints the URLs.
+Each process runs in its own session with a pidfile under .sparks/; a second `up` finds them
+running, and `down` stops only the processes whose pidfiles `up` wrote.
+Ports: SPARKS_PREFECT_PORT (4200), SPARKS_MLFLOW_PORT (5000); state: SPARKS_STATE_DIR (.sparks);
+MLflow store: SPARKS_MLFLOW_DATA (mlflow/data).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+POOL = "sparks"
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    cmd: list[str]
+    health: str | None  # URL answering 200 once ready; None: alive is ready
+    env: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Stack:
+    prefect_port: int
+    mlflow_port: int
+    state: Path
+    prefect_home: Path
+
+    @property
+    def prefect_api(self) -> str:
+        return f"http://127.0.0.1:{self.prefect_port}/api"
+
+    @property
+    def mlflow_uri(self) -> str:
+        return f"http://127.0.0.1:{self.mlflow_port}"
+
+    def env(self) -> dict:
+        """What a client (or the worker's flow runs) needs to reach both servers."""
+        return {
+            "PREFECT_HOME": str(self.prefect_home),
+            "PREFECT_API_URL": self.prefect_api,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "MLFLOW_TRACKING_URI": self.mlflow_uri,
+            "SPARKS_ROOT": str(ROOT),
+            "SPARKS_TIMEZONE": local_timezone(),
+        }
+
+
+def local_timezone() -> str:
+    """The machine's IANA time zone (the nightly cron runs in it), SPARKS_TIMEZONE overriding."""
+    if tz := os.environ.get("SPARKS_TIMEZONE"):
+        return tz
+    try:
+        from tzlocal import get_localzone_name
+
+        return get_localzone_name() or "UTC"
+    except Exception:
+        return "UTC"
+
+
+def stack_from_env() -> Stack:
+    state = Path(os.environ.get("SPARKS_STATE_DIR", ROOT / ".sparks"))
+    return Stack(
+        int(os.environ.get("SPARKS_PREFECT_PORT", 4200)),
+        int(os.environ.get("SPARKS_MLFLOW_PORT", 5000)),
+        state,
+        Path(os.environ.get("PREFECT_HOME", ROOT / ".prefect")),
+    )
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+def mlflow_data() -> Path:
+    return Path(os.environ.get("SPARKS_MLFLOW_DATA", ROOT / "mlflow" / "data"))
+
+
+def services(s: Stack) -> list[Service]:
+    data = mlflow_data()
+    return [
+        Service(
+            "prefect-server",
+            [
+                _bin("prefect"),
+                "server",
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(s.prefect_port),
+            ],
+            f"{s.prefect_api}/health",
+            {"PREFECT_API_URL": ""},
+        ),
+        Service(
+            "mlflow-server",
+            [
+                _bin("mlflow"),
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{data}/mlflow.db",
+                "--default-artifact-root",
+                str(data / "artifacts"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(s.mlflow_port),
+                "--workers",
+                "1",
+            ],
+            f"{s.mlflow_uri}/health",
+        ),
+        Service(
+            "prefect-worker",
+            [_bin("prefect"), "worker", "start", "--pool", POOL, "--type", "process"],
+            None,
+        ),
+    ]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def _pid(s: Stack, svc: Service) -> int | None:
+    f = s.state / f"{svc.name}.pid"
+    if f.is_file():
+        pid = int(f.read_text())
+        if _alive(pid):
+            return pid
+        f.unlink()
+    return None
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=3) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def _wait(svc: Service, proc: subprocess.Popen, timeout: float, log: Path) -> None:
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if proc.poll() is not None:  # poll, not kill(pid, 0): a dead child is a zombie until reaped
+            raise RuntimeError(f"{svc.name} exited while starting; see {log}")
+        if svc.health is None or _healthy(svc.health):
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"{svc.name} did not answer {svc.health} within {timeout:.0f}s; see {log}")
+
+
+def up(s: Stack | None = None, *, timeout: float = 180, deploy: bool = True) -> Stack:
+    """Start what is not running, register the deployments, print the URLs. Idempotent."""
+    s = s or stack_from_env()
+    s.state.mkdir(parents=True, exist_ok=True)
+    (mlflow_data() / "artifacts").mkdir(parents=True, exist_ok=True)
+    env = os.environ | s.env()
+    for svc in services(s):
+        if (pid := _pid(s, svc)) is not None:
+            print(f"[sparks] {svc.name} already running (pid {pid})")
+            continue
+        if svc.name == "prefect-worker":
+            _prefect(["work-pool", "create", POOL, "--type", "process", "--overwrite"], env)
+        log = s.state / f"{svc.name}.log"
+        with open(log, "a") as logf:
+            proc = subprocess.Popen(
+                svc.cmd,
+                cwd=ROOT,
+                env=env | svc.env,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        (s.state / f"{svc.name}.pid").write_text(str(proc.pid))
+        _wait(svc, proc, timeout, log)
+        print(f"[sparks] {svc.name} started (pid {proc.pid}, log {log})")
+    if deploy:
+        _prefect(
+            [
+                "--no-prompt",
+                "deploy",
+                "--all",
+                "--prefect-file",
+                str(ROOT / "flows" / "prefect.yaml"),
+            ],
+            env,
+        )
+        print("[sparks] deployments registered from flows/prefect.yaml")
+    print(f"[sparks] Prefect UI: http://127.0.0.1:{s.prefect_port}  (deployments: /deployments)")
+    print(f"[sparks] MLflow UI:  {s.mlflow_uri}")
+    print(
+        f"[sparks] for clients: export PREFECT_API_URL={s.prefect_api} MLFLOW_TRACKING_URI={s.mlflow_uri}"
+    )
+    return s
+
+
+def _prefect(args: list[str], env: dict) -> None:
+    done = subprocess.run(
+        [_bin("prefect"), *args], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"prefect {' '.join(args[:3])} failed: {(done.stdout + done.stderr).strip()[-800:]}"
+        )
+
+
+def down(s: Stack | None = None) -> list[str]:
+    """Stop the processes `up` started (by their pidfiles), newest first; nothing else."""
+    s = s or stack_from_env()
+    stopped = []
+    for svc in reversed(services(s)):
+        pid = _pid(s, svc)
+        if pid is None:
+            continue
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        for _ in range(100):
+            if not _alive(pid):
+                break
+            time.sleep(0.1)
+        else:
+            os.killpg(pid, signal.SIGKILL)
+        (s.state / f"{svc.name}.pid").unlink(missing_ok=True)
+        stopped.append(svc.name)
+        print(f"[sparks] {svc.name} stopped")
+    if not stopped:
+        print("[sparks] nothing to stop: no process started by `sparks up` is running")
+    return stopped

@@ -1,0 +1,219 @@
+"""`sparks up` for real on loopback: Prefect server, MLflow server, worker, deployments; a run
+triggered through the Prefect API as the UI's Run button does, read back through MLflow's REST API."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _http(method: str, url: str, body: dict | None = None) -> dict:
+    req = urllib.request.Request(
+        url,
+        json.dumps(body).encode() if body is not None else None,
+        {"Content-Type": "application/json"},
+        method=method,
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read() or b"null")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("stack")
+    env = os.environ | {
+        "SPARKS_PREFECT_PORT": str(_free_port()),
+        "SPARKS_MLFLOW_PORT": str(_free_port()),
+        "SPARKS_STATE_DIR": str(tmp / "state"),
+        "PREFECT_HOME": str(tmp / "prefect"),
+        "SPARKS_MLFLOW_DATA": str(tmp / "mlflow"),
+        "SPARKS_TIMEZONE": "UTC",
+    }
+    env.pop("PREFECT_API_URL", None)
+    up = subprocess.run(
+        [sys.executable, "-m", "sparks.cli", "up"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=420,
+    )
+    assert up.returncode == 0, up.stdout + up.stderr
+    yield {
+        "env": env,
+        "tmp": tmp,
+        "up": up.stdout,
+        "prefect": f"http://127.0.0.1:{env['SPARKS_PREFECT_PORT']}/api",
+        "mlflow": f"http://127.0.0.1:{env['SPARKS_MLFLOW_PORT']}",
+    }
+    subprocess.run(
+        [sys.executable, "-m", "sparks.cli", "down"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _deployment(stack, name: str) -> dict:
+    return _http("GET", f"{stack['prefect']}/deployments/name/{name}")
+
+
+def _run(stack, deployment: str, parameters: dict, timeout: float = 420) -> dict:
+    """Create a flow run from a deployment (the UI's Run button) and wait for a final state."""
+    dep = _deployment(stack, deployment)
+    run = _http(
+        "POST",
+        f"{stack['prefect']}/deployments/{dep['id']}/create_flow_run",
+        {"parameters": parameters},
+    )
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        fr = _http("GET", f"{stack['prefect']}/flow_runs/{run['id']}")
+        if fr["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            return fr
+        time.sleep(2)
+    raise AssertionError(f"flow run {run['id']} still {fr['state']['type']} after {timeout}s")
+
+
+def _config(tmp, **over) -> dict:
+    cfg = {
+        "name": "e2e",
+        "output_dir": str(tmp / "run"),
+        "world": {"n_train": 200, "n_test": 20, "n_pairs": 8},
+        "stages": [
+            {"method": "sft", "max_steps": 4, "save_steps": 2, "batch_size": 8},
+            {
+                "method": "grpo",
+                "max_steps": 2,
+                "save_steps": 2,
+                "batch_size": 8,
+                "num_generations": 4,
+                "max_completion_length": 16,
+            },
+        ],
+        "snapshot": {"steps": 2, "top_k": 30, "n_pairs": 8, "batch_size": 8},
+        "evaluation": {"enabled": False},
+        "tracking": {"experiment": "e2e"},
+    }
+    return cfg | over
+
+
+def test_up_registers_every_deployment_with_a_nightly_cron(stack):
+    assert (
+        "Prefect UI: http://127.0.0.1:" in stack["up"]
+        and "MLflow UI:  http://127.0.0.1:" in stack["up"]
+    )
+    for name in (
+        "post-train/post-train",
+        "evaluate-checkpoints/evaluate-checkpoints",
+        "ablation-study/ablation-study",
+        "analyze/analyze",
+        "nightly/nightly",
+    ):
+        dep = _deployment(stack, name)
+        assert dep["work_pool_name"] == "sparks" and dep["parameter_openapi_schema"]["properties"]
+    nightly = _deployment(stack, "nightly/nightly")
+    crons = [s["schedule"].get("cron") for s in nightly["schedules"]]
+    assert crons == ["0 2 * * *"] and nightly["schedules"][0]["active"]
+
+
+def test_a_second_up_finds_everything_running(stack):
+    again = subprocess.run(
+        [sys.executable, "-m", "sparks.cli", "up", "--no-deploy"],
+        env=stack["env"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert again.returncode == 0
+    assert again.stdout.count("already running") == 3
+
+
+def test_triggered_post_train_run_logs_rewards_and_heads_at_the_same_steps(stack):
+    fr = _run(stack, "post-train/post-train", {"config": _config(stack["tmp"])})
+    assert fr["state"]["type"] == "COMPLETED", fr["state"]
+    ml = stack["mlflow"] + "/api/2.0/mlflow"
+    exp = _http("GET", f"{ml}/experiments/get-by-name?experiment_name=e2e")["experiment"][
+        "experiment_id"
+    ]
+    run = _http("POST", f"{ml}/runs/search", {"experiment_ids": [exp]})["runs"][0]["info"]["run_id"]
+
+    def steps(key):
+        h = _http(
+            "GET", f"{ml}/metrics/get-history?run_id={run}&metric_key={urllib.parse.quote(key)}"
+        )
+        return sorted(m["step"] for m in h.get("metrics", []))
+
+    assert steps("reward") == [5, 6]
+    assert steps("head/L0H0") == steps("circuit/heads") == [0, 2, 4, 6]
+    assert set(steps("reward")) & set(steps("head/L3H3")) == {6}  # the GRPO save: both series
+
+
+def test_a_malformed_parameter_is_refused_with_a_readable_message(stack):
+    dep = _deployment(stack, "post-train/post-train")
+    bad = _config(stack["tmp"], stages=[{"method": "sft", "learning_rate": -1}])
+    with pytest.raises(urllib.error.HTTPError) as e:
+        _http(
+            "POST",
+            f"{stack['prefect']}/deployments/{dep['id']}/create_flow_run",
+            {"parameters": {"config": bad}},
+        )
+    body = e.value.read().decode()
+    assert e.value.code in (409, 422) and "learning_rate" in body
+
+
+def test_a_failing_flow_run_is_marked_failed_with_its_error(stack):
+    cfg = _config(
+        stack["tmp"],
+        model={"path": str(stack["tmp"] / "no-such-model")},
+        output_dir=str(stack["tmp"] / "bad"),
+    )
+    fr = _run(stack, "post-train/post-train", {"config": cfg}, timeout=240)
+    assert fr["state"]["type"] == "FAILED"
+    assert "does not exist" in fr["state"]["message"]
+
+
+def test_down_stops_only_what_up_started(stack):
+    bystander = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True
+    )
+    pids = [int(p.read_text()) for p in (stack["tmp"] / "state").glob("*.pid")]
+    assert len(pids) == 3
+    down = subprocess.run(
+        [sys.executable, "-m", "sparks.cli", "down"],
+        env=stack["env"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert down.returncode == 0 and down.stdout.count("stopped") == 3
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert bystander.poll() is None, "an unrelated process is left alone"
+    os.killpg(bystander.pid, signal.SIGTERM)
+    again = subprocess.run(
+        [sys.executable, "-m", "sparks.cli", "down"],
+        env=stack["env"],
+        capture_output=True,
+        text=True,
+    )
+    assert "nothing to stop" in again.stdout

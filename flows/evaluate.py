@@ -40,7 +40,12 @@ def evaluate_one(model_dir: str, config: EvaluateConfig) -> dict:
         for b in ev.benchmarks
     }
     spec = SamplingSpec(
-        n=ev.n, temperature=ev.temperature, top_p=ev.top_p, max_tokens=ev.max_tokens, seed=ev.seed
+        n=ev.n,
+        temperature=ev.temperature,
+        top_p=ev.top_p,
+        max_tokens=ev.max_tokens,
+        seed=ev.seed,
+        tensor_parallel_size=ev.tensor_parallel_size,
     )
     return {
         b: r.metrics

@@ -63,7 +63,12 @@ def run_ablation(cfg: AblationConfig) -> dict:
         for b in ev.benchmarks
     }
     spec = SamplingSpec(
-        n=ev.n, temperature=ev.temperature, top_p=ev.top_p, max_tokens=ev.max_tokens, seed=ev.seed
+        n=ev.n,
+        temperature=ev.temperature,
+        top_p=ev.top_p,
+        max_tokens=ev.max_tokens,
+        seed=ev.seed,
+        tensor_parallel_size=ev.tensor_parallel_size,
     )
     variants = {BASELINE: Path(cfg.model)}
     for s in cfg.scales:

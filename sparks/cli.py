@@ -183,6 +183,15 @@ def _ablate(args: argparse.Namespace) -> None:
         _evaluate(str(out), args)
 
 
+def _train(args: argparse.Namespace) -> None:
+    import json
+
+    from sparks.config import load_config
+    from sparks.pipeline import run_training
+
+    print(json.dumps(run_training(load_config(args.config)), indent=2))
+
+
 def _up(args: argparse.Namespace) -> None:
     from sparks.ops import up
 

@@ -117,6 +117,9 @@ class EvaluationSettings(_Section):
     )
     seed: int = Field(0, description="Sampling seed.")
     backend: Literal["vllm", "transformers"] = Field("vllm", description="Generation engine.")
+    tensor_parallel_size: int = Field(
+        1, ge=1, description="vLLM: GPUs one engine spreads a large model over."
+    )
 
 
 class TrackingSettings(_Section):

@@ -305,6 +305,7 @@ class TrainingRun:
             top_p=ev.top_p,
             max_tokens=ev.max_tokens,
             seed=ev.seed,
+            tensor_parallel_size=ev.tensor_parallel_size,
         )
         done = {}
         for step, model_dir, out in targets:

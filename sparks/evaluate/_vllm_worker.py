@@ -46,5 +46,11 @@ def main(req_path: str, resp_path: str) -> None:
         )
 
 
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 if __name__ == "__main__":
     main(sys.argv[1], sys.argv[2])

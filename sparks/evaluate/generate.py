@@ -32,6 +32,7 @@ class SamplingSpec:
     top_p: float = 0.95
     max_tokens: int = 96
     seed: int = 0
+    tensor_parallel_size: int = 1  # vLLM only: GPUs per engine
 
 
 @dataclass(frozen=True)

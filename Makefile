@@ -28,7 +28,13 @@ endif
 demo: $(STAMP)
 	$(BIN)/sparks demo --config configs/demo.yaml --out $(OUT)
 
-test: $(STAMP)
+# The browser tests drive Debian's chromium (the real browser; playwright downloads none).
+CHROMIUM := /usr/bin/chromium
+
+$(CHROMIUM):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check sparks flows tests benchmarks tools
 	$(BIN)/python -m pytest
 

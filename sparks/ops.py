@@ -104,7 +104,8 @@ def services(s: Stack) -> list[Service]:
                 str(s.prefect_port),
             ],
             f"{s.prefect_api}/health",
-            {"PREFECT_API_URL": ""},
+            # the browser UI calls this address (default :4200, wrong on any other port)
+            {"PREFECT_UI_API_URL": s.prefect_api},
         ),
         Service(
             "mlflow-server",
@@ -183,10 +184,13 @@ def up(s: Stack | None = None, *, timeout: float = 180, deploy: bool = True) -> 
             _prefect(["work-pool", "create", POOL, "--type", "process", "--overwrite"], env)
         log = s.state / f"{svc.name}.log"
         with open(log, "a") as logf:
+            run_env = env | svc.env
+            if svc.name == "prefect-server":
+                run_env.pop("PREFECT_API_URL", None)  # the server is the API; it must not point elsewhere
             proc = subprocess.Popen(
                 svc.cmd,
                 cwd=ROOT,
-                env=env | svc.env,
+                env=run_env,
                 stdout=logf,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

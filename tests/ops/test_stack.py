@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -147,7 +148,9 @@ def test_a_second_up_finds_everything_running(stack):
     assert again.stdout.count("already running") == 3
 
 
-def test_triggered_post_train_run_logs_rewards_and_heads_at_the_same_steps(stack):
+@pytest.fixture(scope="module")
+def trained(stack) -> dict:
+    """One post-train run triggered through the deployment, as the UI's Run button does."""
     fr = _run(stack, "post-train/post-train", {"config": _config(stack["tmp"])})
     assert fr["state"]["type"] == "COMPLETED", fr["state"]
     ml = stack["mlflow"] + "/api/2.0/mlflow"
@@ -155,16 +158,53 @@ def test_triggered_post_train_run_logs_rewards_and_heads_at_the_same_steps(stack
         "experiment_id"
     ]
     run = _http("POST", f"{ml}/runs/search", {"experiment_ids": [exp]})["runs"][0]["info"]["run_id"]
+    return {"experiment": exp, "run": run, "api": ml}
 
+
+def test_triggered_post_train_run_logs_rewards_and_heads_at_the_same_steps(trained):
     def steps(key):
-        h = _http(
-            "GET", f"{ml}/metrics/get-history?run_id={run}&metric_key={urllib.parse.quote(key)}"
-        )
+        q = f"run_id={trained['run']}&metric_key={urllib.parse.quote(key)}"
+        h = _http("GET", f"{trained['api']}/metrics/get-history?{q}")
         return sorted(m["step"] for m in h.get("metrics", []))
 
     assert steps("reward") == [5, 6]
     assert steps("head/L0H0") == steps("circuit/heads") == [0, 2, 4, 6]
     assert set(steps("reward")) & set(steps("head/L3H3")) == {6}  # the GRPO save: both series
+
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def test_the_uis_show_the_deployment_and_the_head_trajectories(stack, trained):
+    from playwright.sync_api import sync_playwright
+
+    shots = Path(__file__).resolve().parents[2] / "test-artifacts"
+    shots.mkdir(exist_ok=True)
+    dep = _deployment(stack, "post-train/post-train")
+    prefect_ui = stack["prefect"].removesuffix("/api")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{prefect_ui}/deployments/deployment/{dep['id']}")
+        page.get_by_text("post-train").first.wait_for(timeout=90_000)
+        page.get_by_role("button", name="Run").first.wait_for(timeout=30_000)
+        page.screenshot(path=str(shots / "prefect-deployment.png"), full_page=True)
+        page.goto(f"{stack['mlflow']}/#/experiments/{trained['experiment']}/runs/{trained['run']}")
+        page.get_by_text("head/L0H0").first.wait_for(timeout=90_000)
+        page.get_by_text("circuit/emergent").first.wait_for(timeout=30_000)
+        page.screenshot(path=str(shots / "mlflow-run.png"), full_page=True)
+        browser.close()
+    assert (shots / "prefect-deployment.png").stat().st_size > 20_000
+    assert (shots / "mlflow-run.png").stat().st_size > 20_000
 
 
 def test_a_malformed_parameter_is_refused_with_a_readable_message(stack):

@@ -186,7 +186,9 @@ def up(s: Stack | None = None, *, timeout: float = 180, deploy: bool = True) -> 
         with open(log, "a") as logf:
             run_env = env | svc.env
             if svc.name == "prefect-server":
-                run_env.pop("PREFECT_API_URL", None)  # the server is the API; it must not point elsewhere
+                run_env.pop(
+                    "PREFECT_API_URL", None
+                )  # the server is the API; it must not point elsewhere
             proc = subprocess.Popen(
                 svc.cmd,
                 cwd=ROOT,

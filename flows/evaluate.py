@@ -24,29 +24,10 @@ class EvaluateConfig(BaseModel):
 
 @task(name="evaluate-checkpoint", task_run_name="evaluate-{model_dir}", cache_policy=NO_CACHE)
 def evaluate_one(model_dir: str, config: EvaluateConfig) -> dict:
-    from sparks.evaluate.benchmarks import load_benchmark
-    from sparks.evaluate.evaluate import evaluate_model
-    from sparks.evaluate.generate import SamplingSpec
+    from sparks.evaluate.evaluate import benchmarks_for, evaluate_model, sampling_for
 
     ev = config.evaluation
-    world = None
-    if "world" in ev.benchmarks and "world" not in ev.sources:
-        from sparks.config import WorldSettings
-        from sparks.world.build import world_for
-
-        world = world_for(WorldSettings())
-    problems = {
-        b: load_benchmark(b, source=ev.sources.get(b), world=world, limit=ev.limit)
-        for b in ev.benchmarks
-    }
-    spec = SamplingSpec(
-        n=ev.n,
-        temperature=ev.temperature,
-        top_p=ev.top_p,
-        max_tokens=ev.max_tokens,
-        seed=ev.seed,
-        tensor_parallel_size=ev.tensor_parallel_size,
-    )
+    problems, spec = benchmarks_for(ev), sampling_for(ev)
     return {
         b: r.metrics
         for b, r in evaluate_model(model_dir, problems, spec, backend=ev.backend).items()

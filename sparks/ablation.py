@@ -13,14 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from sparks.config import WORLD, AblationConfig, WorldSettings
-from sparks.evaluate.benchmarks import load_benchmark
-from sparks.evaluate.evaluate import evaluate_model
-from sparks.evaluate.generate import SamplingSpec
+from sparks.config import AblationConfig
+from sparks.evaluate.evaluate import benchmarks_for, evaluate_model, sampling_for
 from sparks.evaluate.interventions import write_scaled_checkpoint
 from sparks.files import atomic_dir
 from sparks.log.tracking import Tracker
-from sparks.world.build import world_for
 
 BASELINE = "baseline"
 
@@ -54,22 +51,8 @@ def run_ablation(cfg: AblationConfig) -> dict:
     """Run the study; returns {variant: {benchmark: metrics}} and the heads used."""
     heads = resolve_heads(cfg)
     out = Path(cfg.output_dir)
-    ev = cfg.evaluation
-    world = (
-        world_for(WorldSettings()) if WORLD in ev.benchmarks and WORLD not in ev.sources else None
-    )
-    problems = {
-        b: load_benchmark(b, source=ev.sources.get(b), world=world, limit=ev.limit)
-        for b in ev.benchmarks
-    }
-    spec = SamplingSpec(
-        n=ev.n,
-        temperature=ev.temperature,
-        top_p=ev.top_p,
-        max_tokens=ev.max_tokens,
-        seed=ev.seed,
-        tensor_parallel_size=ev.tensor_parallel_size,
-    )
+    problems = benchmarks_for(cfg.evaluation)
+    spec = sampling_for(cfg.evaluation)
     variants = {BASELINE: Path(cfg.model)}
     for s in cfg.scales:
         d = out / variant_name(s) / "model"
@@ -80,7 +63,7 @@ def run_ablation(cfg: AblationConfig) -> dict:
     for name, model_dir in variants.items():
         ev_dir = out / name / "eval"
         if not (ev_dir / "metrics.json").is_file():
-            res = evaluate_model(model_dir, problems, spec, backend=ev.backend)
+            res = evaluate_model(model_dir, problems, spec, backend=cfg.evaluation.backend)
             with atomic_dir(ev_dir) as tmp:
                 for b, r in res.items():
                     r.table.to_parquet(tmp / f"{b}.parquet", index=False)

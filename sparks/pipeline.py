@@ -22,7 +22,7 @@ import json
 import re
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -31,9 +31,8 @@ from transformers import TrainerCallback
 from sparks.circuits.pairs import encode_pairs, load_pairs
 from sparks.circuits.snapshot import CircuitSnapshot, build_snapshot, read_snapshot, write_snapshot
 from sparks.config import WORLD, RunConfig
-from sparks.evaluate.benchmarks import load_benchmark
-from sparks.evaluate.evaluate import evaluate_model
-from sparks.evaluate.generate import SamplingSpec, generate
+from sparks.evaluate.evaluate import benchmarks_for, evaluate_model, sampling_for
+from sparks.evaluate.generate import generate
 from sparks.files import atomic_dir, atomic_write_text, read_jsonl
 from sparks.grading import is_correct
 from sparks.log.figures import heatmap, trajectory
@@ -253,9 +252,7 @@ class TrainingRun:
             )
             for r in self.records
         ]
-        spec = SamplingSpec(
-            n=1, temperature=ev.temperature, top_p=ev.top_p, max_tokens=ev.max_tokens, seed=ev.seed
-        )
+        spec = replace(sampling_for(ev), n=1)  # one solution per problem, kept if correct
         result = generate(stage.teacher, prompts, spec, backend=ev.backend)
         kept = [
             r | {"solution": row[0].text}
@@ -274,16 +271,7 @@ class TrainingRun:
     # evaluation -------------------------------------------------------------------------------
     def _eval_inputs(self):
         if not hasattr(self, "_benchmarks"):
-            ev = self.cfg.evaluation
-            world = (
-                world_for(self.cfg.world)
-                if WORLD in ev.benchmarks and WORLD not in ev.sources
-                else None
-            )
-            self._benchmarks = {
-                b: load_benchmark(b, source=ev.sources.get(b), world=world, limit=ev.limit)
-                for b in ev.benchmarks
-            }
+            self._benchmarks = benchmarks_for(self.cfg.evaluation, self.cfg.world)
         return self._benchmarks
 
     def evaluate_checkpoints(self, i: int | None) -> dict[int, dict]:
@@ -299,14 +287,7 @@ class TrainingRun:
             targets = [
                 (self.step_offset(i) + int(c.name.split("-")[1]), c, c / "eval") for c in ckpts
             ]
-        spec = SamplingSpec(
-            n=ev.n,
-            temperature=ev.temperature,
-            top_p=ev.top_p,
-            max_tokens=ev.max_tokens,
-            seed=ev.seed,
-            tensor_parallel_size=ev.tensor_parallel_size,
-        )
+        spec = sampling_for(ev)
         done = {}
         for step, model_dir, out in targets:
             if not (out / "metrics.json").is_file():

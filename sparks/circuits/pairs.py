@@ -9,7 +9,7 @@ padding out of every real position).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -32,54 +32,19 @@ class PairBatch:
     clean_tok: torch.Tensor  # [B] first token of the clean answer
     corrupt_tok: torch.Tensor  # [B] first token of the corrupted answer
 
+    def _map(self, fn) -> PairBatch:
+        return PairBatch(*(fn(getattr(self, f.name)) for f in fields(self)))
+
     def head(self, n: int) -> PairBatch:
         """The first `n` pairs of the batch."""
-        return PairBatch(
-            *(
-                t[:n]
-                for t in (
-                    self.clean_ids,
-                    self.corrupt_ids,
-                    self.mask,
-                    self.last,
-                    self.clean_tok,
-                    self.corrupt_tok,
-                )
-            )
-        )
+        return self._map(lambda t: t[:n])
 
     def repeat(self, c: int) -> PairBatch:
         """The batch stacked `c` times (for evaluating several IG steps in one pass)."""
-        if c == 1:
-            return self
-        return PairBatch(
-            *(
-                t.repeat(c, *([1] * (t.dim() - 1)))
-                for t in (
-                    self.clean_ids,
-                    self.corrupt_ids,
-                    self.mask,
-                    self.last,
-                    self.clean_tok,
-                    self.corrupt_tok,
-                )
-            )
-        )
+        return self if c == 1 else self._map(lambda t: t.repeat(c, *([1] * (t.dim() - 1))))
 
     def to(self, device) -> PairBatch:
-        return PairBatch(
-            *(
-                t.to(device)
-                for t in (
-                    self.clean_ids,
-                    self.corrupt_ids,
-                    self.mask,
-                    self.last,
-                    self.clean_tok,
-                    self.corrupt_tok,
-                )
-            )
-        )
+        return self._map(lambda t: t.to(device))
 
 
 def load_pairs(path: str | Path) -> list[dict]:

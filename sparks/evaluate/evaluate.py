@@ -13,6 +13,34 @@ from sparks.models import check_checkpoint, load_tokenizer
 from sparks.train.data import prompt_messages
 
 
+def sampling_for(ev) -> SamplingSpec:
+    """The SamplingSpec an `EvaluationSettings` describes."""
+    return SamplingSpec(
+        n=ev.n,
+        temperature=ev.temperature,
+        top_p=ev.top_p,
+        max_tokens=ev.max_tokens,
+        seed=ev.seed,
+        tensor_parallel_size=ev.tensor_parallel_size,
+    )
+
+
+def benchmarks_for(ev, world_settings=None) -> dict[str, list[dict]]:
+    """The problems of every benchmark an `EvaluationSettings` names (the embedded world is built
+    from `world_settings`, or the defaults, only when `world` is evaluated without a local file)."""
+    from sparks.config import WORLD, WorldSettings
+    from sparks.evaluate.benchmarks import load_benchmark
+    from sparks.world.build import world_for
+
+    world = None
+    if WORLD in ev.benchmarks and WORLD not in ev.sources:
+        world = world_for(world_settings or WorldSettings())
+    return {
+        b: load_benchmark(b, source=ev.sources.get(b), world=world, limit=ev.limit)
+        for b in ev.benchmarks
+    }
+
+
 @dataclass(frozen=True)
 class BenchmarkResult:
     name: str

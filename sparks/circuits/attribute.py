@@ -140,28 +140,38 @@ def attribute(
     valid = graph.valid.to(next(model.parameters()).device)
     per_pair, m_clean, m_corr = [], [], []
     for b in _progress(batches, progress, "attribution"):
-        c = _clean_and_corrupt(model, adapter, graph, b, fn)
-        acc = _EapIgSums(adapter, graph, c.ups_corr - c.ups_clean)
+        B = len(b.last)
+        with torch.no_grad():
+            e_clean, e_corr = adapter.embed(b.clean_ids), adapter.embed(b.corrupt_ids)
         per_pass = max(1, min(steps, tokens_per_pass // b.clean_ids.numel()))
-        for k0 in range(1, steps + 1, per_pass):
-            alphas = torch.arange(k0, min(k0 + per_pass, steps + 1), dtype=c.e_clean.dtype) / steps
+        acc = ref = None
+        # Steps from the clean end: the first pass starts with alpha = 1, the clean input itself
+        # (e_clean - 0 * diff is e_clean exactly), so it doubles as the clean run.
+        for k1 in range(steps, 0, -per_pass):
+            alphas = torch.arange(k1, max(k1 - per_pass, 0), -1, dtype=e_clean.dtype) / steps
             n = len(alphas)
             # [n*B, P, D]: the batch at n points of the straight path from corrupted to clean
-            e = (
-                c.e_corr + alphas.to(c.e_clean.device)[:, None, None, None] * (c.e_clean - c.e_corr)
-            ).flatten(0, 1)
+            one_minus = (1 - alphas).to(e_clean.device)[:, None, None, None]
+            e = (e_clean - one_minus * (e_clean - e_corr)).flatten(0, 1)
             bb = b.repeat(n)
-            probe = GradientProbe(adapter)
+            probe = GradientProbe(adapter, keep_rows=B if acc is None else 0)
             with probe.hooks():
-                logits = model(
-                    inputs_embeds=e.detach(), attention_mask=bb.mask, use_cache=False
-                ).logits
-            m = fn(logits[torch.arange(len(bb.last)), bb.last], bb, c.ref.repeat(n, 1)).sum()
+                logits = model(inputs_embeds=e, attention_mask=bb.mask, use_cache=False).logits
+            last = logits[torch.arange(len(bb.last)), bb.last]
+            if acc is None:
+                clean_last = last[:B].detach()
+                ref = clean_last.log_softmax(-1)
+                m_clean.append(fn(clean_last, b, ref))
+                with torch.no_grad():
+                    corr_last, ups_corr = _last_logits(
+                        model, adapter, graph, e_corr, b.mask, b.last
+                    )
+                m_corr.append(fn(corr_last, b, ref))
+                acc = _EapIgSums(adapter, graph, ups_corr - probe.ups)
+            m = fn(last, bb, ref.repeat(n, 1)).sum()
             acc.add(probe.resid, probe.output_grads(m), n)
         s = acc.scores() / steps
         per_pair.append((s * valid).detach())
-        m_clean.append(c.m_clean)
-        m_corr.append(c.m_corr)
     if not per_pair:
         raise ValueError("no prompt pairs to attribute: the pairs file or dataset is empty")
     return Attribution(
@@ -210,6 +220,7 @@ class _EapIgSums:
             g = torch.cat([grads[(k, l)].unflatten(-1, (-1, hd)) for k in ("q", "k", "v")], dim=2)
             wx = torch.einsum("bpD,cdD->bpcd", x, self.w_attn[l])
             s = g_.down_slice(l)
+            n_up = g_.n_up_before(l)
             self._add_group(
                 ("attn", l),
                 x,
@@ -217,19 +228,19 @@ class _EapIgSums:
                 wx,
                 self._r(m.input_norm, x),
                 n,
-                g_.n_up_before(l),
+                n_up,
                 slice(s.start, s.stop - 1),
             )
             x = resid[("m", l)]
-            gm = grads[("m", l)][:, :, None]
+            n_up = g_.n_up_before(l, mlp=True)
             self._add_group(
                 ("m", l),
                 x,
-                gm,
+                grads[("m", l)][:, :, None],
                 (x * m.post_norm.weight)[:, :, None],
                 self._r(m.post_norm, x),
                 n,
-                g_.n_up_before(l, mlp=True),
+                n_up,
                 slice(s.stop - 1, s.stop),
             )
         x, norm = resid[("logits",)], self.adapter.final_norm
@@ -247,18 +258,21 @@ class _EapIgSums:
     @torch.no_grad()
     def scores(self) -> torch.Tensor:
         """[B, n_up, n_down]: sum over the steps of (a^corr - a^clean) . G (invalid edges not yet masked)."""
-        first = self.delta.new_zeros(self.second.shape)
+        B, n_up = self.delta.shape[0], self.graph.n_up
+        # [B, n_up, P*D] once, so each consumer's contraction over (P, D) is one bmm, no copies.
+        d_t = self.delta.transpose(1, 2).reshape(B, n_up, -1)
+        first = torch.zeros_like(self.second)
         for l, m in enumerate(self.adapter.layers):
             s = self.graph.down_slice(l)
-            n_up = self.graph.n_up_before(l, mlp=True)
-            g1 = torch.einsum("bpcd,cdD->bpcD", self.head_sums[("attn", l)], self.w_attn[l])
-            first[:, :n_up, s.start : s.stop - 1] = torch.einsum(
-                "bpud,bpcd->buc", self.delta[:, :, :n_up], g1
+            n = self.graph.n_up_before(l, mlp=True)
+            g1 = torch.einsum("bpcd,cdD->bpDc", self.head_sums[("attn", l)], self.w_attn[l])
+            first[:, :n, s.start : s.stop - 1] = torch.bmm(
+                d_t[:, :n], g1.reshape(B, -1, g1.shape[-1])
             )
             gm = self.head_sums[("m", l)][:, :, 0] * m.post_norm.weight
-            first[:, :n_up, s.stop - 1] = torch.einsum("bpud,bpd->bu", self.delta[:, :, :n_up], gm)
+            first[:, :n, s.stop - 1] = torch.bmm(d_t[:, :n], gm.reshape(B, -1, 1))[..., 0]
         gf = self.head_sums[("logits",)][:, :, 0] * self.adapter.final_norm.weight
-        first[:, :, -1] = torch.einsum("bpud,bpd->bu", self.delta, gf)
+        first[:, :, -1] = torch.bmm(d_t, gf.reshape(B, -1, 1))[..., 0]
         return first - self.second
 
 
@@ -268,10 +282,13 @@ def patched_metric(
     missing: Sequence[torch.Tensor],
     *,
     metric: str = "logit_diff",
+    tokens_per_pass: int = 8192,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The metric on clean inputs when every edge in each `missing` mask [n_up, n_down] carries
     its corrupted activation instead (exact, no approximation).
 
+    One forward pass runs the corrupted input, the clean input and the clean input under several
+    masks side by side (as many as fit `tokens_per_pass`); see `EdgePatch`.
     Returns ([len(missing), N] patched, [N] clean, [N] corrupted)."""
     fn = metric_fn(metric)
     adapter = adapter_for(model)
@@ -279,15 +296,30 @@ def patched_metric(
     out, m_clean, m_corr = [], [], []
     with torch.no_grad():
         for b in batches:
-            c = _clean_and_corrupt(model, adapter, graph, b, fn)
+            B = len(b.last)
+            e_clean, e_corr = adapter.embed(b.clean_ids), adapter.embed(b.corrupt_ids)
+            empty = torch.zeros_like(graph.valid)
+            per_pass = max(1, tokens_per_pass // b.clean_ids.numel() - 2)
             row = []
-            for miss in missing:
-                patch = EdgePatch(graph, c.ups_corr, miss.to(c.ups_corr.device))
-                last, _ = _last_logits(model, adapter, graph, c.e_clean, b.mask, b.last, patch)
-                row.append(fn(last, b, c.ref))
-            out.append(torch.stack(row))
-            m_clean.append(c.m_clean)
-            m_corr.append(c.m_corr)
+            for i in range(0, max(len(missing), 1), per_pass):
+                masks = [empty, empty, *missing[i : i + per_pass]]
+                n = len(masks)
+                patch = EdgePatch(
+                    graph,
+                    None,
+                    torch.stack([m.to(e_clean.device) for m in masks]),
+                    dtype=e_clean.dtype,
+                )
+                e = torch.cat([e_corr] + [e_clean] * (n - 1))
+                bb = b.repeat(n)
+                last, _ = _last_logits(model, adapter, graph, e, bb.mask, bb.last, patch)
+                ref = last[B : 2 * B].log_softmax(-1)
+                ms = fn(last, bb, ref.repeat(n, 1)).view(n, B)
+                if i == 0:
+                    m_corr.append(ms[0])
+                    m_clean.append(ms[1])
+                row.append(ms[2:])
+            out.append(torch.cat(row))
     return torch.cat(out, dim=1).cpu(), torch.cat(m_clean).cpu(), torch.cat(m_corr).cpu()
 
 

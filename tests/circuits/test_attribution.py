@@ -105,6 +105,18 @@ def test_patching_nothing_or_everything_reproduces_clean_and_corrupted(qwen64, b
     )
 
 
+def test_patched_runs_side_by_side_match_one_at_a_time(qwen64, batches):
+    """Several masks in one forward pass (block 0 the corrupted run) give what separate passes give."""
+    g = graph_of(adapter_for(qwen64))
+    gen = torch.Generator().manual_seed(1)
+    masks = [g.valid & (torch.rand(g.valid.shape, generator=gen) < p) for p in (0.1, 0.5, 0.9)]
+    together = patched_metric(qwen64, batches[:1], masks)
+    one_by_one = patched_metric(qwen64, batches[:1], masks, tokens_per_pass=1)
+    for a, b in zip(together, one_by_one, strict=True):
+        torch.testing.assert_close(a, b)
+    assert not torch.allclose(together[0][0], together[0][2])  # the masks do differ in effect
+
+
 @pytest.mark.parametrize("metric", ["logprob", "kl"])
 def test_other_metrics_are_complete_too(qwen64, batches, metric):
     attr = attribute(qwen64, batches[:1], steps=50, metric=metric)

@@ -120,39 +120,45 @@ class Circuit(NamedTuple):
 def select_edges(
     graph: Graph, scores: torch.Tensor, *, top_k: int | None = None, threshold: float | None = None
 ) -> torch.Tensor:
-    """[n_up, n_down] bool: the top-k valid edges by |score|, or those with |score| >= threshold."""
+    """[..., n_up, n_down] bool: the top-k valid edges by |score|, or those with |score| >=
+    threshold (leading dimensions: independent score tensors)."""
     if (top_k is None) == (threshold is None):
         raise ValueError("give exactly one of top_k or threshold")
     mag = scores.abs().masked_fill(~graph.valid, float("-inf"))
     if threshold is not None:
         return mag >= threshold
     k = min(top_k, int(graph.valid.sum()))
-    keep = torch.zeros(mag.numel(), dtype=torch.bool)
-    keep[mag.flatten().topk(k).indices] = True
+    flat = mag.flatten(-2)
+    keep = torch.zeros_like(flat, dtype=torch.bool)
+    keep.scatter_(-1, flat.topk(k, dim=-1).indices, True)
     return keep.view_as(mag)
+
+
+def _prune(graph: Graph, edges: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Kept edges [..., n_up, n_down] and member nodes [..., n_up] (see `prune_to_paths`)."""
+    owner = graph.owner.float()
+    n = graph.n_up
+    feeds = edges.float() @ owner > 0  # [..., n_up, n_up+1]: u feeds node w via a kept edge
+    reached = torch.zeros(*edges.shape[:-2], n + 1, dtype=torch.bool)
+    reached[..., 0] = True
+    for w in range(1, n + 1):  # topological order: a node is reached from reached feeders
+        reached[..., w] = (feeds[..., w] & reached[..., :n]).any(-1)
+    alive = torch.zeros_like(reached)
+    alive[..., -1] = True
+    for u in range(n - 1, -1, -1):  # reverse order: a node is alive if it feeds an alive one
+        alive[..., u] = (feeds[..., u, :] & alive).any(-1)
+    target_alive = alive.float() @ owner.T > 0  # [..., n_down]
+    kept = edges & (reached & alive)[..., :n, None] & target_alive[..., None, :]
+    # A kept edge into a shared key/value input makes only the group's live heads members.
+    fed = (kept.float() @ owner > 0).any(-2)[..., :n] & alive[..., :n]
+    nodes = kept.any(-1) | fed
+    nodes[..., 0] = kept[..., 0, :].any(-1)
+    return kept, nodes
 
 
 def prune_to_paths(graph: Graph, edges: torch.Tensor) -> Circuit:
     """Keep only edges on some path from input to logits; name the circuit's heads."""
-    feeds = (
-        edges.float() @ graph.owner.float() > 0
-    )  # [n_up, n_up+1]: u feeds node w via a kept edge
-    reached = torch.zeros(graph.n_up + 1, dtype=torch.bool)
-    reached[0] = True
-    for w in range(1, graph.n_up + 1):  # topological order: a node is reached from reached feeders
-        reached[w] = bool((feeds[:, w] & reached[: graph.n_up]).any())
-    alive = torch.zeros(graph.n_up + 1, dtype=torch.bool)
-    alive[-1] = True
-    for u in range(
-        graph.n_up - 1, -1, -1
-    ):  # reverse order: a node is alive if it feeds an alive one
-        alive[u] = bool((feeds[u] & alive).any())
-    target_alive = (graph.owner & alive).any(dim=1)  # [n_down]
-    kept = edges & reached[: graph.n_up, None] & alive[: graph.n_up, None] & target_alive[None, :]
-    # A kept edge into a shared key/value input makes only the group's live heads members.
-    fed = (kept.float() @ graph.owner.float() > 0).any(dim=0)[: graph.n_up] & alive[: graph.n_up]
-    nodes = kept.any(dim=1) | fed
-    nodes[0] = bool(kept[0].any())
+    kept, nodes = _prune(graph, edges)
     heads = [graph.up_names[int(i)] for i in graph.head_index.flatten() if nodes[i]]
     return Circuit(kept, nodes, heads)
 
@@ -171,8 +177,11 @@ def head_stability(
     resampled with replacement (EAP-IG circuits vary with the sample; this says how much)."""
     gen = torch.Generator().manual_seed(seed)
     n = per_pair.shape[0]
-    counts = torch.zeros(graph.n_up)
-    for _ in range(n_boot):
-        idx = torch.randint(n, (n,), generator=gen)
-        counts += find_circuit(graph, per_pair[idx].mean(0), top_k=top_k).nodes.float()
-    return (counts / n_boot)[graph.head_index]
+    idx = torch.randint(n, (n_boot, n), generator=gen)
+    # All resamples at once: counts [n_boot, n] times per-pair scores is each resample's mean.
+    counts = torch.zeros(n_boot, n, dtype=per_pair.dtype).scatter_add_(
+        1, idx, torch.ones(n_boot, n, dtype=per_pair.dtype)
+    )
+    means = (counts @ per_pair.flatten(1) / n).view(n_boot, *per_pair.shape[1:])
+    _, nodes = _prune(graph, select_edges(graph, means, top_k=top_k))
+    return nodes.float().mean(0)[graph.head_index]

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sparks.circuits.graph import Graph, find_circuit, prune_to_paths, select_edges
+from sparks.circuits.graph import (
+    Graph,
+    _prune,
+    find_circuit,
+    head_stability,
+    prune_to_paths,
+    select_edges,
+)
 
 
 def test_graph_counts_match_the_architecture():
@@ -90,3 +97,23 @@ def test_pruning_an_empty_selection_gives_an_empty_circuit():
     g = Graph(2, 2, 2)
     c = prune_to_paths(g, torch.zeros(g.n_up, g.n_down, dtype=torch.bool))
     assert c.heads == [] and not c.edges.any() and not c.nodes.any()
+
+
+def test_batched_circuits_and_bootstrap_stability_match_one_at_a_time():
+    g = Graph(n_layers=3, n_heads=4, n_kv_heads=2)
+    gen = torch.Generator().manual_seed(0)
+    per_pair = torch.randn(12, g.n_up, g.n_down, generator=gen, dtype=torch.float64) * g.valid
+    # Batched selection and pruning over several score tensors equals doing each alone.
+    batch = per_pair[:5]
+    kept, nodes = _prune(g, select_edges(g, batch, top_k=15))
+    for i in range(5):
+        one = find_circuit(g, batch[i], top_k=15)
+        assert torch.equal(kept[i], one.edges) and torch.equal(nodes[i], one.nodes)
+    # Stability = share of resamples (drawn as head_stability draws them) whose circuit has the head.
+    stab = head_stability(g, per_pair, top_k=15, n_boot=20, seed=3)
+    idx = torch.randint(12, (20, 12), generator=torch.Generator().manual_seed(3))
+    expected = torch.stack(
+        [find_circuit(g, per_pair[i].mean(0), top_k=15).nodes.double() for i in idx]
+    ).mean(0)[g.head_index]
+    torch.testing.assert_close(stab, expected.to(stab.dtype))
+    assert 0 < float(stab.mean()) < 1  # some heads in some resamples only: the check can fail

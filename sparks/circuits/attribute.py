@@ -94,31 +94,6 @@ def _last_logits(model, adapter, graph, embeds, mask, last, deltas=None, *, capt
     return logits[torch.arange(len(last)), last], ups  # [B, V], [B, P, n_up, D] or None
 
 
-@dataclass
-class _Clean:
-    """What one batch's clean and corrupted passes give."""
-
-    e_clean: torch.Tensor
-    e_corr: torch.Tensor
-    ups_clean: torch.Tensor
-    ups_corr: torch.Tensor
-    m_clean: torch.Tensor
-    m_corr: torch.Tensor
-    ref: torch.Tensor  # clean log-probs at the last position, for `kl`
-
-
-def _clean_and_corrupt(model, adapter, graph, b: PairBatch, metric: Metric) -> _Clean:
-    # One forward over clean and corrupted stacked: half the passes, same numbers.
-    B = len(b.last)
-    with torch.no_grad():
-        e = adapter.embed(torch.cat([b.clean_ids, b.corrupt_ids]))
-        last, ups = _last_logits(model, adapter, graph, e, b.mask.repeat(2, 1), b.last.repeat(2))
-        ref = last[:B].log_softmax(-1)
-        return _Clean(
-            e[:B], e[B:], ups[:B], ups[B:], metric(last[:B], b, ref), metric(last[B:], b, ref), ref
-        )
-
-
 def attribute(
     model,
     batches: Sequence[PairBatch],
@@ -304,12 +279,7 @@ def patched_metric(
             for i in range(0, max(len(missing), 1), per_pass):
                 masks = [empty, empty, *missing[i : i + per_pass]]
                 n = len(masks)
-                patch = EdgePatch(
-                    graph,
-                    None,
-                    torch.stack([m.to(e_clean.device) for m in masks]),
-                    dtype=e_clean.dtype,
-                )
+                patch = EdgePatch(graph, None, torch.stack([m.to(e_clean.device) for m in masks]))
                 e = torch.cat([e_corr] + [e_clean] * (n - 1))
                 bb = b.repeat(n)
                 last, _ = _last_logits(model, adapter, graph, e, bb.mask, bb.last, patch)

@@ -67,6 +67,7 @@ class GradientProbe:
     def hooks(self) -> Iterator[None]:
         handles = []
         a, rows = self.adapter, self.keep_rows
+        graph = Graph(a.n_layers, a.n_heads, a.n_kv_heads)
 
         def keep_in(key):
             def hook(mod, args):
@@ -82,19 +83,19 @@ class GradientProbe:
 
         def keep_embeds(mod, args):
             x = args[0][:rows].detach()
-            self.ups = x.new_zeros(*x.shape[:2], 1 + a.n_layers * (a.n_heads + 1), x.shape[-1])
+            self.ups = x.new_zeros(*x.shape[:2], graph.n_up, x.shape[-1])
             self.ups[:, :, 0] = x
 
         def keep_heads(l):
             def hook(mod, args):
-                i = 1 + l * (a.n_heads + 1)
-                self.ups[:, :, i : i + a.n_heads] = head_outputs(args[0][:rows], mod, a.n_heads)
+                h0 = graph.up_index(l, 0)
+                self.ups[:, :, h0 : h0 + a.n_heads] = head_outputs(args[0][:rows], mod, a.n_heads)
 
             return hook
 
         def keep_mlp(l):
             def hook(mod, args, out):
-                self.ups[:, :, (l + 1) * (a.n_heads + 1)] = out[:rows].detach()
+                self.ups[:, :, graph.up_index(l)] = out[:rows].detach()
 
             return hook
 
@@ -145,19 +146,18 @@ class EdgePatch(_Deltas):
         corrupt_ups: torch.Tensor | None,
         missing: torch.Tensor,
         scale: torch.Tensor | float = 1.0,
-        *,
-        dtype: torch.dtype | None = None,
     ):
         if corrupt_ups is None and missing.dim() == 2:
             raise ValueError("EdgePatch: give corrupt_ups, or one mask per row block")
         self.graph, self.corrupt, self.scale = graph, corrupt_ups, scale
-        dtype = dtype or corrupt_ups.dtype
-        self.missing = (missing & graph.valid.to(missing.device)).to(dtype)
+        self.missing = missing & graph.valid.to(
+            missing.device
+        )  # bool, as the activations' dtype below
 
     def _delta(self, ups: torch.Tensor, n: int, cols: slice) -> torch.Tensor:
         # [v, n] @ [..., n, D] per position: a batched matmul, no permuted copies of the
         # [rows, P, n, D] difference (einsum's route was 2x slower on the CPU).
-        m = self.missing[..., :n, cols].transpose(-1, -2)
+        m = self.missing[..., :n, cols].transpose(-1, -2).to(ups.dtype)
         if m.dim() == 2:
             d = torch.matmul(m, self.corrupt[:, :, :n] - ups[:, :, :n])
         else:

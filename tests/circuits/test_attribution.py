@@ -8,7 +8,6 @@ from scipy.stats import spearmanr
 
 from sparks.circuits.adapters import UnsupportedModelError, adapter_for
 from sparks.circuits.attribute import (
-    _clean_and_corrupt,
     _last_logits,
     attribute,
     faithfulness,
@@ -26,20 +25,24 @@ def _directional_derivative(model, batch, u: int, v: int, metric: str = "logit_d
     adapter = adapter_for(model)
     graph = graph_of(adapter)
     fn = metric_fn(metric)
-    c = _clean_and_corrupt(model, adapter, graph, batch, fn)
+    with torch.no_grad():  # separate clean and corrupted runs, as attribution no longer does
+        e_clean = adapter.embed(batch.clean_ids)
+        clean_last, _ = _last_logits(model, adapter, graph, e_clean, batch.mask, batch.last)
+        e_corr = adapter.embed(batch.corrupt_ids)
+        _, ups_corr = _last_logits(model, adapter, graph, e_corr, batch.mask, batch.last)
     missing = torch.zeros(graph.n_up, graph.n_down, dtype=torch.bool)
     missing[u, v] = True
-    t = torch.zeros((), dtype=c.ups_corr.dtype, requires_grad=True)
+    t = torch.zeros((), dtype=ups_corr.dtype, requires_grad=True)
     last, _ = _last_logits(
         model,
         adapter,
         graph,
-        c.e_clean,
+        e_clean,
         batch.mask,
         batch.last,
-        EdgePatch(graph, c.ups_corr, missing, t),
+        EdgePatch(graph, ups_corr, missing, t),
     )
-    (d,) = torch.autograd.grad(fn(last, batch, c.ref).mean(), t)
+    (d,) = torch.autograd.grad(fn(last, batch, clean_last.log_softmax(-1)).mean(), t)
     return float(d)
 
 

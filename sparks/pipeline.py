@@ -327,6 +327,7 @@ class TrainingRun:
         metrics["circuit/faithfulness"] = snap.faithfulness.get(
             self.cfg.snapshot.top_k, float("nan")
         )
+        metrics["circuit/completeness_error"] = snap.completeness_error
         metrics["circuit/seconds"] = snap.seconds
         metrics.update({f"head/{h}": s for h, s in zip(now["head"], now["share"], strict=True)})
         if step not in self.logged_steps:

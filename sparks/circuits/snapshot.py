@@ -57,6 +57,16 @@ class CircuitSnapshot:
     def heads(self) -> list[str]:
         return self.circuit.heads
 
+    @property
+    def completeness_error(self) -> float:
+        """|sum of the input node's edge scores - (m_corrupt - m_clean)| / |m_corrupt - m_clean|:
+        how far the first-order (IG) scores are from the real metric change. More IG steps lower
+        it; trained models often need more than untrained ones. NaN when the metric does not move."""
+        change = self.m_corrupt - self.m_clean
+        if abs(change) < 1e-12:
+            return float("nan")
+        return abs(float(self.node_scores[0]) - change) / abs(change)
+
     def head_scores(self) -> torch.Tensor:
         """[n_layers, n_heads] node score of each head."""
         return self.node_scores[self.graph.head_index]

@@ -40,6 +40,21 @@ def test_snapshot_holds_circuit_stability_and_faithfulness(snap):
     assert len(snap.fingerprint) == 24
 
 
+def test_completeness_error_is_the_input_edges_gap_and_shrinks_with_steps(snap, world, batches):
+    from transformers import AutoModelForCausalLM
+
+    change = snap.m_corrupt - snap.m_clean
+    assert snap.completeness_error == pytest.approx(
+        abs(float(snap.edge_scores[0].sum()) - change) / abs(change), rel=1e-4
+    )
+    model = AutoModelForCausalLM.from_pretrained(str(world.model_dir), dtype=torch.float64)
+    errors = [
+        build_snapshot(model, batches, steps=m, top_k=40, n_boot=2).completeness_error
+        for m in (1, 30)
+    ]
+    assert errors[1] < errors[0] and errors[1] < 0.02, errors
+
+
 def test_write_then_read_is_lossless(snap, tmp_path):
     out = write_snapshot(snap, tmp_path / "circuit")
     back = read_snapshot(out)

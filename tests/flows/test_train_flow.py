@@ -107,6 +107,7 @@ def test_mlflow_has_trainer_and_head_metrics_on_one_step_axis(finished):
     rid = summary["run_id"]
     assert _steps(client, rid, "circuit/heads") == [0, 2, 4, 6, 8]
     assert _steps(client, rid, "circuit/faithfulness") == [0, 2, 4, 6, 8]
+    assert _steps(client, rid, "circuit/completeness_error") == [0, 2, 4, 6, 8]
     assert _steps(client, rid, "head/L0H0") == [0, 2, 4, 6, 8]
     assert _steps(client, rid, "loss")[:4] == [1, 2, 3, 4]  # SFT
     assert _steps(client, rid, "reward") == [5, 6, 7, 8]  # GRPO continues the axis

@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import warnings
 from pathlib import Path
 
 import pytest
@@ -26,15 +27,40 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _http(method: str, url: str, body: dict | None = None) -> dict:
+def _http(method: str, url: str, body: dict | None = None, *, patience: float = 180) -> dict:
+    """One API call. A GET that times out is asked again until `patience` runs out: on a
+    2-core CI box a server answer can stall behind training and SQLite writes, and a poll
+    must not fail on one slow answer. Other methods are sent once (they are not idempotent)."""
     req = urllib.request.Request(
         url,
         json.dumps(body).encode() if body is not None else None,
         {"Content-Type": "application/json"},
         method=method,
     )
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return json.loads(r.read() or b"null")
+    t0 = time.time()
+    while True:
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                answer = json.loads(r.read() or b"null")
+            if (took := time.time() - t0) > 10:  # shows in CI's warning summary, for diagnosis
+                warnings.warn(f"slow API answer: {method} {url} took {took:.0f}s", stacklevel=2)
+            return answer
+        except (TimeoutError, urllib.error.URLError) as e:
+            if isinstance(e, urllib.error.HTTPError):
+                raise
+            waited = time.time() - t0
+            if method != "GET" or waited > patience:
+                raise TimeoutError(f"{method} {url} gave no answer after {waited:.0f}s: {e}") from e
+            time.sleep(2)
+
+
+def _server_logs(stack, lines: int = 40) -> str:
+    """The tail of each service's log, for a failure message."""
+    out = []
+    for log in sorted((stack["tmp"] / "state").glob("*.log")):
+        tail = log.read_text(errors="replace").splitlines()[-lines:]
+        out.append(f"--- {log.name} (last {len(tail)} lines)\n" + "\n".join(tail))
+    return "\n".join(out)
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +117,9 @@ def _run(stack, deployment: str, parameters: dict, timeout: float = 420) -> dict
         if fr["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
             return fr
         time.sleep(2)
-    raise AssertionError(f"flow run {run['id']} still {fr['state']['type']} after {timeout}s")
+    raise AssertionError(
+        f"flow run {run['id']} still {fr['state']['type']} after {timeout}s\n{_server_logs(stack)}"
+    )
 
 
 def _config(tmp, **over) -> dict:
@@ -151,14 +179,17 @@ def test_a_second_up_finds_everything_running(stack):
 @pytest.fixture(scope="module")
 def trained(stack) -> dict:
     """One post-train run triggered through the deployment, as the UI's Run button does."""
-    fr = _run(stack, "post-train/post-train", {"config": _config(stack["tmp"])})
-    assert fr["state"]["type"] == "COMPLETED", fr["state"]
-    ml = stack["mlflow"] + "/api/2.0/mlflow"
-    exp = _http("GET", f"{ml}/experiments/get-by-name?experiment_name=e2e")["experiment"][
-        "experiment_id"
-    ]
-    run = _http("POST", f"{ml}/runs/search", {"experiment_ids": [exp]})["runs"][0]["info"]["run_id"]
-    return {"experiment": exp, "run": run, "api": ml}
+    try:
+        fr = _run(stack, "post-train/post-train", {"config": _config(stack["tmp"])})
+        assert fr["state"]["type"] == "COMPLETED", fr["state"]
+        ml = stack["mlflow"] + "/api/2.0/mlflow"
+        exp = _http("GET", f"{ml}/experiments/get-by-name?experiment_name=e2e")["experiment"][
+            "experiment_id"
+        ]
+        runs = _http("POST", f"{ml}/runs/search", {"experiment_ids": [exp]})["runs"]
+    except (AssertionError, TimeoutError) as e:
+        raise AssertionError(f"{e}\n{_server_logs(stack)}") from e
+    return {"experiment": exp, "run": runs[0]["info"]["run_id"], "api": ml}
 
 
 def test_triggered_post_train_run_logs_rewards_and_heads_at_the_same_steps(trained):

@@ -64,6 +64,18 @@ def metric_fn(name: str) -> Metric:
 
 
 @dataclass(frozen=True)
+class PatchReference:
+    """What patched runs on `batch` need from its clean and corrupted runs, kept by attribution
+    (which makes both runs anyway) so faithfulness need not run them again."""
+
+    batch: PairBatch
+    ups_corr: torch.Tensor  # [B, P, n_up, D] upstream outputs on the corrupted input
+    ref: torch.Tensor  # [B, V] log-probabilities at the last position on the clean input
+    m_clean: torch.Tensor  # [B]
+    m_corrupt: torch.Tensor  # [B]
+
+
+@dataclass(frozen=True)
 class Attribution:
     """Edge scores of one attribution run; `scores` is the mean of `per_pair` over pairs."""
 
@@ -73,6 +85,7 @@ class Attribution:
     m_corrupt: torch.Tensor  # [N]
     steps: int
     metric: str
+    reference: PatchReference | None = None  # the first batch's first rows, when asked for
 
     @property
     def scores(self) -> torch.Tensor:
@@ -102,11 +115,14 @@ def attribute(
     metric: str = "logit_diff",
     tokens_per_pass: int = 8192,
     progress: bool = False,
+    keep_reference: int = 0,
 ) -> Attribution:
     """EAP-IG edge scores of `model` over `batches` of clean/corrupted pairs (steps=1: plain EAP).
 
     Several IG steps share one forward/backward pass while their tokens fit `tokens_per_pass`
-    (fewer, larger passes; the same numbers). Lower it if activations do not fit in memory."""
+    (fewer, larger passes; the same numbers). Lower it if activations do not fit in memory.
+    `keep_reference=K` keeps the clean/corrupted runs of the first batch's first K pairs
+    (`Attribution.reference`) for `faithfulness` to reuse."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     fn = metric_fn(metric)
@@ -114,6 +130,7 @@ def attribute(
     graph = graph_of(adapter)
     valid = graph.valid.to(next(model.parameters()).device)
     per_pair, m_clean, m_corr = [], [], []
+    reference = None
     for b in _progress(batches, progress, "attribution"):
         B = len(b.last)
         with torch.no_grad():
@@ -142,6 +159,11 @@ def attribute(
                         model, adapter, graph, e_corr, b.mask, b.last
                     )
                 m_corr.append(fn(corr_last, b, ref))
+                if keep_reference and reference is None:
+                    k = min(keep_reference, B)
+                    reference = PatchReference(
+                        b.head(k), ups_corr[:k].clone(), ref[:k], m_clean[-1][:k], m_corr[-1][:k]
+                    )
                 acc = _EapIgSums(adapter, graph, ups_corr - probe.ups)
             m = fn(last, bb, ref.repeat(n, 1)).sum()
             acc.add(probe.resid, probe.output_grads(m), n)
@@ -156,6 +178,7 @@ def attribute(
         torch.cat(m_corr).cpu(),
         steps,
         metric,
+        reference,
     )
 
 
@@ -293,21 +316,54 @@ def patched_metric(
     return torch.cat(out, dim=1).cpu(), torch.cat(m_clean).cpu(), torch.cat(m_corr).cpu()
 
 
+def _patched_from_reference(
+    model, r: PatchReference, missing: Sequence[torch.Tensor], metric: str, tokens_per_pass: int
+) -> torch.Tensor:
+    """[len(missing), B]: as `patched_metric`, with the corrupted activations and the clean
+    reference taken from attribution's runs: every row of the pass is a patched run."""
+    fn = metric_fn(metric)
+    adapter = adapter_for(model)
+    graph = graph_of(adapter)
+    b = r.batch
+    per_pass = max(1, tokens_per_pass // b.clean_ids.numel())
+    rows = []
+    with torch.no_grad():
+        e_clean = adapter.embed(b.clean_ids)
+        for i in range(0, len(missing), per_pass):
+            masks = torch.stack([m.to(e_clean.device) for m in missing[i : i + per_pass]])
+            n = len(masks)
+            bb = b.repeat(n)
+            e = e_clean.repeat(n, 1, 1)
+            patch = EdgePatch(graph, r.ups_corr, masks)
+            last, _ = _last_logits(model, adapter, graph, e, bb.mask, bb.last, patch)
+            rows.append(fn(last, bb, r.ref.repeat(n, 1)).view(n, -1))
+    return torch.cat(rows).cpu()
+
+
 def faithfulness(
     model,
     batches: Sequence[PairBatch],
     circuits: Sequence[torch.Tensor],
     *,
     metric: str = "logit_diff",
+    reference: PatchReference | None = None,
+    tokens_per_pass: int = 8192,
 ) -> list[float]:
     """(m_circuit - m_corrupt) / (m_clean - m_corrupt) for each circuit edge mask, means over pairs.
 
     Every edge outside the circuit carries its corrupted activation; 1.0 means the circuit alone
-    recovers the clean behaviour, 0.0 that it recovers nothing."""
+    recovers the clean behaviour, 0.0 that it recovers nothing. With a `reference` (kept by
+    `attribute`), its pairs are used instead of `batches` and their clean and corrupted runs are
+    not made again (the same numbers, one pass of patched runs only)."""
     graph = graph_of(adapter_for(model))
-    patched, m_clean, m_corr = patched_metric(
-        model, batches, [graph.valid & ~c for c in circuits], metric=metric
-    )
+    missing = [graph.valid & ~c for c in circuits]
+    if reference is not None:
+        patched = _patched_from_reference(model, reference, missing, metric, tokens_per_pass)
+        m_clean, m_corr = reference.m_clean.cpu(), reference.m_corrupt.cpu()
+    else:
+        patched, m_clean, m_corr = patched_metric(
+            model, batches, missing, metric=metric, tokens_per_pass=tokens_per_pass
+        )
     denom = float(m_clean.mean() - m_corr.mean())
     if abs(denom) < 1e-12:
         return [float("nan")] * len(circuits)

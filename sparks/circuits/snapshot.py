@@ -102,16 +102,24 @@ def build_snapshot(
     model.eval()
     try:
         graph = graph_of(adapter_for(model))
-        attr = attribute(model, batches, steps=steps, metric=metric, progress=progress)
+        attr = attribute(
+            model,
+            batches,
+            steps=steps,
+            metric=metric,
+            progress=progress,
+            keep_reference=max(1, faithfulness_pairs),
+        )
         scores = attr.scores
         circuit = find_circuit(graph, scores, top_k=top_k)
         n_valid = int(graph.valid.sum())
         ks = sorted({min(n_valid, max(1, round(top_k * f))) for f in CURVE})
         faith = faithfulness(
             model,
-            [batches[0].head(faithfulness_pairs)],
+            [],
             [find_circuit(graph, scores, top_k=k).edges for k in ks],
             metric=metric,
+            reference=attr.reference,
         )
         stability = head_stability(graph, attr.per_pair, top_k=top_k, n_boot=n_boot)
     finally:

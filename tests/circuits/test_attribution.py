@@ -47,9 +47,13 @@ def _directional_derivative(model, batch, u: int, v: int, metric: str = "logit_d
     return float(d)
 
 
-@pytest.mark.parametrize("name", ["qwen64", "llama64"])
-def test_one_step_scores_equal_autograd_directional_derivatives(request, name, batches):
+@pytest.mark.parametrize(
+    "name, family",
+    [("qwen64", "qwen2"), ("llama64", "llama"), ("qwen3_64", "qwen3"), ("mistral64", "mistral")],
+)
+def test_one_step_scores_equal_autograd_directional_derivatives(request, name, family, batches):
     model = request.getfixturevalue(name)
+    assert adapter_for(model).family == family
     attr = attribute(model, batches[:1], steps=1)
     g = attr.graph
     valid = g.valid.nonzero().tolist()

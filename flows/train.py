@@ -51,8 +51,18 @@ def post_train(config: RunConfig = RunConfig()) -> dict:
     run = TrainingRun(config)
     prepare(run)
     base_snapshot(run)
-    evaluate_checkpoints(run, None, "base")
+    running = []  # evaluations going on beside training (evaluation.concurrent)
+
+    def evaluate(i: int | None, label: str) -> None:
+        if config.evaluation.concurrent:
+            running.append(evaluate_checkpoints.submit(run, i, label))
+        else:
+            evaluate_checkpoints(run, i, label)
+
+    evaluate(None, "base")
     for i, stage in enumerate(config.stages):
         train_stage(run, i, stage.method)
-        evaluate_checkpoints(run, i, f"stage{i}-{stage.method}")
+        evaluate(i, f"stage{i}-{stage.method}")
+    for future in running:
+        future.result()  # every evaluation is done (and logged) before the summary; raises if one failed
     return summarise(run)

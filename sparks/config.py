@@ -120,6 +120,29 @@ class EvaluationSettings(_Section):
     tensor_parallel_size: int = Field(
         1, ge=1, description="vLLM: GPUs one engine spreads a large model over."
     )
+    gpu_memory_utilization: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="vLLM: share of each GPU's memory the engine may take (lower it when "
+        "evaluating beside training on the same GPU).",
+    )
+    concurrent: bool = Field(
+        False,
+        description="Evaluate a stage's saves while the next stage trains (and the base model "
+        "while the first trains), instead of in between. For machines with room for both: a "
+        "spare GPU, or gpu_memory_utilization set to what training leaves free.",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> EvaluationSettings:
+        if self.concurrent and self.backend != "vllm":
+            raise ValueError(
+                "concurrent evaluation needs backend 'vllm' (its own process); the transformers "
+                "backend runs inside the training process and would share its random state: "
+                "set backend: vllm or concurrent: false"
+            )
+        return self
 
 
 class TrackingSettings(_Section):

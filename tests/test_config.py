@@ -36,6 +36,10 @@ def test_demo_config_loads_with_sft_then_grpo():
             r"stages\.0: batch_size x grad_accum \(6\) must be divisible by num_generations \(4\)",
         ),
         ("stages:\n  - {method: distill}\n", r"stages\.0: method 'distill' needs a teacher"),
+        (
+            "evaluation: {concurrent: true, backend: transformers}\n",
+            r"evaluation: concurrent evaluation needs backend 'vllm'",
+        ),
         ("stages: []\n", r"stages: List should have at least 1 item"),
         ("model: [1, 2\n", r"not valid YAML at line 2"),
         ("- just\n- a list\n", r"expected a mapping of settings"),

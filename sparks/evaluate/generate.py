@@ -32,7 +32,8 @@ class SamplingSpec:
     top_p: float = 0.95
     max_tokens: int = 96
     seed: int = 0
-    tensor_parallel_size: int = 1  # vLLM only: GPUs per engine
+    tensor_parallel_size: int = 1  # vLLM on GPUs only: GPUs per engine
+    gpu_memory_utilization: float = 0.9  # vLLM on GPUs only: share of each GPU's memory
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 from pathlib import Path
 
 DEFAULT_STORE = Path("mlflow/data")
@@ -53,6 +54,8 @@ class Tracker:
         self.client = None
         self.run_id: str | None = None
         self.offline = False
+        # evaluation may log from its own thread while training logs (evaluation.concurrent)
+        self._lock = threading.RLock()
 
     def start(self, params: dict, tags: dict) -> None:
         """Open (or resume) the run and log params and tags."""
@@ -107,6 +110,10 @@ class Tracker:
         self.offline = True
 
     def _call(self, kind: str, fn, *args) -> None:
+        with self._lock:
+            self._call_unlocked(kind, fn, *args)
+
+    def _call_unlocked(self, kind: str, fn, *args) -> None:
         if not self.offline:
             try:
                 fn(*args)

@@ -111,3 +111,22 @@ def test_eval_of_a_checkpoint_without_weights_says_so(world, tmp_path):
     shutil.copytree(world.model_dir, tmp_path / "m", ignore=shutil.ignore_patterns("*.safetensors"))
     done = _sparks("eval", str(tmp_path / "m"), "--benchmark", "world", cwd=tmp_path)
     assert done.returncode == 2 and "has a config but no weights" in done.stderr
+
+
+def test_vllm_engine_arguments_carry_the_gpu_settings_only_on_a_gpu():
+    from dataclasses import asdict
+
+    from sparks.config import EvaluationSettings
+    from sparks.evaluate._vllm_worker import engine_args
+    from sparks.evaluate.evaluate import sampling_for
+
+    s = asdict(sampling_for(EvaluationSettings(tensor_parallel_size=4, gpu_memory_utilization=0.3)))
+    gpu = engine_args("m", s, cuda=True)
+    assert (gpu["tensor_parallel_size"], gpu["gpu_memory_utilization"], gpu["dtype"]) == (
+        4,
+        0.3,
+        "auto",
+    )
+    cpu = engine_args("m", s, cuda=False)
+    assert cpu["dtype"] == "float32" and "tensor_parallel_size" not in cpu
+    assert cpu["model"] == gpu["model"] == "m" and cpu["seed"] == s["seed"]

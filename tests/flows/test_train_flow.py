@@ -178,3 +178,45 @@ def test_unreachable_mlflow_does_not_stop_training(
     client = MlflowClient(uri)
     rid = json.loads((tmp_path / "offline" / "mlflow_run.json").read_text())["run_id"]
     assert _steps(client, rid, "circuit/heads") == [0, 2, 4]
+
+
+def test_concurrent_evaluation_runs_beside_training_and_logs_at_each_save(
+    prefect_server, world, tmp_path, monkeypatch
+):
+    """evaluation.concurrent: the base model's vLLM evaluation overlaps stage 0's training."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from flows.train import post_train
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sparks.pipeline.world_for", lambda s, cache_root=None: world)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    cfg = _config(tmp_path, world, uri, name="conc")
+    cfg = cfg.model_copy(
+        update={
+            "stages": [cfg.stages[0].model_copy(update={"max_steps": 2})],
+            "evaluation": cfg.evaluation.model_copy(
+                update={"backend": "vllm", "concurrent": True, "every": 1, "n": 1, "limit": 4}
+            ),
+        }
+    )
+    state = post_train(cfg, return_state=True)
+    assert state.is_completed(), state
+    summary = state.result()
+    client = MlflowClient(uri)
+    assert _steps(client, summary["run_id"], "eval/world/pass_at_1") == [0, 2]
+    with get_client(sync_client=True) as c:
+        runs = c.read_task_runs(
+            flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    span = {r.name: (r.start_time, r.end_time) for r in runs}
+    (base_start, base_end), (train_start, train_end) = (
+        span["evaluate-base"],
+        span["train-stage0-sft"],
+    )
+    assert base_start < train_end and train_start < base_end, span  # the two overlapped
+    (summary_start,) = [v[0] for k, v in span.items() if k.startswith("summarise")]
+    assert summary_start >= max(base_end, span["evaluate-stage0-sft"][1])

@@ -294,20 +294,14 @@ def patched_metric(
     out, m_clean, m_corr = [], [], []
     with torch.no_grad():
         for b in batches:
-            B = len(b.last)
             e_clean, e_corr = adapter.embed(b.clean_ids), adapter.embed(b.corrupt_ids)
             empty = torch.zeros_like(graph.valid)
             per_pass = max(1, tokens_per_pass // b.clean_ids.numel() - 2)
             row = []
             for i in range(0, max(len(missing), 1), per_pass):
                 masks = [empty, empty, *missing[i : i + per_pass]]
-                n = len(masks)
-                patch = EdgePatch(graph, None, torch.stack([m.to(e_clean.device) for m in masks]))
-                e = torch.cat([e_corr] + [e_clean] * (n - 1))
-                bb = b.repeat(n)
-                last, _ = _last_logits(model, adapter, graph, e, bb.mask, bb.last, patch)
-                ref = last[B : 2 * B].log_softmax(-1)
-                ms = fn(last, bb, ref.repeat(n, 1)).view(n, B)
+                e = torch.cat([e_corr] + [e_clean] * (len(masks) - 1))
+                ms = _masked_pass(model, adapter, graph, fn, b, e, masks)
                 if i == 0:
                     m_corr.append(ms[0])
                     m_clean.append(ms[1])
@@ -330,14 +324,23 @@ def _patched_from_reference(
     with torch.no_grad():
         e_clean = adapter.embed(b.clean_ids)
         for i in range(0, len(missing), per_pass):
-            masks = torch.stack([m.to(e_clean.device) for m in missing[i : i + per_pass]])
-            n = len(masks)
-            bb = b.repeat(n)
-            e = e_clean.repeat(n, 1, 1)
-            patch = EdgePatch(graph, r.ups_corr, masks)
-            last, _ = _last_logits(model, adapter, graph, e, bb.mask, bb.last, patch)
-            rows.append(fn(last, bb, r.ref.repeat(n, 1)).view(n, -1))
+            masks = missing[i : i + per_pass]
+            e = e_clean.repeat(len(masks), 1, 1)
+            rows.append(_masked_pass(model, adapter, graph, fn, b, e, masks, r.ups_corr, r.ref))
     return torch.cat(rows).cpu()
+
+
+def _masked_pass(model, adapter, graph, fn, b, e, masks, corrupt_ups=None, ref=None):
+    """The metric [len(masks), B] of one forward pass over row blocks of batch `b` (embeddings
+    `e`), block r with the edges of masks[r] patched (see `EdgePatch` for `corrupt_ups` None).
+    `ref` None: block 1 is the clean run and gives the clean reference."""
+    n, B = len(masks), len(b.last)
+    bb = b.repeat(n)
+    patch = EdgePatch(graph, corrupt_ups, torch.stack([m.to(e.device) for m in masks]))
+    last, _ = _last_logits(model, adapter, graph, e, bb.mask, bb.last, patch)
+    if ref is None:
+        ref = last[B : 2 * B].log_softmax(-1)
+    return fn(last, bb, ref.repeat(n, 1)).view(n, B)
 
 
 def faithfulness(

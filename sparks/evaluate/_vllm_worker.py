@@ -58,8 +58,8 @@ def engine_args(model: str, s: dict, *, cuda: bool) -> dict:
     if cuda:
         return args | {
             "dtype": "auto",
-            "tensor_parallel_size": s.get("tensor_parallel_size", 1),
-            "gpu_memory_utilization": s.get("gpu_memory_utilization", 0.9),
+            "tensor_parallel_size": s["tensor_parallel_size"],
+            "gpu_memory_utilization": s["gpu_memory_utilization"],
         }
     return args | {"dtype": "float32"}
 

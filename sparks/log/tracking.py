@@ -111,19 +111,18 @@ class Tracker:
 
     def _call(self, kind: str, fn, *args) -> None:
         with self._lock:
-            self._call_unlocked(kind, fn, *args)
-
-    def _call_unlocked(self, kind: str, fn, *args) -> None:
-        if not self.offline:
-            try:
-                fn(*args)
-                return
-            except Exception as e:
-                if getattr(e, "error_code", None) == "INVALID_PARAMETER_VALUE":
-                    raise  # our bad input, not an unreachable server: fail loudly
-                self._go_offline(f"MLflow stopped answering ({type(e).__name__}: {str(e)[:120]})")
-        with open(self.pending, "a") as f:
-            f.write(json.dumps({"kind": kind, "args": args}, default=str) + "\n")
+            if not self.offline:
+                try:
+                    fn(*args)
+                    return
+                except Exception as e:
+                    if getattr(e, "error_code", None) == "INVALID_PARAMETER_VALUE":
+                        raise  # our bad input, not an unreachable server: fail loudly
+                    self._go_offline(
+                        f"MLflow stopped answering ({type(e).__name__}: {str(e)[:120]})"
+                    )
+            with open(self.pending, "a") as f:
+                f.write(json.dumps({"kind": kind, "args": args}, default=str) + "\n")
 
     def _log_params(self, params: dict) -> None:
         existing = self.client.get_run(self.run_id).data.params

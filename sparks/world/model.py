@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-FAMILIES = ("qwen2", "llama", "qwen3", "mistral")
+# family -> its transformers config class
+FAMILIES = {
+    "qwen2": "Qwen2Config",
+    "llama": "LlamaConfig",
+    "qwen3": "Qwen3Config",
+    "mistral": "MistralConfig",
+}
 
 
 @dataclass(frozen=True)
@@ -33,13 +39,8 @@ class TinyModelSpec:
 def build_model(spec: TinyModelSpec, tokenizer, *, seed: int = 0):
     """A randomly initialised causal LM of `spec`'s shape over `tokenizer`'s vocabulary."""
     import torch
-    from transformers import (
-        AutoModelForCausalLM,
-        LlamaConfig,
-        MistralConfig,
-        Qwen2Config,
-        Qwen3Config,
-    )
+    import transformers
+    from transformers import AutoModelForCausalLM
 
     if spec.family not in FAMILIES:
         raise ValueError(f"unknown model family {spec.family!r}: use one of {', '.join(FAMILIES)}")
@@ -63,13 +64,7 @@ def build_model(spec: TinyModelSpec, tokenizer, *, seed: int = 0):
         eos_token_id=ids(tokenizer.eos_token),
         pad_token_id=ids(tokenizer.pad_token),
     )
-    config_cls = {
-        "qwen2": Qwen2Config,
-        "llama": LlamaConfig,
-        "qwen3": Qwen3Config,
-        "mistral": MistralConfig,
-    }[spec.family]
-    config = config_cls(**common)
+    config = getattr(transformers, FAMILIES[spec.family])(**common)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
     model.generation_config.eos_token_id = [ids(tokenizer.eos_token), ids(tokenizer.pad_token)]

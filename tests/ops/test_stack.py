@@ -45,9 +45,9 @@ def _http(method: str, url: str, body: dict | None = None, *, patience: float = 
             if (took := time.time() - t0) > 10:  # shows in CI's warning summary, for diagnosis
                 warnings.warn(f"slow API answer: {method} {url} took {took:.0f}s", stacklevel=2)
             return answer
+        except urllib.error.HTTPError:
+            raise  # the server answered: an error status is not a stall
         except (TimeoutError, urllib.error.URLError) as e:
-            if isinstance(e, urllib.error.HTTPError):
-                raise
             waited = time.time() - t0
             if method != "GET" or waited > patience:
                 raise TimeoutError(f"{method} {url} gave no answer after {waited:.0f}s: {e}") from e

@@ -19,6 +19,12 @@ def prepare(run: TrainingRun) -> dict:
     return run.prepare()
 
 
+@task(name="build-pairs", cache_policy=NO_CACHE)
+def build_pairs(run: TrainingRun) -> dict:
+    # Built once per run for the model's tokenizer; a rerun finds output_dir/pairs.jsonl.
+    return run.build_pairs()
+
+
 @task(name="base-snapshot", cache_policy=NO_CACHE)
 def base_snapshot(run: TrainingRun) -> list[str]:
     return run.base_snapshot()
@@ -50,6 +56,7 @@ def post_train(config: RunConfig = RunConfig()) -> dict:
     """Train `config`'s stages in order and track attention heads across every save."""
     run = TrainingRun(config)
     prepare(run)
+    build_pairs(run)
     base_snapshot(run)
     running = []  # evaluations going on beside training (evaluation.concurrent)
 

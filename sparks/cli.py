@@ -47,12 +47,74 @@ def _snapshot(args: argparse.Namespace) -> None:
         metric=args.metric,
         n_pairs=args.n_pairs,
         step=args.step,
+        dtype=args.dtype,
+        schedule=args.schedule,
+        tokens_per_pass=args.tokens_per_pass,
+        device=args.device,
+        record_failure=args.record_failure,
     )
+    if getattr(snap, "reason", None):
+        print(f"snapshot of step {args.step} failed, recorded in {args.out}: {snap.reason}")
+        return
     faith = snap.faithfulness.get(args.top_k)
     print(
         f"snapshot written to {args.out}: {len(snap.heads)} heads in the top-{args.top_k} circuit "
         f"({', '.join(snap.heads)}); faithfulness {faith:.3f}; {snap.seconds:.1f}s"
     )
+
+
+def _pairs(args: argparse.Namespace) -> None:
+    from sparks.config import WORLD, WorldSettings
+    from sparks.pairs import build_pairs
+    from sparks.world.build import World, world_for
+
+    files = _benchmark_files(args)
+    needs_world = WORLD in (args.model, args.reference) or (
+        args.mode != "file" and WORLD in args.source and WORLD not in files
+    )
+    world = (
+        (World(Path(args.world)) if args.world else world_for(WorldSettings()))
+        if needs_world
+        else None
+    )
+
+    def resolve(m):
+        return str(world.model_dir) if m == WORLD else m
+
+    report = build_pairs(
+        resolve(args.model),
+        args.out,
+        mode=args.mode,
+        sources=args.source,
+        files=files,
+        reference=resolve(args.reference) if args.reference else None,
+        n=args.n,
+        prefix_tokens=args.prefix_tokens,
+        seed=args.seed,
+        backend=args.backend,
+        world=world,
+    )
+    print(report.line())
+
+
+def _run(args: argparse.Namespace) -> None:
+    from sparks.config import load_config
+
+    cfg = load_config(args.config, output_dir=args.out)
+    if args.dry_run:
+        from sparks.plan import dry_run
+
+        plan = dry_run(cfg, gpu_gb=args.gpu_memory)
+        print(plan.text())
+        if plan.problems:
+            raise ValueError(
+                f"{args.config}: {len(plan.problems)} problem(s) would stop this run: {plan.problems[0]}"
+            )
+        print(f"dry run of {args.config}: everything that can be checked offline is in order")
+        return
+    from sparks.demo import run_config
+
+    run_config(cfg)
 
 
 def _mlflow_sync(args: argparse.Namespace) -> None:
@@ -230,11 +292,84 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps", type=int, default=5, help="integrated-gradient steps (1 = plain EAP)"
     )
     snap.add_argument("--top-k", type=int, default=200, help="edges kept in the circuit")
-    snap.add_argument("--batch-size", type=int, default=16)
-    snap.add_argument("--metric", default="logit_diff", choices=("logit_diff", "logprob", "kl"))
+    snap.add_argument("--batch-size", type=int, default=16, help="pairs per batch")
+    snap.add_argument(
+        "--metric",
+        default="auto",
+        choices=("auto", "logit_diff", "logprob", "kl", "kl_prefix"),
+        help="auto: logit_diff on pairs with answers, kl_prefix on contrast pairs, else kl; "
+        "logit_diff/logprob need answer tokens",
+    )
     snap.add_argument("--n-pairs", type=int, default=None, help="use only the first N pairs")
     snap.add_argument("--step", type=int, default=0, help="training step recorded in the snapshot")
+    snap.add_argument(
+        "--schedule",
+        default="right",
+        choices=("right", "left"),
+        help="IG points k/m: right k=1..m (default), left k=0..m-1 (as hannamw/EAP-IG)",
+    )
+    snap.add_argument(
+        "--tokens-per-pass",
+        type=int,
+        default=None,
+        help="most tokens in one forward/backward pass (default: sized from free memory); "
+        "lower it if a snapshot runs out of memory",
+    )
+    snap.add_argument(
+        "--dtype", default="float32", choices=("float32", "bfloat16", "float16", "float64")
+    )
+    snap.add_argument("--device", default=None, help="e.g. cuda:1 (default: cuda if any, else cpu)")
+    snap.add_argument(
+        "--record-failure",
+        action="store_true",
+        help="a model with NaN/inf writes a failed snapshot instead of exiting with an error",
+    )
     snap.set_defaults(func=_snapshot)
+
+    pp = sub.add_parser(
+        "pairs", help="build clean/corrupted attribution pairs for a model, in its own tokens"
+    )
+    pp.add_argument("model", metavar="MODEL", help="checkpoint directory, hub id or 'world'")
+    pp.add_argument(
+        "--source",
+        action="append",
+        required=True,
+        metavar="NAME|FILE",
+        help="problems: aime24, amc23, world, a .jsonl/.parquet file or a hub id (repeatable); "
+        "in file mode, the pairs file",
+    )
+    pp.add_argument("--mode", default="numbers", choices=("numbers", "contrast", "file"))
+    pp.add_argument(
+        "--reference",
+        default=None,
+        metavar="MODEL",
+        help="contrast: model B, whose answer prefixes are the corrupted inputs",
+    )
+    pp.add_argument("--n", type=int, default=64, help="pairs to build")
+    pp.add_argument("--prefix-tokens", type=int, default=64, help="contrast: prefix length")
+    pp.add_argument("--seed", type=int, default=0)
+    pp.add_argument("--backend", default="vllm", choices=("vllm", "transformers"))
+    pp.add_argument(
+        "--benchmark-file",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="a local file for benchmark NAME (offline)",
+    )
+    pp.add_argument("--world", default=None, metavar="DIR", help="world directory for 'world'")
+    pp.add_argument("--out", required=True, metavar="FILE", help="pairs JSONL file to write")
+    pp.set_defaults(func=_pairs)
+
+    rp = sub.add_parser(
+        "run", help="run the post-train flow on a config (or check it offline with --dry-run)"
+    )
+    rp.add_argument("config", metavar="CONFIG", help="a YAML run config, e.g. configs/*.yaml")
+    rp.add_argument("--dry-run", action="store_true", help="check and print the plan; run nothing")
+    rp.add_argument("--out", default=None, help="output directory (default: the config's)")
+    rp.add_argument(
+        "--gpu-memory", type=float, default=80.0, help="GPU size in GB the plan's estimates assume"
+    )
+    rp.set_defaults(func=_run)
 
     sync = sub.add_parser(
         "mlflow-sync", help="upload what a run kept locally while MLflow was unreachable"

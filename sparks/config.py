@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 WORLD = "world"  # the embedded world: its tiny model, tasks and pairs, built on demand
 
@@ -45,6 +45,15 @@ class DataSettings(_Section):
     train: str = Field(
         WORLD,
         description="Training problems: 'world', a local JSONL/parquet file, or a hub dataset id.",
+    )
+    subset: str | None = Field(
+        None, description="Hub dataset configuration, e.g. 'main' for openai/gsm8k."
+    )
+    split: str = Field("train", min_length=1, description="Hub dataset split.")
+    solutions: Literal["solution", "generation"] = Field(
+        "solution",
+        description="SFT targets: the records' solution, or (OpenR1-Math) the first generation "
+        "math-verify marked correct.",
     )
     max_samples: int | None = Field(
         None, ge=1, description="Use at most this many training problems."
@@ -84,16 +93,78 @@ class StageSettings(_Section):
         return self
 
 
+class PairsSettings(_Section):
+    """Where the attribution pairs come from. Built once per run into output_dir/pairs.jsonl
+    (every save is measured on the same inputs), in the model's own tokens."""
+
+    mode: Literal["auto", "file", "numbers", "contrast"] = Field(
+        "auto",
+        description="auto: the world's pairs for the world model, else numbers. numbers: problems "
+        "with their numbers redrawn (same token count). contrast: prompt + this model's sampled "
+        "answer prefix against prompt + the reference model's (the paper's construction). "
+        "file: a pairs file.",
+    )
+    file: str | None = Field(None, description="file mode: a pairs JSONL file.")
+    sources: list[str] = Field(
+        default_factory=list,
+        description="Problems for numbers/contrast pairs: benchmark names (aime24, amc23, world), "
+        "local files or hub ids; default: the evaluation benchmarks (evaluation.sources apply).",
+    )
+    reference: str | None = Field(
+        None,
+        description="contrast: model B (corrupted prefixes); default: the distillation teacher.",
+    )
+    n: int = Field(64, ge=1, description="Pairs to build.")
+    prefix_tokens: int = Field(64, ge=1, description="contrast: answer-prefix tokens sampled.")
+    seed: int = Field(0, description="Seed of the redrawn numbers and the prefix sampling.")
+    backend: Literal["vllm", "transformers"] = Field(
+        "vllm", description="contrast: sampling engine."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> PairsSettings:
+        if self.mode == "file" and not self.file:
+            raise ValueError("mode 'file' needs file: the path of a pairs JSONL file")
+        return self
+
+
 class SnapshotSettings(_Section):
     enabled: bool = Field(True, description="Build a circuit snapshot at every save.")
     steps: int = Field(5, ge=1, le=1000, description="Integrated-gradient steps (1 = plain EAP).")
-    metric: Literal["logit_diff", "logprob", "kl"] = Field(
-        "logit_diff", description="Attribution metric."
+    schedule: Literal["right", "left"] = Field(
+        "right",
+        description="IG points k/m: right k=1..m (sparks), left k=0..m-1 (hannamw/EAP-IG).",
+    )
+    metric: Literal["auto", "logit_diff", "logprob", "kl", "kl_prefix"] = Field(
+        "auto",
+        description="auto: logit_diff on pairs with answers, kl_prefix on contrast pairs, else kl.",
     )
     top_k: int = Field(200, ge=1, description="Edges kept in the circuit (by |score|).")
     n_pairs: int = Field(32, ge=1, description="Prompt pairs per snapshot.")
-    batch_size: int = Field(16, ge=1, description="Pairs per forward/backward batch.")
-    pairs: str | None = Field(None, description="A pairs JSONL file; default: the world's pairs.")
+    batch_size: int = Field(16, ge=1, description="Pairs per batch.")
+    tokens_per_pass: int | None = Field(
+        None,
+        ge=1,
+        description="Most tokens in one forward/backward pass; default: sized from free memory. "
+        "Lower it if snapshots run out of memory.",
+    )
+    mode: Literal["inline", "process"] = Field(
+        "inline",
+        description="inline: snapshot the live model at each save; process: snapshot the saved "
+        "checkpoint in its own process (sharded training, models too big to pause).",
+    )
+    device: str | None = Field(
+        None, description="process mode: device for the snapshot process, e.g. cuda:1."
+    )
+    pairs: PairsSettings = Field(
+        default_factory=PairsSettings,
+        description="Attribution pairs (a path is short for {mode: file, file: PATH}).",
+    )
+
+    @field_validator("pairs", mode="before")
+    @classmethod
+    def _pairs_path(cls, v):
+        return {"mode": "file", "file": v} if isinstance(v, str) else v
 
 
 class EvaluationSettings(_Section):
@@ -169,6 +240,21 @@ class RunConfig(_Section):
     snapshot: SnapshotSettings = SnapshotSettings()
     evaluation: EvaluationSettings = EvaluationSettings()
     tracking: TrackingSettings = TrackingSettings()
+
+    @model_validator(mode="after")
+    def _check(self) -> RunConfig:
+        p, metric = self.snapshot.pairs, self.snapshot.metric
+        answers = p.mode == "file" or (p.mode == "auto" and self.model.path == WORLD)
+        if metric in ("logit_diff", "logprob") and not answers:
+            raise ValueError(
+                f"snapshot.metric {metric} compares answer tokens, which {p.mode} pairs do not "
+                "have: use metric kl, kl_prefix or auto"
+            )
+        if p.mode == "contrast" and not (p.reference or any(s.teacher for s in self.stages)):
+            raise ValueError(
+                "snapshot.pairs.mode contrast needs a reference model: set snapshot.pairs.reference"
+            )
+        return self
 
 
 def load_config(path: str | Path, **overrides) -> RunConfig:

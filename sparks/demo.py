@@ -22,7 +22,11 @@ def prefect_env(root: Path = Path(".")) -> None:
 
 def run_demo(config_path: str | Path, out_dir: Path) -> dict:
     """Run the demo described by `config_path`, writing into `out_dir`."""
-    cfg = load_config(config_path, output_dir=str(out_dir))
+    return run_config(load_config(config_path, output_dir=str(out_dir)))
+
+
+def run_config(cfg) -> dict:
+    """Run the Prefect flow `post-train` on a validated RunConfig and print where things went."""
     prefect_env()
     from flows.train import post_train
 

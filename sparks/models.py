@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 DTYPES = ("float32", "bfloat16", "float16", "float64")
@@ -69,3 +71,17 @@ def load_tokenizer(path_or_id: str | Path):
         raise ModelNotFoundError(
             f"cannot load tokenizer {str(path_or_id)!r}: {str(e).splitlines()[0]}"
         ) from e
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """A short hash of what maps text to ids (vocabulary, merges, normalisation, special tokens);
+    the chat template and padding settings are not part of it."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        spec = json.loads(backend.to_str())
+        for k in ("truncation", "padding"):
+            spec.pop(k, None)
+        blob = json.dumps(spec, sort_keys=True)
+    else:  # a slow tokenizer: its vocabulary is what we can see
+        blob = json.dumps(sorted(tokenizer.get_vocab().items()))
+    return hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()

@@ -1,7 +1,9 @@
 """A training-analysis run, step by step: the library behind the `post-train` Prefect flow.
 
-1. prepare: the world (if used), the training problems, the attribution pairs, the MLflow run;
-   snapshots already on disk (a resumed run) are read back into the ledger.
+1. prepare: the world (if used), the training problems, the MLflow run; snapshots already on
+   disk (a resumed run) are read back into the ledger.
+   pairs: the attribution pairs, built once for the model's tokenizer (`sparks.pairs`) into
+   output_dir/pairs.jsonl and reused by every snapshot of the run.
 2. base snapshot and evaluation (step 0): the reference that makes a head "emergent".
 3. each stage (sft / distill / grpo) in order, continuing the step axis; the checkpoint hook
    snapshots every save, and each snapshot updates the ledger, MLflow and the trajectory figure;
@@ -9,7 +11,7 @@
 4. summarise: ledger table, final figure, a summary dict.
 
 Layout of `output_dir`:
-    run.json, mlflow_run.json, pending.jsonl (only while MLflow is unreachable)
+    run.json, pairs.jsonl, mlflow_run.json, pending.jsonl (only while MLflow is unreachable)
     base/circuit/                       snapshot of the base model (step 0)
     base/eval/, stage{i}-{method}/checkpoint-N/eval/   per-problem tables and metrics.json
     stage{i}-{method}/checkpoint-N/circuit/   one snapshot per save; final/ is the stage's model
@@ -28,8 +30,15 @@ from pathlib import Path
 import pandas as pd
 from transformers import TrainerCallback
 
+from sparks.circuits.attribute import choose_metric
 from sparks.circuits.pairs import encode_pairs, load_pairs
-from sparks.circuits.snapshot import CircuitSnapshot, build_snapshot, read_snapshot, write_snapshot
+from sparks.circuits.snapshot import (
+    CircuitSnapshot,
+    FailedSnapshot,
+    build_or_fail,
+    read_snapshot,
+    save_snapshot,
+)
 from sparks.config import WORLD, RunConfig
 from sparks.evaluate.evaluate import benchmarks_for, evaluate_model, sampling_for
 from sparks.evaluate.generate import generate
@@ -38,6 +47,7 @@ from sparks.grading import is_correct
 from sparks.log.figures import heatmap, trajectory
 from sparks.log.tracking import Tracker
 from sparks.models import load_model, load_tokenizer
+from sparks.pairs import pairs_for_run
 from sparks.track.hook import CircuitSnapshotCallback, preserved_rng
 from sparks.track.ledger import build_ledger, head_table, step_summary
 from sparks.train.data import load_problems, prompt_messages
@@ -88,19 +98,16 @@ class TrainingRun:
     def prepare(self) -> dict:
         """Build inputs, check them all before training, open the MLflow run."""
         cfg = self.cfg
-        world = (
-            world_for(cfg.world)
-            if WORLD in (cfg.model.path, cfg.data.train) or not cfg.snapshot.pairs
-            else None
+        pair_sources = cfg.snapshot.pairs.sources or cfg.evaluation.benchmarks
+        uses_world = WORLD in (cfg.model.path, cfg.data.train) or (
+            cfg.snapshot.pairs.mode in ("numbers", "contrast") and WORLD in pair_sources
         )
-        self.base_model = str(world.model_dir) if cfg.model.path == WORLD else cfg.model.path
-        self.records = load_problems(cfg.data.train, world=world, max_samples=cfg.data.max_samples)
-        self.pairs_path = Path(cfg.snapshot.pairs) if cfg.snapshot.pairs else world.pairs_path
+        self.world = world_for(cfg.world) if uses_world else None
+        self.base_model = str(self.world.model_dir) if cfg.model.path == WORLD else cfg.model.path
+        self.records = load_problems(
+            cfg.data.train, world=self.world, max_samples=cfg.data.max_samples, data=cfg.data
+        )
         self.tokenizer = load_tokenizer(self.base_model)
-        pairs = load_pairs(self.pairs_path)[: cfg.snapshot.n_pairs]
-        self.batches = encode_pairs(
-            self.tokenizer, pairs, batch_size=cfg.snapshot.batch_size, source=str(self.pairs_path)
-        )
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(
             self.out / "run.json",
@@ -125,12 +132,38 @@ class TrainingRun:
         # a resumed run: earlier saves stay in the ledger
         for _step, path in self._snapshots_on_disk():
             self.tables.append(head_table(read_snapshot(path)))
-        self.logged_steps = self.tracker.metric_steps("circuit/heads")  # a rerun logs no step twice
+        # a rerun logs no step twice (circuit/failed is logged at every save, failed or not)
+        self.logged_steps = self.tracker.metric_steps("circuit/heads") | self.tracker.metric_steps(
+            "circuit/failed"
+        )
         ev = self.cfg.evaluation
         self.eval_logged = (
             self.tracker.metric_steps(f"eval/{ev.benchmarks[0]}/pass@1") if ev.benchmarks else set()
         )
-        return {"problems": len(self.records), "pairs": len(pairs), "base_model": self.base_model}
+        return {"problems": len(self.records), "base_model": self.base_model}
+
+    def build_pairs(self) -> dict:
+        """The run's pairs (built once into output_dir/pairs.jsonl), encoded for every snapshot."""
+        s = self.cfg.snapshot
+        self.pairs_path = pairs_for_run(
+            self.cfg, self.base_model, self.out, world=self.world, tokenizer=self.tokenizer
+        )
+        pairs = load_pairs(self.pairs_path)[: s.n_pairs]
+        self.batches = encode_pairs(
+            self.tokenizer, pairs, batch_size=s.batch_size, source=str(self.pairs_path)
+        )
+        self.settings = dict(
+            steps=s.steps,
+            metric=choose_metric(s.metric, self.batches),
+            top_k=s.top_k,
+            schedule=s.schedule,
+            tokens_per_pass=s.tokens_per_pass,
+        )
+        return {
+            "pairs": len(pairs),
+            "path": str(self.pairs_path),
+            "metric": self.settings["metric"],
+        }
 
     def _snapshots_on_disk(self) -> list[tuple[int, Path]]:
         found = [
@@ -149,20 +182,14 @@ class TrainingRun:
         model = load_model(self.base_model, dtype=self.cfg.model.dtype)
         with preserved_rng():
             snap = self._build(model, step=0)
-        write_snapshot(snap, out)
+        save_snapshot(snap, out)
         self.on_snapshot(0, snap, out)
-        return snap.heads
+        return list(snap.heads)
 
-    def _build(self, model, step: int) -> CircuitSnapshot:
-        s = self.cfg.snapshot
+    def _build(self, model, step: int) -> CircuitSnapshot | FailedSnapshot:
         device = next(model.parameters()).device
-        return build_snapshot(
-            model,
-            [b.to(device) for b in self.batches],
-            step=step,
-            steps=s.steps,
-            metric=s.metric,
-            top_k=s.top_k,
+        return build_or_fail(
+            model, [b.to(device) for b in self.batches], step=step, **self.settings
         )
 
     # 3. stages --------------------------------------------------------------------------------
@@ -193,13 +220,18 @@ class TrainingRun:
             }
         source = self.base_model if i == 0 else str(self.stage_dir(i - 1) / "final")
         model = load_model(source, dtype=self.cfg.model.dtype)
+        s = self.cfg.snapshot
         hook = CircuitSnapshotCallback(
             [b.to(next(model.parameters()).device) for b in self.batches],
-            steps=self.cfg.snapshot.steps,
-            metric=self.cfg.snapshot.metric,
-            top_k=self.cfg.snapshot.top_k,
+            **self.settings,
             step_offset=self.step_offset(i),
             on_snapshot=self.on_snapshot,
+            mode=s.mode,
+            pairs_path=self.pairs_path,
+            n_pairs=s.n_pairs,
+            batch_size=s.batch_size,
+            dtype=self.cfg.model.dtype,
+            device=s.device,
         )
         callbacks = [_MetricsToTracker(self, self.step_offset(i))] + (
             [hook] if self.cfg.snapshot.enabled else []
@@ -235,7 +267,7 @@ class TrainingRun:
             with preserved_rng():
                 snap = self._build(load_model(ckpt, dtype=self.cfg.model.dtype), step=step)
             self.snapshot_seconds += snap.seconds
-            write_snapshot(snap, ckpt / "circuit")
+            save_snapshot(snap, ckpt / "circuit")
             self.on_snapshot(step, snap, ckpt / "circuit")
 
     def teacher_records(self, i: int) -> list[dict]:
@@ -321,9 +353,19 @@ class TrainingRun:
         ledger = build_ledger(self.tables)
         row = step_summary(ledger).set_index("step").loc[step]
         now = ledger[ledger.step == step]
+        if isinstance(snap, FailedSnapshot):
+            # no circuit to report: the save is marked failed, the run goes on
+            print(f"[sparks] snapshot of step {step} failed ({path}): {snap.reason}")
+            if step not in self.logged_steps:
+                self.tracker.log_metrics({"circuit/failed": 1.0}, step)
+                self.tracker.set_tags({f"sparks.snapshot_failed.step-{step}": snap.reason[:500]})
+                self.logged_steps.add(step)
+            self._write_ledger(ledger)
+            return
         metrics = {
             f"circuit/{k}": int(row[k]) for k in ("heads", "emergent", "activated", "pruned")
         }
+        metrics["circuit/failed"] = 0.0
         metrics["circuit/faithfulness"] = snap.faithfulness.get(
             self.cfg.snapshot.top_k, float("nan")
         )
@@ -432,6 +474,7 @@ def run_training(cfg: RunConfig) -> dict:
     """The whole run without Prefect (the flow calls the same steps as tasks)."""
     run = TrainingRun(cfg)
     run.prepare()
+    run.build_pairs()
     run.base_snapshot()
     run.evaluate_checkpoints(None)
     for i in range(len(cfg.stages)):

@@ -40,3 +40,72 @@ def seed():
         torch.manual_seed(0)
     except ImportError:
         pass
+
+
+# A model that is not the world's: another family (Llama) with its own, differently trained
+# tokenizer (no digit splitting, so numbers can merge into multi-digit tokens; a Llama-3-style
+# chat template), random weights of a real architecture's config, shrunk for speed.
+LLAMA3_TEMPLATE = (
+    "<|begin_of_text|>{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>"
+    "\n\n{{ m['content'] }}<|eot_id|>{% endfor %}"
+    "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
+)
+
+
+@pytest.fixture(scope="session")
+def foreign_model(world, tmp_path_factory):
+    """Directory of a tiny random Llama with its own byte-level BPE tokenizer (vocab 900)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from sparks.shapes import SHAPES, random_model
+
+    specials = [
+        "<|begin_of_text|>",
+        "<|eot_id|>",
+        "<|start_header_id|>",
+        "<|end_header_id|>",
+        "<|pad|>",
+    ]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    corpus = [t["problem"] + " " + t["solution"] for t in world.tasks("train")]
+    tok.train_from_iterator(
+        corpus * 2,
+        trainer=trainers.BpeTrainer(
+            vocab_size=900,
+            special_tokens=specials,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        ),
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|begin_of_text|>",
+        eos_token="<|eot_id|>",
+        pad_token="<|pad|>",
+        chat_template=LLAMA3_TEMPLATE,
+        padding_side="left",
+    )
+    model = random_model(
+        SHAPES["meta-llama/Llama-3.2-1B"],
+        seed=5,
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=32,
+        vocab_size=len(fast),
+        max_position_embeddings=512,
+        bos_token_id=fast.bos_token_id,
+        eos_token_id=fast.eos_token_id,
+        pad_token_id=fast.pad_token_id,
+    )
+    model.generation_config.eos_token_id = fast.eos_token_id
+    model.generation_config.pad_token_id = fast.pad_token_id
+    out = tmp_path_factory.mktemp("foreign") / "llama"
+    model.save_pretrained(str(out))
+    fast.save_pretrained(str(out))
+    return out

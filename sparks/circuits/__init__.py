@@ -13,36 +13,53 @@ def snapshot_checkpoint(
     steps: int = 5,
     top_k: int = 200,
     batch_size: int = 16,
-    metric: str = "logit_diff",
+    metric: str = "auto",
     n_pairs: int | None = None,
     step: int = 0,
     dtype: str = "float32",
+    schedule: str = "right",
+    tokens_per_pass: int | None = None,
+    device: str | None = None,
+    record_failure: bool = False,
     progress: bool = True,
 ):
     """Load a checkpoint and a pairs file, build its CircuitSnapshot and write it to `out_dir`.
 
-    Every input is checked before any work starts; nothing is written unless all of it succeeds."""
-    from sparks.circuits.attribute import METRICS
+    Every input is checked before any work starts; nothing is written unless all of it succeeds.
+    A model whose numbers are NaN/inf raises NonFiniteError, or with `record_failure` leaves a
+    failed snapshot (what the training hook's process mode wants) and returns it."""
+    from sparks.circuits.attribute import METRICS, choose_metric, ig_alphas
     from sparks.circuits.pairs import encode_pairs, load_pairs
-    from sparks.circuits.snapshot import build_snapshot, write_snapshot
+    from sparks.circuits.snapshot import build_or_fail, build_snapshot, save_snapshot
     from sparks.models import check_checkpoint, load_model, load_tokenizer
 
     if Path(out_dir).exists():
         raise FileExistsError(
             f"{out_dir} already exists: snapshots are never overwritten; choose another --out"
         )
-    if metric not in METRICS:
+    if metric != "auto" and metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
+    ig_alphas(steps, schedule)  # refuses an unknown schedule or steps < 1 before any loading
     check_checkpoint(model_dir)
     pairs = load_pairs(pairs_path)[:n_pairs]
     batches = encode_pairs(
         load_tokenizer(model_dir), pairs, batch_size=batch_size, source=str(pairs_path)
     )
-    model = load_model(model_dir, dtype=dtype)
+    metric = choose_metric(metric, batches)
+    model = load_model(model_dir, dtype=dtype, device=device)
     device = next(model.parameters()).device
     batches = [b.to(device) for b in batches]
-    snap = build_snapshot(
-        model, batches, step=step, steps=steps, metric=metric, top_k=top_k, progress=progress
+    build = build_or_fail if record_failure else build_snapshot
+    snap = build(
+        model,
+        batches,
+        step=step,
+        steps=steps,
+        metric=metric,
+        top_k=top_k,
+        schedule=schedule,
+        tokens_per_pass=tokens_per_pass,
+        progress=progress,
     )
-    write_snapshot(snap, out_dir)
+    save_snapshot(snap, out_dir)
     return snap

@@ -38,6 +38,8 @@ class DecoderAdapter:
     layers: tuple[LayerModules, ...]
     final_norm: nn.Module
     embed: nn.Module
+    decoder: nn.Module  # the stack under the LM head: inputs_embeds -> final-normed hidden states
+    lm_head: nn.Module
     n_heads: int
     n_kv_heads: int
     head_dim: int
@@ -75,6 +77,8 @@ def adapter_for(model: nn.Module) -> DecoderAdapter:
         layers=layers,
         final_norm=base.norm,
         embed=base.embed_tokens,
+        decoder=base,
+        lm_head=model.get_output_embeddings(),
         n_heads=cfg.num_attention_heads,
         n_kv_heads=getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads,
         head_dim=head_dim,

@@ -31,36 +31,88 @@ from dataclasses import dataclass
 import torch
 
 from sparks.circuits.adapters import DecoderAdapter, adapter_for
+from sparks.circuits.budget import plan_passes
 from sparks.circuits.graph import Graph
 from sparks.circuits.intervene import EdgePatch, GradientProbe, graph_hooks, norm_eps
 from sparks.circuits.pairs import PairBatch
 
-METRICS = ("logit_diff", "logprob", "kl")
-
-Metric = Callable[[torch.Tensor, PairBatch, torch.Tensor | None], torch.Tensor]
+IG_SCHEDULES = ("right", "left")
 
 
-def _logit_diff(last: torch.Tensor, b: PairBatch, ref: torch.Tensor | None) -> torch.Tensor:
+class NonFiniteError(ArithmeticError):
+    """The metric or its gradients are NaN/inf (a diverged checkpoint, an fp16 overflow)."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric over the logits at the batch's readout positions: fn(logits [B, T, V], batch,
+    clean log-probabilities [B, T, V]) -> [B]."""
+
+    fn: Callable[[torch.Tensor, PairBatch, torch.Tensor], torch.Tensor]
+    positions: str  # "last": the last prompt position; "span": every answer-prefix position
+    needs_answers: bool
+    doc: str
+
+
+def _logit_diff(out: torch.Tensor, b: PairBatch, ref: torch.Tensor) -> torch.Tensor:
+    last = out[:, 0]
     return last.gather(1, b.clean_tok[:, None])[:, 0] - last.gather(1, b.corrupt_tok[:, None])[:, 0]
 
 
-def _logprob(last: torch.Tensor, b: PairBatch, ref: torch.Tensor | None) -> torch.Tensor:
-    return last.log_softmax(-1).gather(1, b.clean_tok[:, None])[:, 0]
+def _logprob(out: torch.Tensor, b: PairBatch, ref: torch.Tensor) -> torch.Tensor:
+    return out[:, 0].log_softmax(-1).gather(1, b.clean_tok[:, None])[:, 0]
 
 
-def _kl(last: torch.Tensor, b: PairBatch, ref: torch.Tensor | None) -> torch.Tensor:
-    # KL(p_clean || p): 0 on the clean input, grows as the prediction moves away from it.
-    assert ref is not None
-    return (ref.exp() * (ref - last.log_softmax(-1))).sum(-1)
+def _kl(out: torch.Tensor, b: PairBatch, ref: torch.Tensor) -> torch.Tensor:
+    # KL(p_clean || p) per position: 0 on the clean input, grows as the prediction moves away.
+    kl = (ref.exp() * (ref - out.log_softmax(-1))).sum(-1)  # [B, T]
+    if kl.shape[1] == 1:
+        return kl[:, 0]
+    w = b.span_w.to(kl.dtype)
+    return (kl * w).sum(1) / w.sum(1).clamp_min(1)
 
 
-METRIC_FNS: dict[str, Metric] = {"logit_diff": _logit_diff, "logprob": _logprob, "kl": _kl}
+METRIC_SPECS: dict[str, Metric] = {
+    "logit_diff": Metric(_logit_diff, "last", True, "clean minus corrupted answer token's logit"),
+    "logprob": Metric(_logprob, "last", True, "log-probability of the clean answer token"),
+    "kl": Metric(_kl, "last", False, "KL(clean || patched) at the last prompt position"),
+    "kl_prefix": Metric(
+        _kl, "span", False, "KL(clean || patched) averaged over the answer-prefix positions"
+    ),
+}
+METRICS = tuple(METRIC_SPECS)
 
 
-def metric_fn(name: str) -> Metric:
-    if name not in METRIC_FNS:
+def metric_spec(name: str) -> Metric:
+    if name not in METRIC_SPECS:
         raise ValueError(f"unknown metric {name!r}: use one of {', '.join(METRICS)}")
-    return METRIC_FNS[name]
+    return METRIC_SPECS[name]
+
+
+def check_metric_fits(metric: str, batches: Sequence[PairBatch]) -> None:
+    """Answer-token metrics need pairs with answers; say which metric to use instead."""
+    spec = metric_spec(metric)
+    if spec.needs_answers and not all(b.has_answers for b in batches):
+        raise ValueError(
+            f"metric {metric!r} compares answer tokens, but these pairs have no answers "
+            "(numbers or contrast pairs): use metric kl or kl_prefix"
+        )
+
+
+def choose_metric(metric: str, batches: Sequence[PairBatch]) -> str:
+    """`metric`, or for "auto" the one the pairs fit: logit_diff with answer tokens, kl_prefix on
+    pairs with an answer-prefix span (contrast), kl otherwise (numbers)."""
+    if metric != "auto":
+        check_metric_fits(metric, batches)
+        return metric
+    if all(b.has_answers for b in batches):
+        return "logit_diff"
+    return "kl_prefix" if any(b.span.shape[1] > 1 for b in batches) else "kl"
+
+
+def positions(b: PairBatch, metric: str) -> torch.Tensor:
+    """[B, T] positions whose next-token logits `metric` reads."""
+    return b.last[:, None] if metric_spec(metric).positions == "last" else b.span
 
 
 @dataclass(frozen=True)
@@ -70,7 +122,7 @@ class PatchReference:
 
     batch: PairBatch
     ups_corr: torch.Tensor  # [B, P, n_up, D] upstream outputs on the corrupted input
-    ref: torch.Tensor  # [B, V] log-probabilities at the last position on the clean input
+    ref: torch.Tensor  # [B, T, V] log-probabilities at the readout positions on the clean input
     m_clean: torch.Tensor  # [B]
     m_corrupt: torch.Tensor  # [B]
 
@@ -85,7 +137,8 @@ class Attribution:
     m_corrupt: torch.Tensor  # [N]
     steps: int
     metric: str
-    reference: PatchReference | None = None  # the first batch's first rows, when asked for
+    reference: PatchReference | None = None  # the first micro-batch's first rows, when asked for
+    schedule: str = "right"
 
     @property
     def scores(self) -> torch.Tensor:
@@ -101,10 +154,40 @@ def graph_of(adapter: DecoderAdapter) -> Graph:
     return Graph(adapter.n_layers, adapter.n_heads, adapter.n_kv_heads)
 
 
-def _last_logits(model, adapter, graph, embeds, mask, last, deltas=None, *, capture=True):
+def readout(adapter: DecoderAdapter, embeds, mask, pos: torch.Tensor) -> torch.Tensor:
+    """Logits [B, T, V] at positions `pos` [B, T] only (at least float32): the LM head never
+    runs over every position, which for a 150k vocabulary would be the largest tensor of a pass."""
+    hidden = adapter.decoder(inputs_embeds=embeds, attention_mask=mask, use_cache=False)
+    h = hidden.last_hidden_state[torch.arange(len(pos), device=pos.device)[:, None], pos]
+    logits = adapter.lm_head(h)
+    return logits.to(torch.promote_types(logits.dtype, torch.float32))
+
+
+def _run(adapter, graph, embeds, mask, pos, deltas=None, *, capture=True):
     with graph_hooks(adapter, graph, embeds, deltas, capture=capture) as ups:
-        logits = model(inputs_embeds=embeds, attention_mask=mask, use_cache=False).logits
-    return logits[torch.arange(len(last)), last], ups  # [B, V], [B, P, n_up, D] or None
+        out = readout(adapter, embeds, mask, pos)
+    return out, ups  # [B, T, V], [B, P, n_up, D] or None
+
+
+def _finite(x: torch.Tensor, what: str) -> torch.Tensor:
+    if not torch.isfinite(x).all():
+        raise NonFiniteError(
+            f"{what} is not finite (NaN or inf): the model diverged or overflowed its dtype"
+        )
+    return x
+
+
+def ig_alphas(steps: int, schedule: str = "right") -> torch.Tensor:
+    """Interpolation points alpha (0 = corrupted, 1 = clean), in the order they are run.
+
+    right: k/m for k = m..1 (sparks' default: a right Riemann sum, ends on the clean input, so the
+    first pass doubles as the clean run); left: k/m for k = m-1..0 (hannamw/EAP-IG's schedule, a
+    left Riemann sum that starts on the corrupted input). Both converge to the same integral; at
+    small m they differ by about (g(clean) - g(corrupt)) / m."""
+    if schedule not in IG_SCHEDULES:
+        raise ValueError(f"unknown IG schedule {schedule!r}: use one of {', '.join(IG_SCHEDULES)}")
+    top = steps if schedule == "right" else steps - 1
+    return torch.arange(top, top - steps, -1, dtype=torch.float64) / steps
 
 
 def attribute(
@@ -113,62 +196,100 @@ def attribute(
     *,
     steps: int = 5,
     metric: str = "logit_diff",
-    tokens_per_pass: int = 8192,
+    schedule: str = "right",
+    tokens_per_pass: int | None = None,
     progress: bool = False,
     keep_reference: int = 0,
 ) -> Attribution:
     """EAP-IG edge scores of `model` over `batches` of clean/corrupted pairs (steps=1: plain EAP).
 
-    Several IG steps share one forward/backward pass while their tokens fit `tokens_per_pass`
-    (fewer, larger passes; the same numbers). Lower it if activations do not fit in memory.
-    `keep_reference=K` keeps the clean/corrupted runs of the first batch's first K pairs
-    (`Attribution.reference`) for `faithfulness` to reuse."""
+    Pairs and IG steps share forward/backward passes as far as memory allows: `tokens_per_pass`
+    bounds the tokens of one pass (None: sized from the device's free memory, see `budget`);
+    the numbers do not depend on it. `keep_reference=K` keeps the clean/corrupted runs of the
+    first micro-batch's first K pairs (`Attribution.reference`) for `faithfulness` to reuse.
+    Raises NonFiniteError naming the pass where the metric or a gradient is NaN/inf."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    fn = metric_fn(metric)
+    spec = metric_spec(metric)
+    check_metric_fits(metric, batches)
+    alphas = ig_alphas(steps, schedule)
     adapter = adapter_for(model)
     graph = graph_of(adapter)
+    dtype = next(model.parameters()).dtype
     valid = graph.valid.to(next(model.parameters()).device)
     per_pair, m_clean, m_corr = [], [], []
     reference = None
-    for b in _progress(batches, progress, "attribution"):
+    micro = []
+    for bi, b in enumerate(batches):
+        plan = plan_passes(
+            adapter,
+            width=b.width,
+            pairs=len(b.last),
+            steps=steps,
+            dtype=dtype,
+            positions=positions(b, metric).shape[1],
+            tokens_per_pass=tokens_per_pass,
+        )
+        micro += [
+            (bi, b.rows(s, s + plan.pairs), plan.steps) for s in range(0, len(b.last), plan.pairs)
+        ]
+    for bi, b, per_pass in _progress(micro, progress, "attribution"):
         B = len(b.last)
+        pos = positions(b, metric)
         with torch.no_grad():
             e_clean, e_corr = adapter.embed(b.clean_ids), adapter.embed(b.corrupt_ids)
-        per_pass = max(1, min(steps, tokens_per_pass // b.clean_ids.numel()))
         acc = ref = None
-        # Steps from the clean end: the first pass starts with alpha = 1, the clean input itself
-        # (e_clean - 0 * diff is e_clean exactly), so it doubles as the clean run.
-        for k1 in range(steps, 0, -per_pass):
-            alphas = torch.arange(k1, max(k1 - per_pass, 0), -1, dtype=e_clean.dtype) / steps
-            n = len(alphas)
-            # [n*B, P, D]: the batch at n points of the straight path from corrupted to clean
-            one_minus = (1 - alphas).to(e_clean.device)[:, None, None, None]
-            e = (e_clean - one_minus * (e_clean - e_corr)).flatten(0, 1)
+        # The first pass leads with alpha = 1, the clean input itself (e_clean - 0 * diff is
+        # e_clean exactly), so it doubles as the clean run; on the left schedule that row block
+        # only gives the clean run (weight 0 in the metric's sum).
+        chunks = list(alphas.split(per_pass))
+        if schedule == "left":
+            chunks[0] = torch.cat([alphas.new_ones(1), chunks[0]])
+        for ci, a in enumerate(chunks):
+            n = len(a)
+            weight = torch.ones(n, dtype=e_clean.dtype, device=e_clean.device)
+            if ci == 0 and schedule == "left":
+                weight[0] = 0
+            one_minus = (1 - a).to(e_clean.device, e_clean.dtype)[:, None, None, None]
+            e = (e_clean - one_minus * (e_clean - e_corr)).flatten(0, 1)  # [n*B, P, D]
             bb = b.repeat(n)
+            pos_n = pos.repeat(n, 1)
             probe = GradientProbe(adapter, keep_rows=B if acc is None else 0)
             with probe.hooks():
-                logits = model(inputs_embeds=e, attention_mask=bb.mask, use_cache=False).logits
-            last = logits[torch.arange(len(bb.last)), bb.last]
+                out = readout(adapter, e, bb.mask, pos_n)
+            where = f"batch {bi + 1}, IG alphas {[round(float(x), 3) for x in a]}"
             if acc is None:
-                clean_last = last[:B].detach()
-                ref = clean_last.log_softmax(-1)
-                m_clean.append(fn(clean_last, b, ref))
+                clean_out = out[:B].detach()
+                ref = clean_out.log_softmax(-1)
+                m_clean.append(
+                    _finite(spec.fn(clean_out, b, ref), f"the metric on the clean run ({where})")
+                )
                 with torch.no_grad():
-                    corr_last, ups_corr = _last_logits(
-                        model, adapter, graph, e_corr, b.mask, b.last
+                    corr_out, ups_corr = _run(adapter, graph, e_corr, b.mask, pos)
+                m_corr.append(
+                    _finite(
+                        spec.fn(corr_out, b, ref),
+                        f"the metric on the corrupted run (batch {bi + 1})",
                     )
-                m_corr.append(fn(corr_last, b, ref))
+                )
                 if keep_reference and reference is None:
                     k = min(keep_reference, B)
                     reference = PatchReference(
                         b.head(k), ups_corr[:k].clone(), ref[:k], m_clean[-1][:k], m_corr[-1][:k]
                     )
-                acc = _EapIgSums(adapter, graph, ups_corr - probe.ups)
-            m = fn(last, bb, ref.repeat(n, 1)).sum()
-            acc.add(probe.resid, probe.output_grads(m), n)
+                delta = ups_corr.sub_(probe.ups)  # in place: one [B, P, n_up, D] buffer, not three
+                del ups_corr
+                probe.ups = None
+                acc = _EapIgSums(adapter, graph, delta)
+            vals = spec.fn(out, bb, ref.repeat(n, 1, 1)).view(n, B)
+            m = _finite((vals * weight[:, None]).sum(), f"the metric ({where})")
+            grads = probe.output_grads(m)
+            for key, g in grads.items():
+                _finite(g, f"the gradient at {'.'.join(map(str, key))} ({where})")
+            acc.add(probe.resid, grads, n)
+            del probe, grads, out
         s = acc.scores() / steps
-        per_pair.append((s * valid).detach())
+        per_pair.append(_finite(s * valid, f"the edge scores (batch {bi + 1})").detach())
     if not per_pair:
         raise ValueError("no prompt pairs to attribute: the pairs file or dataset is empty")
     return Attribution(
@@ -179,6 +300,7 @@ def attribute(
         steps,
         metric,
         reference,
+        schedule,
     )
 
 
@@ -190,12 +312,15 @@ class _EapIgSums:
         self.adapter, self.graph, self.delta = adapter, graph, delta  # delta: [B, P, n_up, D]
         B, D = delta.shape[0], delta.shape[-1]
         self.D = D
-        self.w_attn = []  # per layer: W' [C, d, D], C = heads + 2 kv heads
-        for m in adapter.layers:
-            w = torch.cat([x.weight.view(-1, adapter.head_dim, D) for x in (m.q, m.k, m.v)])
-            self.w_attn.append(w * m.input_norm.weight)
+        self.acc = torch.promote_types(delta.dtype, torch.float32)  # sums in at least float32
         self.head_sums: dict[tuple, torch.Tensor] = {}  # sum_k r_k g_k, per consumer group
-        self.second = delta.new_zeros(B, graph.n_up, graph.n_down)  # sum of the second terms
+        self.second = delta.new_zeros(B, graph.n_up, graph.n_down, dtype=self.acc)
+
+    def _w_attn(self, l: int) -> torch.Tensor:
+        """W' [C, d, D] of layer l (C = heads + 2 kv heads), made when needed, not kept."""
+        m, hd = self.adapter.layers[l], self.adapter.head_dim
+        w = torch.cat([x.weight.view(-1, hd, self.D) for x in (m.q, m.k, m.v)])
+        return w * m.input_norm.weight
 
     def _r(self, norm, x):
         dt = torch.promote_types(x.dtype, torch.float32)  # HF's norms compute in at least float32
@@ -203,11 +328,13 @@ class _EapIgSums:
 
     def _add_group(self, key, x, g, wx, r, n, n_up, cols: slice):
         """x [nB,P,D]; g, wx [nB,P,C,d] (d = D for norm-only consumers); r [nB,P,1]."""
-        rs = (r[..., None] * g).unflatten(0, (n, -1)).sum(0)
+        rs = (r[..., None] * g).to(self.acc).unflatten(0, (n, -1)).sum(0)
         self.head_sums[key] = self.head_sums[key] + rs if key in self.head_sums else rs
-        c = r.pow(3) * (g * wx).sum(-1) / self.D  # [nB, P, C]
+        c = (r.pow(3) * (g * wx).sum(-1)).to(self.acc) / self.D  # [nB, P, C]
         ax = torch.einsum("bpud,kbpd->kbpu", self.delta[:, :, :n_up], x.unflatten(0, (n, -1)))
-        self.second[:, :n_up, cols] += torch.einsum("kbpu,kbpc->buc", ax, c.unflatten(0, (n, -1)))
+        self.second[:, :n_up, cols] += torch.einsum(
+            "kbpu,kbpc->buc", ax.to(self.acc), c.unflatten(0, (n, -1))
+        )
 
     @torch.no_grad()
     def add(self, resid: dict, grads: dict, n: int) -> None:
@@ -216,7 +343,7 @@ class _EapIgSums:
         for l, m in enumerate(self.adapter.layers):
             x = resid[("attn", l)]
             g = torch.cat([grads[(k, l)].unflatten(-1, (-1, hd)) for k in ("q", "k", "v")], dim=2)
-            wx = torch.einsum("bpD,cdD->bpcd", x, self.w_attn[l])
+            wx = torch.einsum("bpD,cdD->bpcd", x, self._w_attn(l))
             s = g_.down_slice(l)
             n_up = g_.n_up_before(l)
             self._add_group(
@@ -256,22 +383,26 @@ class _EapIgSums:
     @torch.no_grad()
     def scores(self) -> torch.Tensor:
         """[B, n_up, n_down]: sum over the steps of (a^corr - a^clean) . G (invalid edges not yet masked)."""
-        B, n_up = self.delta.shape[0], self.graph.n_up
-        # [B, n_up, P*D] once, so each consumer's contraction over (P, D) is one bmm, no copies.
-        d_t = self.delta.transpose(1, 2).reshape(B, n_up, -1)
         first = torch.zeros_like(self.second)
-        for l, m in enumerate(self.adapter.layers):
-            s = self.graph.down_slice(l)
-            n = self.graph.n_up_before(l, mlp=True)
-            g1 = torch.einsum("bpcd,cdD->bpDc", self.head_sums[("attn", l)], self.w_attn[l])
-            first[:, :n, s.start : s.stop - 1] = torch.bmm(
-                d_t[:, :n], g1.reshape(B, -1, g1.shape[-1])
+        for l, m in enumerate(self.adapter.layers):  # one layer's gradient sums at a time
+            w = self._w_attn(l).to(self.acc)
+            g_attn = torch.einsum("bpcd,cdD->bpDc", self.head_sums[("attn", l)], w)
+            g_mlp = self.head_sums[("m", l)][:, :, 0] * m.post_norm.weight.to(self.acc)
+            self._contract(
+                first, self.graph.down_slice(l), torch.cat([g_attn, g_mlp[..., None]], -1)
             )
-            gm = self.head_sums[("m", l)][:, :, 0] * m.post_norm.weight
-            first[:, :n, s.stop - 1] = torch.bmm(d_t[:, :n], gm.reshape(B, -1, 1))[..., 0]
-        gf = self.head_sums[("logits",)][:, :, 0] * self.adapter.final_norm.weight
-        first[:, :, -1] = torch.bmm(d_t, gf.reshape(B, -1, 1))[..., 0]
+        g_final = self.head_sums[("logits",)][:, :, 0] * self.adapter.final_norm.weight.to(self.acc)
+        self._contract(first, slice(self.graph.n_down - 1, self.graph.n_down), g_final[..., None])
         return first - self.second
+
+    def _contract(self, first: torch.Tensor, cols: slice, g: torch.Tensor) -> None:
+        """first[:, :, cols] += sum over p of delta[b, p] [n_up, D] @ g[b, p] [D, c]: no transposed
+        copy of delta; positions go in chunks that bound the [B, p, n_up, c] product (~256 MB)."""
+        B, P, n_up, _ = self.delta.shape
+        step = max(1, min(P, (64 << 20) // max(B * n_up * g.shape[-1], 1)))
+        for p0 in range(0, P, step):
+            d = self.delta[:, p0 : p0 + step].to(self.acc)
+            first[:, :, cols] += torch.matmul(d, g[:, p0 : p0 + step]).sum(1)
 
 
 def patched_metric(
@@ -280,15 +411,14 @@ def patched_metric(
     missing: Sequence[torch.Tensor],
     *,
     metric: str = "logit_diff",
-    tokens_per_pass: int = 8192,
+    tokens_per_pass: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The metric on clean inputs when every edge in each `missing` mask [n_up, n_down] carries
     its corrupted activation instead (exact, no approximation).
 
     One forward pass runs the corrupted input, the clean input and the clean input under several
-    masks side by side (as many as fit `tokens_per_pass`); see `EdgePatch`.
+    masks side by side (as many as fit `tokens_per_pass`, or the free memory); see `EdgePatch`.
     Returns ([len(missing), N] patched, [N] clean, [N] corrupted)."""
-    fn = metric_fn(metric)
     adapter = adapter_for(model)
     graph = graph_of(adapter)
     out, m_clean, m_corr = [], [], []
@@ -296,12 +426,12 @@ def patched_metric(
         for b in batches:
             e_clean, e_corr = adapter.embed(b.clean_ids), adapter.embed(b.corrupt_ids)
             empty = torch.zeros_like(graph.valid)
-            per_pass = max(1, tokens_per_pass // b.clean_ids.numel() - 2)
+            per_pass = max(1, _rows_per_pass(model, adapter, b, metric, tokens_per_pass) - 2)
             row = []
             for i in range(0, max(len(missing), 1), per_pass):
                 masks = [empty, empty, *missing[i : i + per_pass]]
                 e = torch.cat([e_corr] + [e_clean] * (len(masks) - 1))
-                ms = _masked_pass(model, adapter, graph, fn, b, e, masks)
+                ms = _masked_pass(adapter, graph, metric, b, e, masks)
                 if i == 0:
                     m_corr.append(ms[0])
                     m_clean.append(ms[1])
@@ -310,37 +440,56 @@ def patched_metric(
     return torch.cat(out, dim=1).cpu(), torch.cat(m_clean).cpu(), torch.cat(m_corr).cpu()
 
 
+def _rows_per_pass(model, adapter, b: PairBatch, metric: str, tokens_per_pass: int | None) -> int:
+    """Row blocks of batch `b` one patched (no-grad) pass holds."""
+    if tokens_per_pass is not None:
+        return max(1, tokens_per_pass // b.clean_ids.numel())
+    plan = plan_passes(
+        adapter,
+        width=b.width,
+        pairs=len(b.last),
+        steps=1 << 20,
+        dtype=next(model.parameters()).dtype,
+        positions=positions(b, metric).shape[1],
+    )
+    # a pass that cannot hold all pairs at once still takes one block of all of them
+    return max(1, plan.steps * plan.pairs // len(b.last))
+
+
 def _patched_from_reference(
-    model, r: PatchReference, missing: Sequence[torch.Tensor], metric: str, tokens_per_pass: int
+    model,
+    r: PatchReference,
+    missing: Sequence[torch.Tensor],
+    metric: str,
+    tokens_per_pass: int | None,
 ) -> torch.Tensor:
     """[len(missing), B]: as `patched_metric`, with the corrupted activations and the clean
     reference taken from attribution's runs: every row of the pass is a patched run."""
-    fn = metric_fn(metric)
     adapter = adapter_for(model)
     graph = graph_of(adapter)
     b = r.batch
-    per_pass = max(1, tokens_per_pass // b.clean_ids.numel())
+    per_pass = _rows_per_pass(model, adapter, b, metric, tokens_per_pass)
     rows = []
     with torch.no_grad():
         e_clean = adapter.embed(b.clean_ids)
         for i in range(0, len(missing), per_pass):
             masks = missing[i : i + per_pass]
             e = e_clean.repeat(len(masks), 1, 1)
-            rows.append(_masked_pass(model, adapter, graph, fn, b, e, masks, r.ups_corr, r.ref))
+            rows.append(_masked_pass(adapter, graph, metric, b, e, masks, r.ups_corr, r.ref))
     return torch.cat(rows).cpu()
 
 
-def _masked_pass(model, adapter, graph, fn, b, e, masks, corrupt_ups=None, ref=None):
+def _masked_pass(adapter, graph, metric, b, e, masks, corrupt_ups=None, ref=None):
     """The metric [len(masks), B] of one forward pass over row blocks of batch `b` (embeddings
     `e`), block r with the edges of masks[r] patched (see `EdgePatch` for `corrupt_ups` None).
     `ref` None: block 1 is the clean run and gives the clean reference."""
     n, B = len(masks), len(b.last)
     bb = b.repeat(n)
     patch = EdgePatch(graph, corrupt_ups, torch.stack([m.to(e.device) for m in masks]))
-    last, _ = _last_logits(model, adapter, graph, e, bb.mask, bb.last, patch)
+    out, _ = _run(adapter, graph, e, bb.mask, positions(bb, metric), patch)
     if ref is None:
-        ref = last[B : 2 * B].log_softmax(-1)
-    return fn(last, bb, ref.repeat(n, 1)).view(n, B)
+        ref = out[B : 2 * B].log_softmax(-1)
+    return metric_spec(metric).fn(out, bb, ref.repeat(n, 1, 1)).view(n, B)
 
 
 def faithfulness(
@@ -350,7 +499,7 @@ def faithfulness(
     *,
     metric: str = "logit_diff",
     reference: PatchReference | None = None,
-    tokens_per_pass: int = 8192,
+    tokens_per_pass: int | None = None,
 ) -> list[float]:
     """(m_circuit - m_corrupt) / (m_clean - m_corrupt) for each circuit edge mask, means over pairs.
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from sparks.circuits.adapters import adapter_for
-from sparks.circuits.attribute import attribute, faithfulness, graph_of
+from sparks.circuits.attribute import NonFiniteError, attribute, faithfulness, graph_of
 from sparks.circuits.graph import Circuit, Graph, find_circuit, head_stability
 from sparks.circuits.pairs import PairBatch
 from sparks.files import atomic_dir
@@ -35,6 +35,18 @@ CURVE = (0.5, 1.0, 2.0)  # faithfulness at these multiples of top_k
 
 class SnapshotError(ValueError):
     """A snapshot directory that cannot be read; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class FailedSnapshot:
+    """A save whose snapshot could not be built (NaN/inf in the metric or its gradients): kept on
+    disk and in the ledger as failed, so the run goes on and nobody mistakes it for a circuit."""
+
+    step: int
+    graph: Graph
+    reason: str
+    heads: tuple = ()
+    seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -91,12 +103,15 @@ def build_snapshot(
     top_k: int = 200,
     n_boot: int = 50,
     faithfulness_pairs: int = 8,
+    schedule: str = "right",
+    tokens_per_pass: int | None = None,
     progress: bool = False,
 ) -> CircuitSnapshot:
     """Attribute, extract the circuit and measure it; `model` is left in the mode it was in.
 
     Faithfulness is measured on the first `faithfulness_pairs` pairs (patched forwards are the
-    snapshot's most expensive part after attribution)."""
+    snapshot's most expensive part after attribution). `tokens_per_pass` bounds one pass (None:
+    sized from free memory). Raises NonFiniteError when the model's numbers are NaN/inf."""
     t0 = time.perf_counter()
     was_training = model.training
     model.eval()
@@ -107,6 +122,8 @@ def build_snapshot(
             batches,
             steps=steps,
             metric=metric,
+            schedule=schedule,
+            tokens_per_pass=tokens_per_pass,
             progress=progress,
             keep_reference=max(1, faithfulness_pairs),
         )
@@ -120,6 +137,7 @@ def build_snapshot(
             [find_circuit(graph, scores, top_k=k).edges for k in ks],
             metric=metric,
             reference=attr.reference,
+            tokens_per_pass=tokens_per_pass,
         )
         stability = head_stability(graph, attr.per_pair, top_k=top_k, n_boot=n_boot)
     finally:
@@ -134,7 +152,8 @@ def build_snapshot(
             "top_k": top_k,
             "n_pairs": n_pairs,
             "n_boot": n_boot,
-            "faithfulness_pairs": min(faithfulness_pairs, len(batches[0].last)),
+            "faithfulness_pairs": int(attr.reference.batch.last.shape[0]),
+            "schedule": schedule,
         },
         graph=graph,
         edge_scores=scores,
@@ -146,6 +165,36 @@ def build_snapshot(
         m_corrupt=float(attr.m_corrupt.mean()),
         seconds=time.perf_counter() - t0,
     )
+
+
+def write_failed_snapshot(failed: FailedSnapshot, out_dir: str | Path) -> Path:
+    """Record a failed snapshot in `out_dir` (atomically): its step, graph shape and reason."""
+    g = failed.graph
+    meta = {
+        "format": FORMAT,
+        "step": failed.step,
+        "failed": failed.reason,
+        "graph": {"n_layers": g.n_layers, "n_heads": g.n_heads, "n_kv_heads": g.n_kv_heads},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    with atomic_dir(Path(out_dir)) as tmp:
+        (tmp / "snapshot.json").write_text(json.dumps(meta, indent=2))
+    return Path(out_dir)
+
+
+def build_or_fail(model, batches: list[PairBatch], *, step: int, **settings):
+    """`build_snapshot`, or a FailedSnapshot saying which pass was not finite."""
+    try:
+        return build_snapshot(model, batches, step=step, **settings)
+    except NonFiniteError as e:
+        return FailedSnapshot(step, graph_of(adapter_for(model)), str(e))
+
+
+def save_snapshot(snap, out_dir: str | Path) -> Path:
+    """Write a CircuitSnapshot or a FailedSnapshot into `out_dir`."""
+    if isinstance(snap, FailedSnapshot):
+        return write_failed_snapshot(snap, out_dir)
+    return write_snapshot(snap, out_dir)
 
 
 def write_snapshot(
@@ -208,8 +257,9 @@ def write_snapshot(
     return Path(out_dir)
 
 
-def read_snapshot(path: str | Path) -> CircuitSnapshot:
-    """Read a snapshot directory written by `write_snapshot` (scores are restored exactly)."""
+def read_snapshot(path: str | Path) -> CircuitSnapshot | FailedSnapshot:
+    """Read a snapshot directory written by `write_snapshot` (scores are restored exactly), or
+    the FailedSnapshot recorded for a save whose snapshot could not be built."""
     import pandas as pd
 
     path = Path(path)
@@ -220,6 +270,8 @@ def read_snapshot(path: str | Path) -> CircuitSnapshot:
         )
     meta = json.loads(meta_file.read_text())
     g = Graph(**meta["graph"])
+    if "failed" in meta:
+        return FailedSnapshot(meta["step"], g, meta["failed"])
     edges = pd.read_parquet(path / "edges.parquet")
     nodes = pd.read_parquet(path / "nodes.parquet")
     up = {n: i for i, n in enumerate(g.up_names)}

@@ -171,6 +171,9 @@ class Tracker:
         if metrics:
             self._call("metrics", self._log_metrics, metrics, step)
 
+    def set_tags(self, tags: dict) -> None:
+        self._call("tags", self._set_tags, tags)
+
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         self._call("artifact", self._log_artifact, str(path), artifact_path)
 

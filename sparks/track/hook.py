@@ -5,7 +5,9 @@ heavy work to `build_snapshot`. The live model is snapshotted in eval mode and p
 RNG states are saved and restored and parameters' gradients are never touched, so training with
 and without the hook gives identical losses for the same seed. A snapshot already on disk (a
 resumed run) is not redone. With `mode="process"` the snapshot runs from the saved checkpoint in a
-separate process beside training (for models too large to pause), collected at the end of training.
+separate process beside training (for sharded training, ZeRO-3 / FSDP, and models too large to
+pause), with every snapshot setting and on the device the settings name; collected at the end of
+training. A save whose model gives NaN/inf is recorded as a failed snapshot and training goes on.
 """
 
 from __future__ import annotations
@@ -21,9 +23,15 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from sparks.circuits.pairs import PairBatch
-from sparks.circuits.snapshot import CircuitSnapshot, build_snapshot, read_snapshot, write_snapshot
+from sparks.circuits.snapshot import (
+    CircuitSnapshot,
+    FailedSnapshot,
+    build_or_fail,
+    read_snapshot,
+    save_snapshot,
+)
 
-OnSnapshot = Callable[[int, CircuitSnapshot, Path], None]
+OnSnapshot = Callable[[int, CircuitSnapshot | FailedSnapshot, Path], None]
 
 
 @contextmanager
@@ -54,10 +62,16 @@ class CircuitSnapshotCallback(TrainerCallback):
         steps: int = 5,
         metric: str = "logit_diff",
         top_k: int = 200,
+        schedule: str = "right",
+        tokens_per_pass: int | None = None,
         step_offset: int = 0,
         on_snapshot: OnSnapshot | None = None,
         mode: str = "inline",
         pairs_path: str | Path | None = None,
+        n_pairs: int | None = None,
+        batch_size: int = 16,
+        dtype: str = "float32",
+        device: str | None = None,
         progress: bool = False,
     ):
         if mode not in ("inline", "process"):
@@ -66,14 +80,19 @@ class CircuitSnapshotCallback(TrainerCallback):
             raise ValueError(
                 "mode 'process' needs pairs_path: the child process reads the pairs from it"
             )
-        self.batches, self.steps, self.metric, self.top_k = batches, steps, metric, top_k
-        self.step_offset, self.on_snapshot, self.mode, self.pairs_path = (
-            step_offset,
-            on_snapshot,
-            mode,
-            pairs_path,
+        self.batches = batches
+        self.settings = dict(
+            steps=steps,
+            metric=metric,
+            top_k=top_k,
+            schedule=schedule,
+            tokens_per_pass=tokens_per_pass,
+            progress=progress,
         )
-        self.progress = progress
+        self.step_offset, self.on_snapshot, self.mode = step_offset, on_snapshot, mode
+        # what only the child process needs: it reads and encodes the pairs itself
+        self.pairs_path, self.n_pairs, self.batch_size = pairs_path, n_pairs, batch_size
+        self.dtype, self.device = dtype, device
         self.last_step = -1
         self.seconds = 0.0  # time spent in snapshots (inline mode)
         self._children: list[tuple[int, Path, subprocess.Popen]] = []
@@ -93,40 +112,25 @@ class CircuitSnapshotCallback(TrainerCallback):
             self._children.append((step, out, self._spawn(ckpt, out, step)))
             return
         with preserved_rng():
-            snap = build_snapshot(
-                model,
-                self.batches,
-                step=step,
-                steps=self.steps,
-                metric=self.metric,
-                top_k=self.top_k,
-                progress=self.progress,
-            )
+            snap = build_or_fail(model, self.batches, step=step, **self.settings)
         self.seconds += snap.seconds
-        write_snapshot(snap, out)
+        save_snapshot(snap, out)
         if self.on_snapshot:
             self.on_snapshot(step, snap, out)
 
     def _spawn(self, ckpt: Path, out: Path, step: int) -> subprocess.Popen:
-        cmd = [
-            sys.executable,
-            "-m",
-            "sparks.cli",
-            "snapshot",
-            str(ckpt),
-            "--pairs",
-            str(self.pairs_path),
-            "--out",
-            str(out),
-            "--steps",
-            str(self.steps),
-            "--top-k",
-            str(self.top_k),
-            "--metric",
-            self.metric,
-            "--step",
-            str(step),
-        ]
+        s = self.settings
+        cmd = [sys.executable, "-m", "sparks.cli", "snapshot", str(ckpt)]
+        cmd += ["--pairs", str(self.pairs_path), "--out", str(out), "--step", str(step)]
+        cmd += ["--steps", str(s["steps"]), "--top-k", str(s["top_k"]), "--metric", s["metric"]]
+        cmd += ["--schedule", s["schedule"], "--batch-size", str(self.batch_size)]
+        cmd += ["--dtype", self.dtype, "--record-failure"]
+        if self.n_pairs is not None:
+            cmd += ["--n-pairs", str(self.n_pairs)]
+        if s["tokens_per_pass"] is not None:
+            cmd += ["--tokens-per-pass", str(s["tokens_per_pass"])]
+        if self.device:
+            cmd += ["--device", self.device]
         return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
     def on_train_end(self, args, state, control, **kwargs):

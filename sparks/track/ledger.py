@@ -3,19 +3,35 @@
 Columns: step, head ("L{layer}H{head}"), layer, index, score (the head's node score), share (its
 share of all heads' |score|, the paper's normalised importance I), stability (bootstrap frequency),
 in_circuit, emergent (in the circuit now and not in the base model's), activated (entered since the
-previous save), pruned (left since the previous save).
+previous save), pruned (left since the previous save), failed (the save's snapshot could not be
+built: NaN/inf; its heads are in no circuit, and the saves around it are compared with each other).
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-from sparks.circuits.snapshot import CircuitSnapshot
+from sparks.circuits.snapshot import CircuitSnapshot, FailedSnapshot
 
 
-def head_table(snap: CircuitSnapshot) -> pd.DataFrame:
-    """One row per head of one snapshot."""
+def head_table(snap: CircuitSnapshot | FailedSnapshot) -> pd.DataFrame:
+    """One row per head of one snapshot (a failed one: NaN scores, no circuit, failed=True)."""
     g = snap.graph
+    if isinstance(snap, FailedSnapshot):
+        n = g.n_layers * g.n_heads
+        return pd.DataFrame(
+            {
+                "step": snap.step,
+                "head": [f"L{l}H{h}" for l in range(g.n_layers) for h in range(g.n_heads)],
+                "layer": [l for l in range(g.n_layers) for _ in range(g.n_heads)],
+                "index": [h for _ in range(g.n_layers) for h in range(g.n_heads)],
+                "score": [float("nan")] * n,
+                "share": [float("nan")] * n,
+                "stability": [float("nan")] * n,
+                "in_circuit": [False] * n,
+                "failed": [True] * n,
+            }
+        )
     scores = snap.head_scores().flatten().double()
     share = scores.abs() / scores.abs().sum().clamp_min(1e-30)
     members = set(snap.heads)
@@ -30,6 +46,7 @@ def head_table(snap: CircuitSnapshot) -> pd.DataFrame:
             "share": share.numpy(),
             "stability": snap.head_stability.flatten().double().numpy(),
             "in_circuit": [n in members for n in names],
+            "failed": False,
         }
     )
 
@@ -39,14 +56,19 @@ def build_ledger(tables: list[pd.DataFrame]) -> pd.DataFrame:
     if not tables:
         raise ValueError("no snapshots: the ledger needs at least the base model's")
     df = pd.concat(tables, ignore_index=True).sort_values(["step", "layer", "index"], kind="stable")
+    if "failed" not in df:
+        df["failed"] = False
+    df["failed"] = df["failed"].fillna(False).astype(bool)
     base_step = tables[0]["step"].iloc[0]
     base = set(df.loc[(df.step == base_step) & df.in_circuit, "head"])
-    prev = df.groupby("head", sort=False)["in_circuit"].shift(1)  # same head, previous save
+    ok = ~df.failed
+    # same head, previous save that has a snapshot
+    prev = df[ok].groupby("head", sort=False)["in_circuit"].shift(1).reindex(df.index)
     first = prev.isna()
     prev = prev.fillna(False).astype(bool)
     df["emergent"] = df.in_circuit & ~df["head"].isin(base)
-    df["activated"] = df.in_circuit & ~prev & ~first
-    df["pruned"] = ~df.in_circuit & prev & ~first
+    df["activated"] = df.in_circuit & ~prev & ~first & ok
+    df["pruned"] = ~df.in_circuit & prev & ~first & ok
     return df.reset_index(drop=True)
 
 
@@ -59,6 +81,7 @@ def step_summary(ledger: pd.DataFrame) -> pd.DataFrame:
             emergent=("emergent", "sum"),
             activated=("activated", "sum"),
             pruned=("pruned", "sum"),
+            failed=("failed", "max"),
         )
         .astype(int)
         .reset_index()

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from sparks.files import atomic_dir, read_jsonl, write_jsonl
+from sparks.models import load_tokenizer, tokenizer_fingerprint
 from sparks.world.model import TinyModelSpec, build_model
 from sparks.world.tasks import corpus as task_corpus
 from sparks.world.tasks import generate_pairs, generate_splits
@@ -89,10 +90,14 @@ def build_world(out_dir: Path, spec: WorldSpec = WorldSpec()) -> World:
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(str(tmp / "model"))
         save_tokenizer(tokenizer, tmp / "model")
+        fingerprint = tokenizer_fingerprint(load_tokenizer(tmp / "model"))  # as users load it
         (tmp / "tasks").mkdir()
         for name, tasks in splits.items():
             write_jsonl(tmp / "tasks" / f"{name}.jsonl", (t.to_record() for t in tasks))
-        write_jsonl(tmp / "pairs.jsonl", (p.to_record() for p in pairs))
+        # the tokenizer's fingerprint: these pairs are refused with any other model's tokenizer
+        write_jsonl(
+            tmp / "pairs.jsonl", (p.to_record() | {"tokenizer": fingerprint} for p in pairs)
+        )
         summary = {k: len(v) for k, v in splits.items()} | {"pairs": len(pairs)}
         (tmp / MANIFEST).write_text(
             json.dumps({"spec": spec.to_dict(), "counts": summary}, indent=2)
@@ -108,5 +113,6 @@ def world_for(settings, cache_root: Path = Path("artifacts/worlds")) -> World:
         n_test=settings.n_test,
         n_pairs=settings.n_pairs,
     )
-    name = f"seed{spec.seed}-train{spec.n_train}-test{spec.n_test}-pairs{spec.n_pairs}"
+    # v2: pairs carry the tokenizer's fingerprint (earlier caches are rebuilt, not reused)
+    name = f"v2-seed{spec.seed}-train{spec.n_train}-test{spec.n_test}-pairs{spec.n_pairs}"
     return build_world(Path(cache_root) / name, spec)

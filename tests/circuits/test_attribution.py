@@ -8,11 +8,12 @@ from scipy.stats import spearmanr
 
 from sparks.circuits.adapters import UnsupportedModelError, adapter_for
 from sparks.circuits.attribute import (
-    _last_logits,
+    NonFiniteError,
+    _run,
     attribute,
     faithfulness,
     graph_of,
-    metric_fn,
+    metric_spec,
     patched_metric,
 )
 from sparks.circuits.graph import find_circuit
@@ -25,25 +26,18 @@ def _directional_derivative(model, batch, u: int, v: int, metric: str = "logit_d
 
     adapter = adapter_for(model)
     graph = graph_of(adapter)
-    fn = metric_fn(metric)
+    fn = metric_spec(metric).fn
+    pos = batch.last[:, None]
     with torch.no_grad():  # separate clean and corrupted runs, as attribution no longer does
         e_clean = adapter.embed(batch.clean_ids)
-        clean_last, _ = _last_logits(model, adapter, graph, e_clean, batch.mask, batch.last)
+        clean_out, _ = _run(adapter, graph, e_clean, batch.mask, pos)
         e_corr = adapter.embed(batch.corrupt_ids)
-        _, ups_corr = _last_logits(model, adapter, graph, e_corr, batch.mask, batch.last)
+        _, ups_corr = _run(adapter, graph, e_corr, batch.mask, pos)
     missing = torch.zeros(graph.n_up, graph.n_down, dtype=torch.bool)
     missing[u, v] = True
     t = torch.zeros((), dtype=ups_corr.dtype, requires_grad=True)
-    last, _ = _last_logits(
-        model,
-        adapter,
-        graph,
-        e_clean,
-        batch.mask,
-        batch.last,
-        EdgePatch(graph, ups_corr, missing, t),
-    )
-    (d,) = torch.autograd.grad(fn(last, batch, clean_last.log_softmax(-1)).mean(), t)
+    out, _ = _run(adapter, graph, e_clean, batch.mask, pos, EdgePatch(graph, ups_corr, missing, t))
+    (d,) = torch.autograd.grad(fn(out, batch, clean_out.log_softmax(-1)).mean(), t)
     return float(d)
 
 
@@ -176,3 +170,63 @@ def test_unknown_metric_and_bad_steps_are_refused(qwen64, batches):
         attribute(qwen64, batches[:1], metric="acc")
     with pytest.raises(ValueError, match="steps must be >= 1"):
         attribute(qwen64, batches[:1], steps=0)
+
+
+def test_pairs_and_steps_in_micro_batches_give_the_same_scores(qwen64, batches):
+    """However the passes are cut (one pair and one IG step per pass, or all at once), the
+    scores, metrics and kept reference are the same."""
+    whole = attribute(qwen64, batches[:1], steps=3, keep_reference=2, tokens_per_pass=10**6)
+    width = batches[0].width
+    tiny = attribute(qwen64, batches[:1], steps=3, keep_reference=2, tokens_per_pass=width)
+    torch.testing.assert_close(tiny.per_pair, whole.per_pair)
+    torch.testing.assert_close(tiny.m_clean, whole.m_clean)
+    assert tiny.reference.batch.clean_ids.shape[0] == 1  # a micro-batch of one pair
+    torch.testing.assert_close(tiny.reference.ups_corr, whole.reference.ups_corr[:1])
+
+
+def test_left_schedule_is_the_reference_implementations_riemann_sum(qwen64, batches):
+    """left (k = 0..m-1, as hannamw/EAP-IG) and right (k = 1..m) differ by exactly the end
+    points: m * left(m) = m * right(m) - right(1) + left(1), where right(1) is plain EAP at the
+    clean input and left(1) plain EAP at the corrupted one."""
+    m = 4
+    right = attribute(qwen64, batches[:1], steps=m).per_pair
+    left = attribute(qwen64, batches[:1], steps=m, schedule="left").per_pair
+    at_clean = attribute(qwen64, batches[:1], steps=1).per_pair
+    at_corrupt = attribute(qwen64, batches[:1], steps=1, schedule="left").per_pair
+    torch.testing.assert_close(m * left, m * right - at_clean + at_corrupt)
+    assert not torch.allclose(left, right)
+    with pytest.raises(ValueError, match="unknown IG schedule 'middle'"):
+        attribute(qwen64, batches[:1], schedule="middle")
+
+
+def test_kl_prefix_reads_every_answer_prefix_position_and_is_complete(qwen64, world, tokenizer):
+    """On pairs with an answer-prefix span, kl_prefix averages the KL over the span; with one
+    position it is the last-position KL; at 50 steps the input edges sum to the metric change."""
+    from sparks.circuits.pairs import encode_pairs
+
+    pairs = []
+    for p in world.pairs()[:3]:
+        c = tokenizer(p["clean"], add_special_tokens=False)["input_ids"]
+        x = tokenizer(p["corrupted"], add_special_tokens=False)["input_ids"]
+        pairs.append({"clean_ids": c, "corrupted_ids": x, "span_start": len(c) - 6})
+    (span_batch,) = encode_pairs(tokenizer, pairs, batch_size=3)
+    assert span_batch.span.shape[1] == 6 and not span_batch.has_answers
+    attr = attribute(qwen64, [span_batch], steps=50, metric="kl_prefix")
+    change = (attr.m_corrupt - attr.m_clean).mean()
+    assert float((attr.scores[0].sum() - change).abs()) <= 0.02 * float(change.abs())
+    last = attribute(qwen64, [span_batch], steps=1, metric="kl")
+    prefix = attribute(qwen64, [span_batch], steps=1, metric="kl_prefix")
+    assert not torch.allclose(last.m_corrupt, prefix.m_corrupt)
+    with pytest.raises(ValueError, match="no answers.*use metric kl or kl_prefix"):
+        attribute(qwen64, [span_batch], metric="logit_diff")
+
+
+def test_a_diverged_model_is_reported_not_scored(world, batches):
+    """NaN weights give a NonFiniteError naming the pass, never NaN scores."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(world.model_dir)).eval()
+    with torch.no_grad():
+        model.model.layers[1].mlp.down_proj.weight[0, 0] = float("nan")
+    with pytest.raises(NonFiniteError, match="clean run.*not finite"):
+        attribute(model, batches[:1], steps=2)

@@ -1,0 +1,181 @@
+"""`sparks run CONFIG --dry-run`: resolve and check a run offline, and print its plan.
+
+Checks what can be checked without a hub or a GPU (the config, local model and data paths, pair
+and benchmark sources), then lists the stages with their steps, saves, snapshots and evaluations,
+and estimates peak GPU memory for training, snapshots and evaluation from the model's shape
+(its config.json, the hub cache, or `sparks.shapes`). Estimates, not measurements: they say
+which settings to lower before a run fails, and benchmarks/snapshot_memory.py measures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sparks.config import WORLD, RunConfig
+
+GB = 2**30
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+@dataclass
+class Plan:
+    lines: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # what would stop the run
+
+    def add(self, text: str) -> None:
+        self.lines.append(text)
+
+    def text(self) -> str:
+        out = self.lines + [f"PROBLEM: {p}" for p in self.problems]
+        return "\n".join(out)
+
+
+def _source(plan: Plan, what: str, src: str) -> None:
+    from sparks.evaluate.benchmarks import BENCHMARKS
+    from sparks.models import is_local
+
+    if src == WORLD or src in BENCHMARKS:
+        hub = BENCHMARKS[src].hub_id if src in BENCHMARKS else None
+        plan.add(f"  {what}: {src}" + (f" (hub dataset {hub}, read at run time)" if hub else ""))
+    elif is_local(src):
+        if Path(src).exists():
+            plan.add(f"  {what}: {src} (local)")
+        else:
+            plan.problems.append(f"{what}: {src} does not exist")
+    else:
+        plan.add(f"  {what}: {src} (hub dataset, read at run time)")
+
+
+def _model(plan: Plan, what: str, path: str) -> dict | None:
+    from sparks.models import check_checkpoint, is_local
+    from sparks.shapes import model_shape
+
+    if path == WORLD:
+        from sparks.world.model import TinyModelSpec
+
+        s = TinyModelSpec()
+        plan.add(f"  {what}: the embedded world model ({s.layers} layers x {s.heads} heads)")
+        return None
+    if is_local(path):
+        try:
+            check_checkpoint(path)
+        except FileNotFoundError as e:
+            plan.problems.append(str(e))
+            return None
+    shape = model_shape(path)
+    where = "local" if is_local(path) else "hub id, not downloaded by a dry run"
+    if shape is None:
+        plan.add(f"  {what}: {path} ({where}; shape unknown offline: no memory estimate)")
+    else:
+        plan.add(
+            f"  {what}: {path} ({where}; {shape.get('model_type')}, {shape['num_hidden_layers']} "
+            f"layers x {shape['num_attention_heads']} heads)"
+        )
+    return shape
+
+
+def estimate_memory(cfg: RunConfig, shape: dict, *, pair_tokens: int) -> dict[str, float]:
+    """Peak GPU memory estimates in GiB: per stage's training, one snapshot, evaluation."""
+    from sparks.shapes import parameter_count
+
+    e = DTYPE_BYTES[cfg.model.dtype]
+    n = parameter_count(shape)
+    D, inter, L = shape["hidden_size"], shape["intermediate_size"], shape["num_hidden_layers"]
+    H = shape["num_attention_heads"]
+    KV = shape.get("num_key_value_heads", H)
+    d = shape.get("head_dim") or D // H
+    V = shape["vocab_size"]
+    act_token = L * (16 * D + 6 * inter + 4 * (H + 2 * KV) * d) * e  # kept for backward
+    out = {}
+    for i, s in enumerate(cfg.stages):
+        tokens = s.batch_size * (
+            s.max_length if s.method != "grpo" else 512 + s.max_completion_length
+        )
+        # weights + gradients + AdamW's two moments in the weights' dtype, activations, logits
+        train = n * e * 4 + tokens * (act_token + V * 4 * 2)
+        if s.method == "grpo" and s.beta > 0:
+            train += n * e  # the reference model
+        out[f"train stage{i} {s.method}"] = train / GB
+    n_up = 1 + L * (H + 1)
+    graph_token = (2 * n_up * D + 2 * L * (H + 2 * KV) * d) * e
+    pairs = min(cfg.snapshot.batch_size, cfg.snapshot.n_pairs)
+    # at least one pair and one IG step per pass; more when the memory allows
+    out["snapshot (1 pair x 1 step per pass)"] = (
+        n * e + pair_tokens * (graph_token + act_token + V * 4 * 3)
+    ) / GB
+    out[f"snapshot ({pairs} pairs x {cfg.snapshot.steps} steps in one pass)"] = (
+        n * e + pairs * pair_tokens * (graph_token + cfg.snapshot.steps * act_token)
+    ) / GB
+    ev = cfg.evaluation
+    out["evaluation weights (vLLM adds KV cache up to gpu_memory_utilization)"] = (
+        n * e / ev.tensor_parallel_size / GB
+    )
+    return out
+
+
+def dry_run(cfg: RunConfig, *, gpu_gb: float = 80.0) -> Plan:
+    """Resolve and check `cfg` offline; the plan, with the problems that would stop the run."""
+    plan = Plan()
+    plan.add(f"run {cfg.name} -> {cfg.output_dir}")
+    plan.add("inputs:")
+    shape = _model(plan, "model", cfg.model.path)
+    _source(plan, "training data", cfg.data.train)
+    for s in cfg.stages:
+        if s.teacher:
+            _model(plan, f"{s.method} teacher", s.teacher)
+    ps = cfg.snapshot.pairs
+    mode = ps.mode if ps.mode != "auto" else ("file" if cfg.model.path == WORLD else "numbers")
+    sources = [ps.file] if mode == "file" and ps.file else (ps.sources or cfg.evaluation.benchmarks)
+    plan.add(f"  pairs: {mode}, {ps.n} pairs, built once into {cfg.output_dir}/pairs.jsonl from:")
+    for src in sources if not (mode == "file" and not ps.file) else [WORLD]:
+        _source(plan, "    pairs source", cfg.evaluation.sources.get(src, src))
+    if mode == "contrast":
+        ref = ps.reference or next(s.teacher for s in cfg.stages if s.teacher)
+        _model(plan, "  contrast reference", ref)
+    for b in cfg.evaluation.benchmarks:
+        _source(plan, "benchmark", cfg.evaluation.sources.get(b, b))
+    metric = cfg.snapshot.metric
+    if metric == "auto":
+        metric = {
+            "file": "logit_diff (if the pairs have answers)",
+            "numbers": "kl",
+            "contrast": "kl_prefix",
+        }[mode]
+    plan.add(
+        f"snapshots: EAP-IG {cfg.snapshot.steps} steps ({cfg.snapshot.schedule} schedule), metric "
+        f"{metric}, top {cfg.snapshot.top_k} edges, {cfg.snapshot.n_pairs} pairs, "
+        f"{cfg.snapshot.mode} mode"
+    )
+    plan.add("stages:")
+    ev, total_saves, evals, step = cfg.evaluation, 0, 1 if cfg.evaluation.enabled else 0, 0
+    for i, s in enumerate(cfg.stages):
+        saves = s.max_steps // s.save_steps
+        total_saves += saves
+        n_eval = len(range(ev.every - 1, saves, ev.every)) if ev.enabled else 0
+        evals += n_eval
+        plan.add(
+            f"  stage{i} {s.method}: steps {step + 1}-{step + s.max_steps}, lr {s.learning_rate}, "
+            f"batch {s.batch_size} x {s.grad_accum}, {saves} saves (every {s.save_steps}), "
+            f"{saves if cfg.snapshot.enabled else 0} snapshots, {n_eval} evaluations"
+        )
+        step += s.max_steps
+    plan.add(
+        f"totals: {step} steps, {total_saves} saves, "
+        f"{total_saves + 1 if cfg.snapshot.enabled else 0} snapshots (base included), "
+        f"{evals} evaluations on {', '.join(ev.benchmarks)} (n={ev.n}, T={ev.temperature}, "
+        f"max_tokens {ev.max_tokens}, {ev.backend})"
+    )
+    if shape is not None:
+        max_len = shape.get("max_position_embeddings")
+        if max_len and ev.max_tokens >= max_len:
+            plan.problems.append(
+                f"evaluation.max_tokens {ev.max_tokens} leaves no room for a prompt in the model's "
+                f"{max_len} positions: lower it"
+            )
+        prefix = ps.prefix_tokens if mode == "contrast" else 0
+        plan.add(f"peak GPU memory estimates ({cfg.model.dtype}; a {gpu_gb:.0f} GB GPU assumed):")
+        for what, gb in estimate_memory(cfg, shape, pair_tokens=256 + prefix).items():
+            flag = "  <- over" if gb > gpu_gb else ""
+            plan.add(f"  {what:64} {gb:7.1f} GB{flag}")
+    return plan

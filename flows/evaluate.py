@@ -30,7 +30,9 @@ def evaluate_one(model_dir: str, config: EvaluateConfig) -> dict:
     problems, spec = benchmarks_for(ev), sampling_for(ev)
     return {
         b: r.metrics
-        for b, r in evaluate_model(model_dir, problems, spec, backend=ev.backend).items()
+        for b, r in evaluate_model(
+            model_dir, problems, spec, backend=ev.backend, overlong=ev.overlong
+        ).items()
     }
 
 

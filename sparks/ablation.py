@@ -63,7 +63,13 @@ def run_ablation(cfg: AblationConfig) -> dict:
     for name, model_dir in variants.items():
         ev_dir = out / name / "eval"
         if not (ev_dir / "metrics.json").is_file():
-            res = evaluate_model(model_dir, problems, spec, backend=cfg.evaluation.backend)
+            res = evaluate_model(
+                model_dir,
+                problems,
+                spec,
+                backend=cfg.evaluation.backend,
+                overlong=cfg.evaluation.overlong,
+            )
             with atomic_dir(ev_dir) as tmp:
                 for b, r in res.items():
                     r.table.to_parquet(tmp / f"{b}.parquet", index=False)

@@ -152,6 +152,12 @@ def _add_eval_options(p: argparse.ArgumentParser, *, default_benchmarks: list[st
     )
     p.add_argument("--backend", default="vllm", choices=("vllm", "transformers"))
     p.add_argument(
+        "--overlong",
+        default="skip",
+        choices=("skip", "error"),
+        help="a prompt that with --max-tokens exceeds the model's context: skip it (counted) or stop",
+    )
+    p.add_argument(
         "--enable-thinking", choices=("on", "off"), default=None, help="Qwen3-style templates only"
     )
     p.add_argument(
@@ -163,13 +169,21 @@ def _add_eval_options(p: argparse.ArgumentParser, *, default_benchmarks: list[st
     p.set_defaults(default_benchmarks=default_benchmarks or [])
 
 
-def _benchmark_files(args: argparse.Namespace) -> dict[str, str]:
+def _benchmark_files(args: argparse.Namespace, selected: list[str] | None = None) -> dict[str, str]:
+    """NAME=PATH pairs; a NAME that is not among `selected` benchmarks is refused at once."""
     bad = [f for f in args.benchmark_file if "=" not in f]
     if bad:
         raise ValueError(
             f"--benchmark-file {bad[0]!r}: write it as NAME=PATH, e.g. aime24=data/aime24.jsonl"
         )
-    return dict(f.split("=", 1) for f in args.benchmark_file)
+    files = dict(f.split("=", 1) for f in args.benchmark_file)
+    stray = [n for n in files if selected is not None and n not in selected]
+    if stray:
+        raise ValueError(
+            f"--benchmark-file {stray[0]}=...: {stray[0]!r} is not a selected benchmark "
+            f"({', '.join(selected)}); fix the name or add --benchmark {stray[0]}"
+        )
+    return files
 
 
 def _evaluate(model_dir: str, args: argparse.Namespace) -> dict:
@@ -183,7 +197,7 @@ def _evaluate(model_dir: str, args: argparse.Namespace) -> dict:
 
     check_checkpoint(model_dir)
     names = args.benchmark or args.default_benchmarks
-    files = _benchmark_files(args)
+    files = _benchmark_files(args, names)
     world = None
     if "world" in names and "world" not in files:
         from sparks.config import WorldSettings
@@ -207,7 +221,13 @@ def _evaluate(model_dir: str, args: argparse.Namespace) -> dict:
         file=sys.stderr,
     )
     results = evaluate_model(
-        model_dir, problems, spec, backend=args.backend, enable_thinking=thinking, progress=True
+        model_dir,
+        problems,
+        spec,
+        backend=args.backend,
+        enable_thinking=thinking,
+        overlong=args.overlong,
+        progress=True,
     )
     for b, r in results.items():
         m = r.metrics
@@ -219,6 +239,11 @@ def _evaluate(model_dir: str, args: argparse.Namespace) -> dict:
         print(
             f"{b:8} pass@1 {m['pass@1']:.3f} [{m['pass@1_ci_low']:.3f}, {m['pass@1_ci_high']:.3f}]{extra}  "
             f"mean length {m['mean_length']:.1f}  truncated {m['truncation_rate']:.2f}  ({m['problems']} problems)"
+            + (
+                f"  {m['skipped_overlong']} skipped: prompt + max_tokens over the context"
+                if m.get("skipped_overlong")
+                else ""
+            )
         )
     if args.results:
         with atomic_dir(Path(args.results)) as tmp:
@@ -238,7 +263,7 @@ def _eval(args: argparse.Namespace) -> None:
 def _ablate(args: argparse.Namespace) -> None:
     from sparks.evaluate.interventions import write_scaled_checkpoint
 
-    _benchmark_files(args)  # every argument is checked before anything is written
+    _benchmark_files(args, args.benchmark or [])  # every argument is checked before writing
     out = write_scaled_checkpoint(args.model_dir, args.heads, args.scale, args.out)
     print(f"edited checkpoint written to {out} (heads {args.heads} scaled by {args.scale})")
     if args.benchmark:

@@ -78,6 +78,15 @@ class StageSettings(_Section):
     beta: float = Field(0.0, ge=0, description="GRPO: KL penalty coefficient.")
     format_reward: bool = Field(True, description="GRPO: add a reward for a \\boxed{} answer.")
     teacher: str | None = Field(None, description="distill: teacher model (path or hub id).")
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in the backward pass (long sequences on a GPU)."
+    )
+    use_vllm: bool = Field(
+        False, description="GRPO: generate with vLLM colocated in the trainer (GPU, `gpu` extra)."
+    )
+    vllm_memory: float = Field(
+        0.3, gt=0, lt=1, description="GRPO with vLLM: share of the GPU its engine may take."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> StageSettings:
@@ -188,6 +197,11 @@ class EvaluationSettings(_Section):
     )
     seed: int = Field(0, description="Sampling seed.")
     backend: Literal["vllm", "transformers"] = Field("vllm", description="Generation engine.")
+    overlong: Literal["skip", "error"] = Field(
+        "skip",
+        description="A prompt that with max_tokens exceeds the model's context: skip the problem "
+        "(counted as skipped_overlong) or refuse the evaluation before the engine starts.",
+    )
     tensor_parallel_size: int = Field(
         1, ge=1, description="vLLM: GPUs one engine spreads a large model over."
     )
@@ -207,6 +221,12 @@ class EvaluationSettings(_Section):
 
     @model_validator(mode="after")
     def _check(self) -> EvaluationSettings:
+        stray = [k for k in self.sources if k not in self.benchmarks]
+        if stray:
+            raise ValueError(
+                f"sources names {stray[0]!r}, which is not in benchmarks "
+                f"({', '.join(self.benchmarks)}): fix the name or add it to benchmarks"
+            )
         if self.concurrent and self.backend != "vllm":
             raise ValueError(
                 "concurrent evaluation needs backend 'vllm' (its own process); the transformers "

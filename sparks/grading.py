@@ -8,6 +8,7 @@ threads), so they are off here; the inputs are short answers, not arbitrary LaTe
 from __future__ import annotations
 
 import logging
+import re
 from functools import lru_cache
 
 # It warns on every call that timeouts are off; they are off on purpose (see above).
@@ -31,6 +32,31 @@ def last_boxed(text: str) -> str | None:
         if depth == 0:
             return text[i:j]
     return None  # unclosed: truncated mid-answer
+
+
+_WRAPPERS = re.compile(r"\\(?:textbf|text|mathrm|mathbf|mbox)\s*\{([^{}]*)\}")
+_CHOICE = re.compile(r"^\(?\s*[A-E]\s*\)\s*")
+
+
+def clean_gold(answer: str) -> str | None:
+    r"""A gold answer taken from a solution's \\boxed{}, as the grader can compare it: text
+    wrappers and multiple-choice letters removed, a parenthesised number unwrapped; None when
+    nothing but a choice letter is left (the record has no value to grade against).
+
+    >>> clean_gold("\\textbf{(073)}"), clean_gold("\\textbf{(C)}\\ 12"), clean_gold("$25$")
+    ('073', '12', '25')
+    >>> clean_gold("\\textbf{(C)}") is None, clean_gold("\\frac{1}{2}")
+    (True, '\\frac{1}{2}')
+    """
+    s = answer
+    for _ in range(3):  # nested wrappers
+        s = _WRAPPERS.sub(r"\1", s)
+    s = s.replace("$", "").replace("\\ ", " ").replace("~", " ").strip()
+    if re.fullmatch(r"\(?\s*[A-E]\s*\)?", s):
+        return None
+    s = _CHOICE.sub("", s).strip()
+    m = re.fullmatch(r"\(\s*(-?[\d.,]+)\s*\)", s)
+    return (m.group(1) if m else s) or None
 
 
 @lru_cache(maxsize=4096)

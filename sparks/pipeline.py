@@ -323,7 +323,9 @@ class TrainingRun:
         done = {}
         for step, model_dir, out in targets:
             if not (out / "metrics.json").is_file():
-                results = evaluate_model(model_dir, self._eval_inputs(), spec, backend=ev.backend)
+                results = evaluate_model(
+                    model_dir, self._eval_inputs(), spec, backend=ev.backend, overlong=ev.overlong
+                )
                 if out.exists():  # a leftover without metrics.json: an interrupted write
                     shutil.rmtree(out)
                 with atomic_dir(out) as tmp:

@@ -75,7 +75,9 @@ def _model(plan: Plan, what: str, path: str) -> dict | None:
     return shape
 
 
-def estimate_memory(cfg: RunConfig, shape: dict, *, pair_tokens: int) -> dict[str, float]:
+def estimate_memory(
+    cfg: RunConfig, shape: dict, *, pair_tokens: int, gpu_gb: float = 80.0
+) -> dict[str, float]:
     """Peak GPU memory estimates in GiB: per stage's training, one snapshot, evaluation."""
     from sparks.shapes import parameter_count
 
@@ -89,13 +91,17 @@ def estimate_memory(cfg: RunConfig, shape: dict, *, pair_tokens: int) -> dict[st
     act_token = L * (16 * D + 6 * inter + 4 * (H + 2 * KV) * d) * e  # kept for backward
     out = {}
     for i, s in enumerate(cfg.stages):
-        tokens = s.batch_size * (
-            s.max_length if s.method != "grpo" else 512 + s.max_completion_length
-        )
-        # weights + gradients + AdamW's two moments in the weights' dtype, activations, logits
-        train = n * e * 4 + tokens * (act_token + V * 4 * 2)
+        seq = s.max_length if s.method != "grpo" else 512 + s.max_completion_length
+        tokens = s.batch_size * seq
+        # checkpointing keeps each layer's input and one layer's activations at a time
+        per_token = (2 * L * D * e + act_token / L) if s.gradient_checkpointing else act_token
+        # weights + gradients + AdamW's two moments (float32), activations, the logits of one
+        # sequence at a time (TRL takes log-probabilities row by row)
+        train = n * (2 * e + 8) + tokens * per_token + seq * V * (e + 4)
         if s.method == "grpo" and s.beta > 0:
             train += n * e  # the reference model
+        if s.method == "grpo" and s.use_vllm:
+            train += s.vllm_memory * gpu_gb * GB
         out[f"train stage{i} {s.method}"] = train / GB
     n_up = 1 + L * (H + 1)
     graph_token = (2 * n_up * D + 2 * L * (H + 2 * KV) * d) * e
@@ -104,9 +110,11 @@ def estimate_memory(cfg: RunConfig, shape: dict, *, pair_tokens: int) -> dict[st
     out["snapshot (1 pair x 1 step per pass)"] = (
         n * e + pair_tokens * (graph_token + act_token + V * 4 * 3)
     ) / GB
-    out[f"snapshot ({pairs} pairs x {cfg.snapshot.steps} steps in one pass)"] = (
-        n * e + pairs * pair_tokens * (graph_token + cfg.snapshot.steps * act_token)
-    ) / GB
+    # the default sizes passes to half the free memory: at most this, never more than the GPU
+    full = n * e + pairs * pair_tokens * (graph_token + cfg.snapshot.steps * act_token)
+    out[f"snapshot (default: <= {pairs} pairs x {cfg.snapshot.steps} steps per pass)"] = (
+        min(full, n * e + 0.5 * (gpu_gb * GB - n * e)) / GB
+    )
     ev = cfg.evaluation
     out["evaluation weights (vLLM adds KV cache up to gpu_memory_utilization)"] = (
         n * e / ev.tensor_parallel_size / GB
@@ -175,7 +183,9 @@ def dry_run(cfg: RunConfig, *, gpu_gb: float = 80.0) -> Plan:
             )
         prefix = ps.prefix_tokens if mode == "contrast" else 0
         plan.add(f"peak GPU memory estimates ({cfg.model.dtype}; a {gpu_gb:.0f} GB GPU assumed):")
-        for what, gb in estimate_memory(cfg, shape, pair_tokens=256 + prefix).items():
+        for what, gb in estimate_memory(
+            cfg, shape, pair_tokens=256 + prefix, gpu_gb=gpu_gb
+        ).items():
             flag = "  <- over" if gb > gpu_gb else ""
             plan.add(f"  {what:64} {gb:7.1f} GB{flag}")
     return plan

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import re
+
 import pytest
 
 from sparks.config import ConfigError, RunConfig, load_config
@@ -28,7 +30,7 @@ def test_demo_config_loads_with_sft_then_grpo():
         ),
         (
             "snapshot: {metric: entropy}\n",
-            r"snapshot\.metric: Input should be 'logit_diff', 'logprob' or 'kl'",
+            r"snapshot\.metric: Input should be 'auto', 'logit_diff', 'logprob', 'kl' or 'kl_prefix'",
         ),
         ("trainig: {}\n", r"trainig: unknown setting: check its spelling"),
         (
@@ -57,3 +59,35 @@ def test_malformed_config_is_rejected_naming_the_field(tmp_path, text, expected)
 def test_missing_config_file_says_what_to_pass(tmp_path):
     with pytest.raises(ConfigError, match="not found: pass the path of a YAML file"):
         load_config(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (
+            {"evaluation": {"benchmarks": ["amc23"], "sources": {"amc24": "a.jsonl"}}},
+            "evaluation: sources names 'amc24', which is not in benchmarks (amc23)",
+        ),
+        (
+            {"model": {"path": "Qwen/Qwen2.5-Math-1.5B"}, "snapshot": {"metric": "logit_diff"}},
+            "metric logit_diff compares answer tokens, which auto pairs do not have",
+        ),
+        (
+            {"snapshot": {"pairs": {"mode": "contrast"}}},
+            "contrast needs a reference model",
+        ),
+        ({"snapshot": {"pairs": {"mode": "file"}}}, "mode 'file' needs file"),
+    ],
+)
+def test_pairs_and_sources_that_cannot_fit_are_refused(raw, expected):
+    from sparks.config import ConfigError, validate_config
+
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        validate_config(raw)
+
+
+def test_a_pairs_path_is_short_for_file_mode():
+    from sparks.config import validate_config
+
+    cfg = validate_config({"snapshot": {"pairs": "p.jsonl"}})
+    assert cfg.snapshot.pairs.mode == "file" and cfg.snapshot.pairs.file == "p.jsonl"

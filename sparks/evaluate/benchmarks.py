@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sparks.grading import last_boxed
+from sparks.grading import clean_gold, last_boxed
 from sparks.train.data import DataError, read_records
 
 
@@ -41,7 +41,9 @@ BENCHMARKS = {
 def _answer(r: dict) -> str | None:
     a = r.get("answer")
     if a is None and r.get("solution"):
-        a = last_boxed(str(r["solution"]))
+        boxed = last_boxed(str(r["solution"]))
+        # real solutions box things like \textbf{(073)} or "(C) 12": keep the value only
+        a = clean_gold(boxed) if boxed is not None else None
     if a is None:
         return None
     if isinstance(a, float) and a.is_integer():
@@ -56,7 +58,8 @@ def normalise_benchmark(records: list[dict], *, name: str) -> list[dict]:
         problem, answer = r.get("problem", r.get("question")), _answer(r)
         if problem is None or answer is None:
             raise BenchmarkError(
-                f"{name}: record {i} has no problem/question or no answer; fix the file"
+                f"{name}: record {i} has no problem/question or no gradable answer (a boxed "
+                "choice letter alone is not one); give it an `answer` field or fix the file"
             )
         out.append({"id": f"{name}-{r.get('id', i)}", "problem": str(problem), "answer": answer})
     return out

@@ -63,6 +63,55 @@ def build_prompts(
     ]
 
 
+class PromptTooLongError(ValueError):
+    """A prompt that, with max_tokens, does not fit the model's context."""
+
+
+def context_length(model_dir: str | Path) -> int | None:
+    """Positions the model can attend over (vLLM's default max_model_len), if its config says."""
+    import json
+
+    cfg = json.loads((Path(model_dir) / "config.json").read_text())
+    return cfg.get("max_position_embeddings") or cfg.get("max_sequence_length")
+
+
+def fit_context(
+    tok,
+    model_dir,
+    benchmarks: dict[str, list[dict]],
+    prompts: list[list[str]],
+    max_tokens: int,
+    *,
+    overlong: str = "skip",
+) -> tuple[dict[str, list[dict]], list[list[str]], dict[str, list[str]]]:
+    """Drop (overlong="skip") or refuse ("error") problems whose prompt + max_tokens exceed the
+    model's context, before any engine starts; returns what is kept and the skipped ids."""
+    limit = context_length(model_dir)
+    if limit is None:
+        return benchmarks, prompts, {b: [] for b in benchmarks}
+    kept_b, kept_p, skipped = {}, [], {}
+    for (b, problems), ps in zip(benchmarks.items(), prompts, strict=True):
+        lengths = [len(tok(p, add_special_tokens=False)["input_ids"]) for p in ps]
+        over = [i for i, n in enumerate(lengths) if n + max_tokens > limit]
+        if over and overlong == "error":
+            i = over[0]
+            raise PromptTooLongError(
+                f"{b}: problem {problems[i]['id']} has a {lengths[i]}-token prompt, which with "
+                f"max_tokens {max_tokens} exceeds the model's {limit} positions ({len(over)} such "
+                "problems): lower max_tokens, or skip them (evaluation.overlong: skip / --overlong skip)"
+            )
+        skipped[b] = [problems[i]["id"] for i in over]
+        keep = [i for i in range(len(problems)) if i not in set(over)]
+        if not keep:
+            raise PromptTooLongError(
+                f"{b}: every prompt with max_tokens {max_tokens} exceeds the model's {limit} "
+                "positions: lower max_tokens or use a model with a longer context"
+            )
+        kept_b[b] = [problems[i] for i in keep]
+        kept_p.append([ps[i] for i in keep])
+    return kept_b, kept_p, skipped
+
+
 def evaluate_model(
     model_dir: str | Path,
     benchmarks: dict[str, list[dict]],
@@ -70,13 +119,22 @@ def evaluate_model(
     *,
     backend: str = "vllm",
     enable_thinking: bool | None = None,
+    overlong: str = "skip",
     progress: bool = False,
 ) -> dict[str, BenchmarkResult]:
-    """Sample `spec.n` answers per problem of every benchmark in one engine run, then grade."""
+    """Sample `spec.n` answers per problem of every benchmark in one engine run, then grade.
+
+    Problems whose prompt + max_tokens exceed the model's context are skipped and counted in
+    the metrics (`skipped_overlong`), or refused with overlong="error", before the engine starts."""
     check_checkpoint(model_dir)
     tok = load_tokenizer(model_dir)
+    prompts = [
+        build_prompts(tok, ps, enable_thinking=enable_thinking) for ps in benchmarks.values()
+    ]
+    benchmarks, prompts, skipped = fit_context(
+        tok, model_dir, benchmarks, prompts, spec.max_tokens, overlong=overlong
+    )
     names = list(benchmarks)
-    prompts = [build_prompts(tok, benchmarks[b], enable_thinking=enable_thinking) for b in names]
     result: GenerationResult = generate(
         model_dir, [p for ps in prompts for p in ps], spec, backend=backend, progress=progress
     )
@@ -86,7 +144,8 @@ def evaluate_model(
         start += len(ps)
         table = grade(benchmarks[b], rows)
         metrics = summarise(table) | {
-            "tokens_per_second": result.generated_tokens / max(result.seconds, 1e-9)
+            "tokens_per_second": result.generated_tokens / max(result.seconds, 1e-9),
+            "skipped_overlong": len(skipped[b]),
         }
         out[b] = BenchmarkResult(b, metrics, table)
     return out

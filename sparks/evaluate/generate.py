@@ -108,13 +108,23 @@ def _generate_vllm(
                 check=False,
             )
         if proc.returncode != 0 or not resp.is_file():
-            tail = log.read_text()[-2000:]
+            text = log.read_text()
             raise GenerationError(
-                f"vLLM failed on {model_dir} (exit {proc.returncode}); its log ends:\n{tail}"
+                f"vLLM failed on {model_dir} (exit {proc.returncode}): {_reason(text)}; "
+                f"its log ends:\n{text[-2000:]}"
             )
         out = json.loads(resp.read_text())
     rows = [[Completion(**c) for c in row] for row in out["completions"]]
     return GenerationResult(rows, out["seconds"], out["engine_seconds"])
+
+
+def _reason(log: str) -> str:
+    """The line of a child's log that says why it failed (the last exception line)."""
+    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if "Error" in ln.split(":")[0] or ln.startswith("Exception")]
+    if errors:
+        return errors[-1][:300]
+    return lines[-1][:300] if lines else "no output (killed, or out of memory?)"
 
 
 def _generate_transformers(

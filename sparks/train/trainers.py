@@ -37,6 +37,7 @@ def _common(stage: StageSettings, out_dir: Path, seed: int) -> dict:
         disable_tqdm=False,
         lr_scheduler_type="constant_with_warmup",
         warmup_steps=min(5, stage.max_steps // 10),
+        gradient_checkpointing=stage.gradient_checkpointing,
     )
 
 
@@ -63,6 +64,12 @@ def to_grpo_config(stage: StageSettings, out_dir: Path, *, seed: int = 0):
         temperature=stage.temperature,
         beta=stage.beta,
         log_completions=False,
+        # vLLM inside the trainer process, sharing its GPU (TRL supports vLLM 0.22-0.31)
+        **(
+            dict(use_vllm=True, vllm_mode="colocate", vllm_gpu_memory_utilization=stage.vllm_memory)
+            if stage.use_vllm
+            else {}
+        ),
     )
 
 

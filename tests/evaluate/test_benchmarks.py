@@ -74,7 +74,7 @@ def test_world_benchmark_is_the_test_split(world):
         ("gsm8k", None, "unknown benchmark 'gsm8k': use one of aime24, amc23, world"),
         ("aime24", None, "cannot load aime24 from the hub .* --benchmark-file aime24=PATH"),
         ("aime24", "empty", "the benchmark is empty"),
-        ("aime24", "noanswer", "record 0 has no problem/question or no answer"),
+        ("aime24", "noanswer", "record 0 has no problem/question or no gradable answer"),
         ("aime24", "csv", "unsupported file type"),
     ],
 )
@@ -90,3 +90,49 @@ def test_bad_benchmarks_say_what_to_do(tmp_path, name, make, expected):
         source.write_text("a,b\n")
     with pytest.raises(BenchmarkError, match=expected):
         load_benchmark(name, source=source)
+
+
+def test_boxed_gold_answers_in_real_layouts_are_graded_by_value(tmp_path):
+    """Solutions box \\textbf{(073)} or "(C) 12": the gold keeps the value, and a model that
+    answers 73 is graded correct; a boxed choice letter alone is refused, naming the record."""
+    from sparks.grading import is_correct
+
+    src = _jsonl(
+        tmp_path / "aime.jsonl",
+        [
+            {"problem": "p1", "solution": "so \\boxed{\\textbf{(073)}}"},
+            {"problem": "p2", "solution": "thus $\\boxed{\\textbf{(C)}\\ 12}$"},
+        ],
+    )
+    probs = load_benchmark("aime24", source=src)
+    assert [p["answer"] for p in probs] == ["073", "12"]
+    assert is_correct("The answer is \\boxed{73}.", probs[0]["answer"])
+    assert is_correct("\\boxed{12}", probs[1]["answer"])
+    assert not is_correct("\\boxed{72}", probs[0]["answer"])
+    bad = _jsonl(tmp_path / "bad.jsonl", [{"problem": "p", "solution": "\\boxed{\\textbf{(B)}}"}])
+    with pytest.raises(
+        BenchmarkError, match="record 0 has no problem/question or no gradable answer"
+    ):
+        load_benchmark("amc23", source=bad)
+
+
+def test_prompts_longer_than_the_context_are_skipped_and_counted_before_generation(world):
+    """The world model has 512 positions; one AIME-length problem does not fit with max_tokens."""
+    from sparks.evaluate.evaluate import PromptTooLongError, evaluate_model
+    from sparks.evaluate.generate import SamplingSpec
+
+    long_problem = {
+        "id": "long",
+        "problem": "Compute " + " + ".join(["12"] * 200) + ".",
+        "answer": "2400",
+    }
+    problems = {"aime24": world.tasks("test")[:2] + [long_problem]}
+    spec = SamplingSpec(n=1, max_tokens=16)
+    out = evaluate_model(world.model_dir, problems, spec, backend="transformers")
+    m = out["aime24"].metrics
+    assert m["problems"] == 2 and m["skipped_overlong"] == 1
+    assert "long" not in set(out["aime24"].table.problem_id)
+    with pytest.raises(
+        PromptTooLongError, match="problem long has a .*-token prompt.*512 positions"
+    ):
+        evaluate_model(world.model_dir, problems, spec, backend="transformers", overlong="error")

@@ -130,3 +130,16 @@ def test_vllm_engine_arguments_carry_the_gpu_settings_only_on_a_gpu():
     cpu = engine_args("m", s, cuda=False)
     assert cpu["dtype"] == "float32" and "tensor_parallel_size" not in cpu
     assert cpu["model"] == gpu["model"] == "m" and cpu["seed"] == s["seed"]
+
+
+def test_a_benchmark_file_for_an_unselected_benchmark_is_refused_at_once(world, tmp_path):
+    """A typo in NAME (amc24) used to be ignored and the hub tried five times for amc23."""
+    data = tmp_path / "a.jsonl"
+    data.write_text(json.dumps({"problem": "1+1?", "answer": "2"}) + "\n")
+    done = _sparks(
+        "eval", str(world.model_dir), "--benchmark", "amc23", "--benchmark-file", f"amc24={data}",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 2
+    line = done.stderr.strip().splitlines()[-1]
+    assert "'amc24' is not a selected benchmark (amc23)" in line

@@ -96,6 +96,40 @@ def test_process_mode_snapshots_from_the_saved_checkpoint(world, tokenizer, batc
         hook=True,
         mode="process",
         pairs_path=world.pairs_path,
+        n_pairs=5,
+        batch_size=2,
+        tokens_per_pass=64,
+        schedule="left",
     )
     assert [s for s, _ in seen] == [102]
-    assert read_snapshot(tmp_path / "p" / "checkpoint-2" / "circuit").step == 102
+    snap = read_snapshot(tmp_path / "p" / "checkpoint-2" / "circuit")
+    assert snap.step == 102
+    # every snapshot setting reaches the child process (it once ignored n_pairs and batch_size)
+    assert snap.settings["n_pairs"] == 5 and snap.settings["schedule"] == "left"
+    assert snap.settings["faithfulness_pairs"] <= 2  # batches of two pairs
+
+
+def test_a_diverged_save_is_recorded_as_failed_and_training_goes_on(world, batches, tmp_path):
+    import torch
+
+    from sparks.circuits.snapshot import FailedSnapshot
+
+    model = load_model(world.model_dir)
+    with torch.no_grad():
+        model.model.layers[0].mlp.down_proj.weight[0, 0] = float("inf")
+    seen = []
+    cb = CircuitSnapshotCallback(
+        batches[:1], steps=2, top_k=30, on_snapshot=lambda *a: seen.append(a)
+    )
+
+    class S:
+        is_world_process_zero, global_step = True, 4
+
+    class A:
+        output_dir = str(tmp_path)
+
+    cb.on_save(A, S, None, model=model)  # no exception: training would go on
+    ((step, snap, path),) = seen
+    assert isinstance(snap, FailedSnapshot) and step == 4 and "not finite" in snap.reason
+    back = read_snapshot(path)
+    assert isinstance(back, FailedSnapshot) and back.reason == snap.reason

@@ -74,6 +74,7 @@ def test_emergent_activated_and_pruned_across_saves():
         "emergent": [0, 1, 1, 2],
         "activated": [0, 1, 0, 2],
         "pruned": [0, 0, 1, 0],
+        "failed": [0, 0, 0, 0],
     }
 
 
@@ -93,3 +94,23 @@ def test_ledger_order_does_not_depend_on_input_order():
 def test_empty_ledger_is_refused():
     with pytest.raises(ValueError, match="at least the base model's"):
         build_ledger([])
+
+
+def test_a_failed_snapshot_is_marked_and_skipped_when_comparing_saves():
+    """A save whose snapshot failed (NaN) has no circuit; the saves around it are compared with
+    each other, so its heads are not counted as pruned and then activated again."""
+    from sparks.circuits.snapshot import FailedSnapshot
+
+    tables = [
+        head_table(_snap(0, ["L0H0", "L1H0"])),
+        head_table(FailedSnapshot(10, G, "the metric on the clean run is not finite")),
+        head_table(_snap(20, ["L0H0", "L1H1"])),
+    ]
+    ledger = build_ledger(tables)
+    failed = ledger[ledger.step == 10]
+    assert failed.failed.all() and not failed.in_circuit.any() and failed.score.isna().all()
+    assert not (failed.pruned.any() or failed.activated.any())
+    assert _states(ledger, 20, "pruned") == {"L1H0"} and _states(ledger, 20, "activated") == {
+        "L1H1"
+    }
+    assert step_summary(ledger).set_index("step").failed.to_dict() == {0: 0, 10: 1, 20: 0}

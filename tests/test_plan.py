@@ -1,0 +1,71 @@
+"""Every shipped config loads and passes `sparks run --dry-run` offline; a broken one is refused."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sparks.config import load_config
+from sparks.plan import dry_run
+
+CONFIGS = sorted(Path("configs").glob("*.yaml"))
+
+
+def test_the_papers_runs_are_shipped():
+    names = {p.stem for p in CONFIGS}
+    assert {
+        "qwen2.5-math-1.5b-grpo-openr1",
+        "qwen2.5-math-1.5b-grpo-gsm8k",
+        "qwen2.5-math-1.5b-sft-openr1",
+        "qwen2.5-math-1.5b-distill-r1",
+    } <= names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_every_shipped_config_passes_its_dry_run(path):
+    cfg = load_config(path)
+    plan = dry_run(cfg)
+    assert not plan.problems, plan.problems
+    text = plan.text()
+    saves = sum(s.max_steps // s.save_steps for s in cfg.stages)
+    assert f"{saves} saves" in text and "snapshots (base included)" in text
+    if cfg.model.path != "world":  # real models: bf16, hub ids kept, memory estimated per part
+        assert cfg.model.dtype == "bfloat16" and cfg.model.path.startswith("Qwen/")
+        assert cfg.evaluation.benchmarks == ["aime24", "amc23"]
+        assert all(s.save_steps == 100 for s in cfg.stages)
+        for part in ("train stage0", "snapshot (1 pair x 1 step per pass)", "evaluation weights"):
+            line = next(ln for ln in text.splitlines() if part in ln)
+            assert float(line.split()[-2]) < 80, line  # fits one 80 GB GPU
+
+
+def test_dry_run_cli_prints_the_plan_and_refuses_a_missing_model(tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sparks.cli",
+            "run",
+            "configs/qwen2.5-math-1.5b-grpo-gsm8k.yaml",
+            "--dry-run",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "stage0 grpo: steps 1-1000" in done.stdout and "peak GPU memory" in done.stdout
+    raw = yaml.safe_load(Path("configs/qwen2.5-math-1.5b-grpo-gsm8k.yaml").read_text())
+    raw["model"]["path"] = str(tmp_path / "no-such-model")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    done = subprocess.run(
+        [sys.executable, "-m", "sparks.cli", "run", str(bad), "--dry-run"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert "would stop this run" in done.stderr and "does not exist" in done.stderr
+    assert not Path(raw["output_dir"]).exists()  # a dry run writes nothing

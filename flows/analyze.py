@@ -24,7 +24,8 @@ class AnalyzeConfig(BaseModel):
         description="The base model's checkpoint directory (emergent heads are relative to it).",
     )
     pairs: str = Field(
-        description="Clean/corrupted prompt pairs (JSONL), e.g. a world's pairs.jsonl."
+        description="Clean/corrupted prompt pairs (JSONL) built for these checkpoints' tokenizer "
+        "by `sparks pairs`, or a world's pairs.jsonl for world models."
     )
     snapshot: SnapshotSettings = SnapshotSettings()
 
@@ -36,7 +37,7 @@ def snapshot(model_dir: str, config: AnalyzeConfig) -> list[str]:
 
     out = Path(model_dir) / "circuit"
     if out.exists():
-        return read_snapshot(out).heads
+        return list(read_snapshot(out).heads)
     s = config.snapshot
     snap = snapshot_checkpoint(
         model_dir,
@@ -47,9 +48,13 @@ def snapshot(model_dir: str, config: AnalyzeConfig) -> list[str]:
         batch_size=s.batch_size,
         metric=s.metric,
         n_pairs=s.n_pairs,
+        schedule=s.schedule,
+        tokens_per_pass=s.tokens_per_pass,
+        device=s.device,
+        record_failure=True,  # a diverged checkpoint is recorded as failed, the others go on
         progress=False,
     )
-    return snap.heads
+    return list(snap.heads)
 
 
 @flow(

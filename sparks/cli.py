@@ -227,6 +227,7 @@ def _evaluate(model_dir: str, args: argparse.Namespace) -> dict:
         backend=args.backend,
         enable_thinking=thinking,
         overlong=args.overlong,
+        keep_partial=args.results or "eval",  # if the engine dies: DIR.partial/ keeps the finished
         progress=True,
     )
     for b, r in results.items():

@@ -324,7 +324,12 @@ class TrainingRun:
         for step, model_dir, out in targets:
             if not (out / "metrics.json").is_file():
                 results = evaluate_model(
-                    model_dir, self._eval_inputs(), spec, backend=ev.backend, overlong=ev.overlong
+                    model_dir,
+                    self._eval_inputs(),
+                    spec,
+                    backend=ev.backend,
+                    overlong=ev.overlong,
+                    keep_partial=out,  # a dying engine's finished samples: eval.partial/
                 )
                 if out.exists():  # a leftover without metrics.json: an interrupted write
                     shutil.rmtree(out)

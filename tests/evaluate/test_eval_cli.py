@@ -143,3 +143,59 @@ def test_a_benchmark_file_for_an_unselected_benchmark_is_refused_at_once(world, 
     assert done.returncode == 2
     line = done.stderr.strip().splitlines()[-1]
     assert "'amc24' is not a selected benchmark (amc23)" in line
+
+
+@pytest.mark.slow
+def test_an_engine_killed_midway_keeps_the_samples_it_finished(world, tmp_path):
+    """SIGKILL vLLM's engine core once the worker has written its first chunks (the engine dying
+    mid-run): the error's first line says how many prompts finished and where their graded
+    samples are; those samples are readable; no engine process is left behind."""
+    import os
+    import signal
+    import threading
+    import time
+
+    import psutil
+
+    env = os.environ | {"SPARKS_VLLM_CHUNK": "2"}
+    out = tmp_path / "res"
+    cmd = [
+        sys.executable, "-m", "sparks.cli", "eval", str(world.model_dir), "--benchmark", "world",
+        "--world", str(world.root), "--limit", "40", "--n", "2", "--max-tokens", "48",
+        "--results", str(out),
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    killed = threading.Event()
+
+    engines = []
+
+    def kill_after_two_chunks():
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None:
+            for worker in psutil.Process(proc.pid).children(recursive=True):
+                try:
+                    args = worker.cmdline()
+                except psutil.NoSuchProcess:
+                    continue
+                if "sparks.evaluate._vllm_worker" not in args:
+                    continue
+                path = next((a for a in args if a.endswith("response.json")), "") + ".partial.jsonl"
+                if os.path.exists(path) and len(open(path).readlines()) >= 4:
+                    engines.extend(worker.children(recursive=True))
+                    for e in engines:
+                        os.kill(e.pid, signal.SIGKILL)
+                    killed.set()
+                    return
+            time.sleep(0.05)
+
+    threading.Thread(target=kill_after_two_chunks, daemon=True).start()
+    _, err = proc.communicate(timeout=400)
+    assert killed.is_set(), "the engine finished before it could be killed"
+    assert not [e for e in engines if e.is_running() and e.status() != psutil.STATUS_ZOMBIE]
+    assert proc.returncode == 2
+    line = err.strip().splitlines()[-1]
+    assert "vLLM failed" in line and "of 40 prompts had finished" in line, line
+    assert "engine process" in line and "died" in line, line  # the reason, in the one line
+    table = pd.read_parquet(tmp_path / "res.partial" / "world.partial.parquet")
+    assert len(table) >= 4 * 2 and set(table.columns) >= {"problem_id", "correct", "answer"}
+    assert not out.exists()  # no metrics pretend the run completed

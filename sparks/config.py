@@ -9,7 +9,7 @@ A bad file fails in `load_config` with one line naming the file, the field and w
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -137,6 +137,14 @@ class PairsSettings(_Section):
         return self
 
 
+class PairsPlan(NamedTuple):
+    """`snapshot.pairs` resolved against the rest of a run config (mode auto decided)."""
+
+    mode: str  # file, numbers or contrast
+    sources: list[str]  # file mode: [the file], or [] for the world's own pairs
+    reference: str | None  # contrast: model B
+
+
 class SnapshotSettings(_Section):
     enabled: bool = Field(True, description="Build a circuit snapshot at every save.")
     steps: int = Field(5, ge=1, le=1000, description="Integrated-gradient steps (1 = plain EAP).")
@@ -261,16 +269,29 @@ class RunConfig(_Section):
     evaluation: EvaluationSettings = EvaluationSettings()
     tracking: TrackingSettings = TrackingSettings()
 
+    def resolved_pairs(self) -> PairsPlan:
+        """Which pairs this run builds: mode auto is the world's pairs for the world model and
+        numbers pairs for any other; sources default to the evaluation benchmarks; the contrast
+        reference to the distillation teacher."""
+        p = self.snapshot.pairs
+        mode = p.mode if p.mode != "auto" else ("file" if self.model.path == WORLD else "numbers")
+        if mode == "file":
+            sources = [p.file] if p.file else []
+        else:
+            sources = list(p.sources or self.evaluation.benchmarks)
+        reference = p.reference or next((s.teacher for s in self.stages if s.teacher), None)
+        return PairsPlan(mode, sources, reference)
+
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
         p, metric = self.snapshot.pairs, self.snapshot.metric
-        answers = p.mode == "file" or (p.mode == "auto" and self.model.path == WORLD)
-        if metric in ("logit_diff", "logprob") and not answers:
+        plan = self.resolved_pairs()
+        if metric in ("logit_diff", "logprob") and plan.mode != "file":
             raise ValueError(
                 f"snapshot.metric {metric} compares answer tokens, which {p.mode} pairs do not "
                 "have: use metric kl, kl_prefix or auto"
             )
-        if p.mode == "contrast" and not (p.reference or any(s.teacher for s in self.stages)):
+        if plan.mode == "contrast" and plan.reference is None:
             raise ValueError(
                 "snapshot.pairs.mode contrast needs a reference model: set snapshot.pairs.reference"
             )

@@ -98,9 +98,9 @@ class TrainingRun:
     def prepare(self) -> dict:
         """Build inputs, check them all before training, open the MLflow run."""
         cfg = self.cfg
-        pair_sources = cfg.snapshot.pairs.sources or cfg.evaluation.benchmarks
+        pairs = cfg.resolved_pairs()
         uses_world = WORLD in (cfg.model.path, cfg.data.train) or (
-            cfg.snapshot.pairs.mode in ("numbers", "contrast") and WORLD in pair_sources
+            pairs.mode != "file" and WORLD in pairs.sources
         )
         self.world = world_for(cfg.world) if uses_world else None
         self.base_model = str(self.world.model_dir) if cfg.model.path == WORLD else cfg.model.path

@@ -79,6 +79,7 @@ def estimate_memory(
     cfg: RunConfig, shape: dict, *, pair_tokens: int, gpu_gb: float = 80.0
 ) -> dict[str, float]:
     """Peak GPU memory estimates in GiB: per stage's training, one snapshot, evaluation."""
+    from sparks.circuits.budget import graph_bytes, layer_bytes
     from sparks.shapes import parameter_count
 
     e = DTYPE_BYTES[cfg.model.dtype]
@@ -88,7 +89,8 @@ def estimate_memory(
     KV = shape.get("num_key_value_heads", H)
     d = shape.get("head_dim") or D // H
     V = shape["vocab_size"]
-    act_token = L * (16 * D + 6 * inter + 4 * (H + 2 * KV) * d) * e  # kept for backward
+    qkv = (H + 2 * KV) * d
+    act_token = layer_bytes(layers=L, d_model=D, intermediate=inter, qkv=qkv, elt=e)
     out = {}
     for i, s in enumerate(cfg.stages):
         seq = s.max_length if s.method != "grpo" else 512 + s.max_completion_length
@@ -103,8 +105,7 @@ def estimate_memory(
         if s.method == "grpo" and s.use_vllm:
             train += s.vllm_memory * gpu_gb * GB
         out[f"train stage{i} {s.method}"] = train / GB
-    n_up = 1 + L * (H + 1)
-    graph_token = (2 * n_up * D + 2 * L * (H + 2 * KV) * d) * e
+    graph_token = graph_bytes(layers=L, heads=H, d_model=D, qkv=qkv, elt=e)
     pairs = min(cfg.snapshot.batch_size, cfg.snapshot.n_pairs)
     # at least one pair and one IG step per pass; more when the memory allows
     out["snapshot (1 pair x 1 step per pass)"] = (
@@ -133,14 +134,12 @@ def dry_run(cfg: RunConfig, *, gpu_gb: float = 80.0) -> Plan:
         if s.teacher:
             _model(plan, f"{s.method} teacher", s.teacher)
     ps = cfg.snapshot.pairs
-    mode = ps.mode if ps.mode != "auto" else ("file" if cfg.model.path == WORLD else "numbers")
-    sources = [ps.file] if mode == "file" and ps.file else (ps.sources or cfg.evaluation.benchmarks)
+    mode, sources, reference = cfg.resolved_pairs()
     plan.add(f"  pairs: {mode}, {ps.n} pairs, built once into {cfg.output_dir}/pairs.jsonl from:")
-    for src in sources if not (mode == "file" and not ps.file) else [WORLD]:
+    for src in sources or [WORLD]:  # file mode without a file: the world's own pairs
         _source(plan, "    pairs source", cfg.evaluation.sources.get(src, src))
     if mode == "contrast":
-        ref = ps.reference or next(s.teacher for s in cfg.stages if s.teacher)
-        _model(plan, "  contrast reference", ref)
+        _model(plan, "  contrast reference", reference)
     for b in cfg.evaluation.benchmarks:
         _source(plan, "benchmark", cfg.evaluation.sources.get(b, b))
     metric = cfg.snapshot.metric

@@ -257,26 +257,13 @@ def build_pairs(
 def pairs_for_run(cfg, base_model: str, out_dir: Path, *, world=None, tokenizer=None) -> Path:
     """The run's pairs file, `out_dir/pairs.jsonl`: built once as `cfg.snapshot.pairs` says (every
     save is then measured on the same inputs), reused as it is afterwards."""
-    from sparks.config import WORLD
-
     target = Path(out_dir) / "pairs.jsonl"
     if target.is_file():
         return target
     ps, ev = cfg.snapshot.pairs, cfg.evaluation
-    mode = ps.mode
-    if mode == "auto":
-        mode = "file" if cfg.model.path == WORLD else "numbers"
-    if mode == "file":
-        src = ps.file or (str(world.pairs_path) if cfg.model.path == WORLD else None)
-        if src is None:
-            raise PairsError(
-                f"model {cfg.model.path} is not the world model, so the world's pairs do not fit it: "
-                "set snapshot.pairs.mode to numbers or contrast (or give a file built by `sparks pairs`)"
-            )
-        sources = [src]
-    else:
-        sources = ps.sources or list(ev.benchmarks)
-    reference = ps.reference or next((s.teacher for s in cfg.stages if s.teacher), None)
+    mode, sources, reference = cfg.resolved_pairs()
+    if mode == "file" and not sources:  # mode auto on the world model: the world's own pairs
+        sources = [str(world.pairs_path)]
     build_pairs(
         base_model,
         target,

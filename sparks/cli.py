@@ -63,20 +63,23 @@ def _snapshot(args: argparse.Namespace) -> None:
     )
 
 
-def _pairs(args: argparse.Namespace) -> None:
-    from sparks.config import WORLD, WorldSettings
-    from sparks.pairs import build_pairs
+def _world(args: argparse.Namespace):
+    """The world of --world DIR, or the default one (built once into the shared cache)."""
+    from sparks.config import WorldSettings
     from sparks.world.build import World, world_for
 
-    files = _benchmark_files(args)
+    return World(Path(args.world)) if args.world else world_for(WorldSettings())
+
+
+def _pairs(args: argparse.Namespace) -> None:
+    from sparks.config import WORLD
+    from sparks.pairs import build_pairs
+
+    files = _benchmark_files(args, args.source)
     needs_world = WORLD in (args.model, args.reference) or (
         args.mode != "file" and WORLD in args.source and WORLD not in files
     )
-    world = (
-        (World(Path(args.world)) if args.world else world_for(WorldSettings()))
-        if needs_world
-        else None
-    )
+    world = _world(args) if needs_world else None
 
     def resolve(m):
         return str(world.model_dir) if m == WORLD else m
@@ -200,10 +203,7 @@ def _evaluate(model_dir: str, args: argparse.Namespace) -> dict:
     files = _benchmark_files(args, names)
     world = None
     if "world" in names and "world" not in files:
-        from sparks.config import WorldSettings
-        from sparks.world.build import World, world_for
-
-        world = World(Path(args.world)) if args.world else world_for(WorldSettings())
+        world = _world(args)
     problems = {
         b: load_benchmark(b, source=files.get(b), world=world, limit=args.limit) for b in names
     }

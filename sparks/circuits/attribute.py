@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 
 from sparks.circuits.adapters import DecoderAdapter, adapter_for
-from sparks.circuits.budget import plan_passes
+from sparks.circuits.budget import patched_rows, plan_passes
 from sparks.circuits.graph import Graph
 from sparks.circuits.intervene import EdgePatch, GradientProbe, graph_hooks, norm_eps
 from sparks.circuits.pairs import PairBatch
@@ -441,17 +441,14 @@ def patched_metric(
 
 
 def _rows_per_pass(model, adapter, b: PairBatch, metric: str, tokens_per_pass: int | None) -> int:
-    """Row blocks of batch `b` one patched (no-grad) pass holds: each row-token carries its own
-    `ups` buffer and EdgePatch's corrupted-minus-current difference, [n_up, D] each."""
-    if tokens_per_pass is not None:
-        return max(1, tokens_per_pass // b.clean_ids.numel())
-    from sparks.circuits.budget import SHARE_OF_FREE, free_memory, token_costs
-
-    dtype = next(model.parameters()).dtype
-    act, graph = token_costs(adapter, dtype, positions(b, metric).shape[1])
-    row = b.clean_ids.numel() * (graph + act // 4)  # a forward without autograd's saved tensors
-    budget = SHARE_OF_FREE * free_memory(next(model.parameters()).device)
-    return max(1, int(budget // row))
+    """Row blocks of batch `b` one patched (no-grad) pass holds (see `budget.patched_rows`)."""
+    return patched_rows(
+        adapter,
+        tokens=b.clean_ids.numel(),
+        dtype=next(model.parameters()).dtype,
+        positions=positions(b, metric).shape[1],
+        tokens_per_pass=tokens_per_pass,
+    )
 
 
 def _patched_from_reference(

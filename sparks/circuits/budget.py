@@ -41,17 +41,29 @@ def free_memory(device: torch.device) -> int:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
+def layer_bytes(*, layers: int, d_model: int, intermediate: int, qkv: int, elt: int) -> int:
+    """Bytes per token that a forward+backward through the decoder layers keeps (norms,
+    projections, MLP activations, the probe's residuals and gradients); qkv = (H + 2 KV) x d."""
+    return layers * (16 * d_model + 6 * intermediate + 4 * qkv) * elt
+
+
+def graph_bytes(*, layers: int, heads: int, d_model: int, qkv: int, elt: int) -> int:
+    """Bytes per pair-token of the graph buffers: the [n_up, D] difference and capture buffers
+    and the per-head gradient sums."""
+    n_up = 1 + layers * (heads + 1)
+    return (2 * n_up * d_model + 2 * layers * qkv) * elt
+
+
 def token_costs(adapter: DecoderAdapter, dtype: torch.dtype, positions: int = 1) -> tuple[int, int]:
     """(bytes per row-token of one attribution pass, bytes per pair-token of graph buffers)."""
     e = torch.finfo(dtype).bits // 8
-    L, D, d = adapter.n_layers, adapter.d_model, adapter.head_dim
-    C = (adapter.n_heads + 2 * adapter.n_kv_heads) * d
+    L, D = adapter.n_layers, adapter.d_model
+    qkv = (adapter.n_heads + 2 * adapter.n_kv_heads) * adapter.head_dim
     inter = getattr(adapter.layers[0].mlp, "intermediate_size", None) or 4 * D
-    n_up = 1 + L * (adapter.n_heads + 1)
     vocab = adapter.lm_head.weight.shape[0]
-    act = L * (16 * D + 6 * inter + 4 * C) * e + positions * vocab * 4 * 3
-    graph = (2 * n_up * D + 2 * L * C) * e
-    return act, graph
+    act = layer_bytes(layers=L, d_model=D, intermediate=inter, qkv=qkv, elt=e)
+    act += positions * vocab * 4 * 3  # float32 logits, log-probabilities and their gradient
+    return act, graph_bytes(layers=L, heads=adapter.n_heads, d_model=D, qkv=qkv, elt=e)
 
 
 def plan_passes(
@@ -78,3 +90,21 @@ def plan_passes(
     n = max(1, min(pairs, budget // (width * (graph + act))))
     left = budget - n * width * graph
     return PassPlan(n, max(1, min(steps, left // (n * width * act))))
+
+
+def patched_rows(
+    adapter: DecoderAdapter,
+    *,
+    tokens: int,
+    dtype: torch.dtype,
+    positions: int = 1,
+    tokens_per_pass: int | None = None,
+) -> int:
+    """Row blocks of `tokens` tokens (a batch of pairs) one patched, no-grad pass holds: each
+    row-token carries its own `ups` buffer and EdgePatch's corrupted-minus-current difference,
+    and a forward without autograd's saved tensors (a quarter of a training pass's)."""
+    if tokens_per_pass is not None:
+        return max(1, tokens_per_pass // tokens)
+    act, graph = token_costs(adapter, dtype, positions)
+    budget = SHARE_OF_FREE * free_memory(next(adapter.embed.parameters()).device)
+    return max(1, int(budget // (tokens * (graph + act // 4))))

@@ -51,7 +51,7 @@ class PairBatch:
 
     def head(self, n: int) -> PairBatch:
         """The first `n` pairs of the batch."""
-        return self._map(lambda t: t[:n])
+        return self.rows(0, n)
 
     def rows(self, start: int, stop: int) -> PairBatch:
         """Pairs start..stop-1 of the batch (a micro-batch)."""

@@ -101,7 +101,7 @@ def fit_context(
                 "problems): lower max_tokens, or skip them (evaluation.overlong: skip / --overlong skip)"
             )
         skipped[b] = [problems[i]["id"] for i in over]
-        keep = [i for i in range(len(problems)) if i not in set(over)]
+        keep = sorted(set(range(len(problems))) - set(over))
         if not keep:
             raise PromptTooLongError(
                 f"{b}: every prompt with max_tokens {max_tokens} exceeds the model's {limit} "

@@ -90,7 +90,13 @@ def _redraw(text: str, rng: random.Random) -> str:
 
 
 def numbers_pairs(
-    tokenizer, problems: list[dict], *, n: int, seed: int = 0, tries: int = 20
+    tokenizer,
+    problems: list[dict],
+    *,
+    n: int,
+    seed: int = 0,
+    tries: int = 20,
+    enable_thinking: bool | None = None,
 ) -> tuple[list[dict], dict[str, int]]:
     """Pairs whose corrupted prompt has other numbers and the same token count; skipped counts."""
     rng = random.Random(f"{seed}-numbers")
@@ -101,10 +107,10 @@ def numbers_pairs(
         if not NUMBER.search(p["problem"]):
             skipped["without_numbers"] += 1
             continue
-        clean = _ids(tokenizer, _prompt(tokenizer, p["problem"]))
+        clean = _ids(tokenizer, _prompt(tokenizer, p["problem"], enable_thinking))
         for _ in range(tries):
             other = _redraw(p["problem"], rng)
-            corrupt = _ids(tokenizer, _prompt(tokenizer, other))
+            corrupt = _ids(tokenizer, _prompt(tokenizer, other, enable_thinking))
             if len(corrupt) == len(clean) and corrupt != clean:
                 pairs.append(
                     {
@@ -133,6 +139,7 @@ def contrast_pairs(
     temperature: float = 0.6,
     seed: int = 0,
     backend: str = "vllm",
+    enable_thinking: bool | None = None,
 ) -> tuple[list[dict], dict[str, int]]:
     """Prompt + `model`'s sampled prefix (clean) against prompt + `reference`'s (corrupted)."""
     from sparks.evaluate.generate import SamplingSpec, generate
@@ -143,12 +150,12 @@ def contrast_pairs(
     prefixes = {}
     for role, path in (("clean", model), ("corrupted", reference)):
         tok = tokenizer if path == model else load_tokenizer(path)
-        prompts = [_prompt(tok, p["problem"]) for p in problems]
+        prompts = [_prompt(tok, p["problem"], enable_thinking) for p in problems]
         rows = generate(path, prompts, spec, backend=backend).completions
         prefixes[role] = [row[0].text for row in rows]
     pairs, skipped = [], {"empty_prefix": 0, "identical_prefixes": 0}
     for p, a, b in zip(problems, prefixes["clean"], prefixes["corrupted"], strict=True):
-        prompt = _ids(tokenizer, _prompt(tokenizer, p["problem"]))
+        prompt = _ids(tokenizer, _prompt(tokenizer, p["problem"], enable_thinking))
         pa, pb = _ids(tokenizer, a)[:prefix_tokens], _ids(tokenizer, b)[:prefix_tokens]
         cut = min(len(pa), len(pb))
         if cut == 0:
@@ -203,8 +210,10 @@ def build_pairs(
     backend: str = "vllm",
     world=None,
     tokenizer=None,
+    enable_thinking: bool | None = None,
 ) -> PairsReport:
-    """Build pairs for `model` and write them to `out` (atomically); every input is checked first."""
+    """Build pairs for `model` and write them to `out` (atomically); every input is checked first.
+    `enable_thinking` reaches Qwen3-style chat templates (think on/off), as in evaluation."""
     from sparks.models import check_checkpoint, is_local, load_tokenizer
 
     if mode not in MODES:
@@ -229,7 +238,9 @@ def build_pairs(
     else:
         problems = load_problems(sources, world=world, files=files)
         if mode == "numbers":
-            pairs, skipped = numbers_pairs(tokenizer, problems, n=n, seed=seed)
+            pairs, skipped = numbers_pairs(
+                tokenizer, problems, n=n, seed=seed, enable_thinking=enable_thinking
+            )
         else:
             pairs, skipped = contrast_pairs(
                 model,
@@ -241,6 +252,7 @@ def build_pairs(
                 temperature=temperature,
                 seed=seed,
                 backend=backend,
+                enable_thinking=enable_thinking,
             )
     if not pairs:
         raise PairsError(

@@ -113,6 +113,7 @@ def world_for(settings, cache_root: Path = Path("artifacts/worlds")) -> World:
         n_test=settings.n_test,
         n_pairs=settings.n_pairs,
     )
-    # v2: pairs carry the tokenizer's fingerprint (earlier caches are rebuilt, not reused)
-    name = f"v2-seed{spec.seed}-train{spec.n_train}-test{spec.n_test}-pairs{spec.n_pairs}"
+    # v2: pairs carry the tokenizer's fingerprint; v3: the chat template honours enable_thinking
+    # (earlier caches are rebuilt, not reused)
+    name = f"v3-seed{spec.seed}-train{spec.n_train}-test{spec.n_test}-pairs{spec.n_pairs}"
     return build_world(Path(cache_root) / name, spec)

@@ -16,12 +16,15 @@ IM_END = "<|im_end|>"
 SPECIAL_TOKENS = (ENDOFTEXT, IM_START, IM_END)
 
 # ChatML, as Qwen2.5 writes it, without the default system turn (the world's prompts carry their
-# own). `enable_thinking` is accepted and ignored so callers can pass it to any template.
+# own). Like Qwen3's template it honours `enable_thinking=False` with an empty think block after the
+# generation prompt (thinking on, or not set, adds nothing), so think on/off is exercised here.
 CHAT_TEMPLATE = (
     "{%- for message in messages %}"
     "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
     "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}"
+    "{%- if enable_thinking is defined and enable_thinking is false %}"
+    "{{- '<think>\\n\\n</think>\\n\\n' }}{%- endif %}{%- endif %}"
 )
 
 

@@ -35,6 +35,30 @@ def _reachable(uri: str) -> bool:
         return False
 
 
+# MLflow 3's UI files experiments under a GenAI view or a model-training view. Its bundle reads the
+# experiment tag below (values genai_development / custom_model_development), and since 3.x a
+# workflow switch stored per browser that the URL parameter workflowType=machine_learning sets: sparks
+# tags its experiments and puts the parameter on every link it prints.
+EXPERIMENT_KIND = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
+ML_VIEW = "workflowType=machine_learning"
+
+
+def ui_base(uri: str) -> str:
+    """Where a person browses `uri`: the server itself, or `mlflow ui` on port 5000 for a local store."""
+    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+
+
+def run_links(uri: str, experiment_id: str, run_id: str) -> dict[str, str]:
+    """Direct links into the MLflow UI's model-training view of one run."""
+    run = f"{ui_base(uri)}/#/experiments/{experiment_id}/runs/{run_id}"
+    return {
+        "run": f"{run}?{ML_VIEW}",
+        "head trajectories": f"{run}/model-metrics?{ML_VIEW}",
+        "artifacts": f"{run}/artifacts?{ML_VIEW}",
+    }
+
+
 def metric_key(name: str) -> str:
     """MLflow's form of a metric name: pass@1 -> pass_at_1 (MLflow refuses '@')."""
     return name.replace("@", "_at_")
@@ -53,6 +77,7 @@ class Tracker:
         self.run_file = self.out_dir / "mlflow_run.json"
         self.client = None
         self.run_id: str | None = None
+        self.experiment_id: str | None = None
         self.offline = False
         # evaluation may log from its own thread while training logs (evaluation.concurrent)
         self._lock = threading.RLock()
@@ -89,6 +114,9 @@ class Tracker:
             exp_id = self.client.create_experiment(self.experiment, artifact_location=artifacts)
         else:
             exp_id = exp.experiment_id
+        self.experiment_id = exp_id
+        if (exp.tags if exp is not None else {}).get(EXPERIMENT_KIND) != MODEL_TRAINING:
+            self.client.set_experiment_tag(exp_id, EXPERIMENT_KIND, MODEL_TRAINING)
         if self.run_file.is_file():
             rid = json.loads(self.run_file.read_text())["run_id"]
             try:
@@ -179,6 +207,12 @@ class Tracker:
 
     def log_table(self, records: list[dict], name: str) -> None:
         self._call("table", self._log_table, records, name)
+
+    def links(self) -> dict[str, str]:
+        """Direct links to this run in the MLflow UI (empty while offline)."""
+        if self.offline or self.run_id is None or self.experiment_id is None:
+            return {}
+        return run_links(self.uri, self.experiment_id, self.run_id)
 
     def end(self, status: str = "FINISHED") -> None:
         if not self.offline and self.client is not None:

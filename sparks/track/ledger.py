@@ -1,7 +1,9 @@
 """The head ledger: every head at every save, and what changed since the last one (pure pandas).
 
 Columns: step, head ("L{layer}H{head}"), layer, index, score (the head's node score), share (its
-share of all heads' |score|, the paper's normalised importance I), stability (bootstrap frequency),
+share of all heads' |score|), edge_share (the |scores| of the head's outgoing edges as a share of
+all edges' |scores|: the paper's normalised importance I, behind its E score), stability (bootstrap
+frequency),
 in_circuit, emergent (in the circuit now and not in the base model's), activated (entered since the
 previous save), pruned (left since the previous save), failed (the save's snapshot could not be
 built: NaN/inf; its heads are in no circuit, and the saves around it are compared with each other).
@@ -27,6 +29,7 @@ def head_table(snap: CircuitSnapshot | FailedSnapshot) -> pd.DataFrame:
                 "index": [h for _ in range(g.n_layers) for h in range(g.n_heads)],
                 "score": [float("nan")] * n,
                 "share": [float("nan")] * n,
+                "edge_share": [float("nan")] * n,
                 "stability": [float("nan")] * n,
                 "in_circuit": [False] * n,
                 "failed": [True] * n,
@@ -34,6 +37,9 @@ def head_table(snap: CircuitSnapshot | FailedSnapshot) -> pd.DataFrame:
         )
     scores = snap.head_scores().flatten().double()
     share = scores.abs() / scores.abs().sum().clamp_min(1e-30)
+    edges = snap.edge_scores.double().abs()  # [n_up, n_down]
+    out_edges = edges.sum(1)[g.head_index.flatten()]
+    edge_share = out_edges / edges.sum().clamp_min(1e-30)
     members = set(snap.heads)
     names = [f"L{l}H{h}" for l in range(g.n_layers) for h in range(g.n_heads)]
     return pd.DataFrame(
@@ -44,6 +50,7 @@ def head_table(snap: CircuitSnapshot | FailedSnapshot) -> pd.DataFrame:
             "index": [h for _ in range(g.n_layers) for h in range(g.n_heads)],
             "score": scores.numpy(),
             "share": share.numpy(),
+            "edge_share": edge_share.numpy(),
             "stability": snap.head_stability.flatten().double().numpy(),
             "in_circuit": [n in members for n in names],
             "failed": False,

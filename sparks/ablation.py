@@ -1,6 +1,7 @@
 """Ablation studies: a model evaluated as it is and with a head set scaled, side by side.
 
-1. heads: given, or a snapshot's circuit heads, or a training run's emergent heads at its last save;
+1. heads: given, or a snapshot's circuit heads, a training run's emergent heads at its last save, or
+   a head set of a compare report by name (`heads_from` the report, `head_set` its name);
 2. one edited checkpoint per scale (o_proj columns scaled; `scale-{s}/model`), skipped if present;
 3. every variant evaluated on the same problems and sampling (`{variant}/eval/`), skipped if present;
 4. one MLflow run: eval/{bench}/{metric}/{variant} for every variant, a comparison table and figure.
@@ -27,6 +28,23 @@ def resolve_heads(cfg: AblationConfig) -> list[str]:
     if cfg.heads:
         return list(cfg.heads)
     src = Path(cfg.heads_from)
+    sets_file = next(
+        (f for f in (src / "head_sets.json", src / "report" / "head_sets.json") if f.is_file()),
+        None,
+    )
+    if sets_file is not None:  # a compare report: one of its head sets, by name
+        sets = json.loads(sets_file.read_text())
+        if cfg.head_set not in sets:
+            raise ValueError(
+                f"{sets_file}: no head set {cfg.head_set!r}; set head_set to one of "
+                f"{', '.join(sets) or '(none: the report found no emergent or compensatory heads)'}"
+            )
+        return list(sets[cfg.head_set]["heads"])
+    if cfg.head_set:
+        raise ValueError(
+            f"head_set {cfg.head_set!r} needs heads_from to be a compare report directory "
+            f"(with head_sets.json); {src} is not one"
+        )
     if (src / "ledger.parquet").is_file():
         ledger = pd.read_parquet(src / "ledger.parquet")
         last = ledger[ledger.step == ledger.step.max()]

@@ -120,6 +120,33 @@ def _run(args: argparse.Namespace) -> None:
     run_config(cfg)
 
 
+def _compare(args: argparse.Namespace) -> None:
+    from sparks.config import CompareConfig, load_config, validate_config
+
+    over = {
+        "runs": args.sources or None,
+        "base": args.base,
+        "output_dir": args.out,
+        "stability": args.stability,
+        "name": args.name,
+    }
+    if args.config:
+        cfg = load_config(args.config, model=CompareConfig, **over)
+    else:
+        if not args.out:
+            raise ValueError("sparks compare needs --out DIR (where the report goes)")
+        raw = {k: v for k, v in over.items() if v is not None}
+        if args.experiment or args.mlflow_uri:
+            raw["tracking"] = {"experiment": args.experiment or "sparks-compare"} | (
+                {"mlflow_uri": args.mlflow_uri} if args.mlflow_uri else {}
+            )
+        cfg = validate_config(raw, source="sparks compare", model=CompareConfig)
+    from sparks.analysis.compare import run_compare
+    from sparks.demo import print_comparison
+
+    print_comparison(run_compare(cfg))
+
+
 def _mlflow_sync(args: argparse.Namespace) -> None:
     from sparks.log.tracking import upload_pending
 
@@ -396,6 +423,35 @@ def build_parser() -> argparse.ArgumentParser:
         "--gpu-memory", type=float, default=80.0, help="GPU size in GB the plan's estimates assume"
     )
     rp.set_defaults(func=_run)
+
+    cmp = sub.add_parser(
+        "compare",
+        help="compare runs and checkpoints with a common base: emergent heads, frequency, cohorts, "
+        "E scores, dynamics, retention/churn (and think on/off) as one report in MLflow",
+    )
+    cmp.add_argument(
+        "sources",
+        nargs="*",
+        metavar="RUN_OR_CHECKPOINT",
+        help="run directories (each stage counts as a run), snapshotted checkpoints, mlflow:RUN_ID",
+    )
+    cmp.add_argument(
+        "--base", default=None, metavar="MODEL", help="the common base (checkpoint with circuit/)"
+    )
+    cmp.add_argument("--out", default=None, metavar="DIR", help="the report goes to DIR/report/")
+    cmp.add_argument(
+        "--stability",
+        type=float,
+        default=None,
+        help="stability a head needs to count as stable (0.8)",
+    )
+    cmp.add_argument("--name", default=None, help="report (and MLflow run) name")
+    cmp.add_argument(
+        "--config", default=None, help="a compare config (e.g. configs/qwen3-8b-think.yaml)"
+    )
+    cmp.add_argument("--experiment", default=None, help="MLflow experiment (sparks-compare)")
+    cmp.add_argument("--mlflow-uri", default=None, help="MLflow tracking URI")
+    cmp.set_defaults(func=_compare)
 
     sync = sub.add_parser(
         "mlflow-sync", help="upload what a run kept locally while MLflow was unreachable"

@@ -298,8 +298,9 @@ class RunConfig(_Section):
         return self
 
 
-def load_config(path: str | Path, **overrides) -> RunConfig:
-    """Read and validate a YAML run config; top-level `overrides` replace the file's values."""
+def load_config(path: str | Path, *, model: type[BaseModel] | None = None, **overrides):
+    """Read and validate a YAML run config (or another config `model`, e.g. CompareConfig);
+    top-level `overrides` replace the file's values."""
     import yaml
 
     path = Path(path)
@@ -318,7 +319,7 @@ def load_config(path: str | Path, **overrides) -> RunConfig:
             f"{path}: expected a mapping of settings at the top level, got {type(raw).__name__}"
         )
     raw.update({k: v for k, v in overrides.items() if v is not None})
-    return validate_config(raw, source=str(path))
+    return validate_config(raw, source=str(path), model=model)
 
 
 def validate_config(raw: dict, *, source: str = "config", model: type[BaseModel] | None = None):
@@ -349,7 +350,13 @@ class AblationConfig(_Section):
     )
     heads_from: str | None = Field(
         None,
-        description="A training run's output_dir (its emergent heads at the last save) or a snapshot directory (its circuit heads).",
+        description="A training run's output_dir (its emergent heads at the last save), a "
+        "snapshot directory (its circuit heads), or a compare report directory (with head_set).",
+    )
+    head_set: str | None = Field(
+        None,
+        description="With heads_from a compare report: the head set by name (its head_sets.json "
+        "lists them, e.g. 'demo.sft/emergent', 'think/compensatory').",
     )
     scales: list[float] = Field(
         default_factory=lambda: [0.0],
@@ -367,5 +374,74 @@ class AblationConfig(_Section):
         if bool(self.heads) == bool(self.heads_from):
             raise ValueError(
                 "give exactly one of heads (e.g. [L12H3, L14H0]) or heads_from (a run or snapshot directory)"
+            )
+        return self
+
+
+class ThinkSettings(_Section):
+    """Think on/off: one model's circuits and accuracy with `enable_thinking` on and off (Qwen3-style
+    chat templates), on the same problems."""
+
+    model: str = Field(description="The model: a checkpoint directory, a hub id, or 'world'.")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="Weights' dtype for the snapshots (bfloat16 on a GPU)."
+    )
+    pairs: PairsSettings = Field(
+        default_factory=lambda: PairsSettings(mode="numbers"),
+        description="Pairs, built twice from the same problems: once with each template "
+        "(numbers or contrast; sources default to the evaluation benchmarks).",
+    )
+    snapshot: SnapshotSettings = SnapshotSettings()
+    evaluation: EvaluationSettings = EvaluationSettings()
+
+    @model_validator(mode="after")
+    def _check(self) -> ThinkSettings:
+        if self.pairs.mode in ("auto", "file"):
+            raise ValueError(
+                "think.pairs.mode must be numbers or contrast: the pairs are built with each "
+                "template, so they cannot come from one file"
+            )
+        if self.pairs.mode == "contrast" and not self.pairs.reference:
+            raise ValueError("think.pairs.mode contrast needs think.pairs.reference (model B)")
+        return self
+
+
+class CompareConfig(_Section):
+    """A comparison report over runs and checkpoints with a common base (`sparks compare`)."""
+
+    name: str = Field(
+        "compare", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="Report name."
+    )
+    runs: list[str] = Field(
+        default_factory=list,
+        description="Run directories (each stage counts as a run), checkpoint or snapshot "
+        "directories (consecutive ones under one folder form one series), or MLflow runs as "
+        "mlflow:RUN_ID.",
+    )
+    base: str | None = Field(
+        None,
+        description="The common base: a checkpoint directory with circuit/, or a snapshot "
+        "directory; default: the runs' own base snapshot.",
+    )
+    stability: float = Field(
+        0.8,
+        ge=0,
+        le=1,
+        description="Bootstrap stability a head needs to count in the 'stable' head counts.",
+    )
+    output_dir: str = Field("runs/compare", description="The report goes here.")
+    think: ThinkSettings | None = Field(
+        None, description="Also compare one model with thinking on and off."
+    )
+    tracking: TrackingSettings = Field(
+        default_factory=lambda: TrackingSettings(experiment="sparks-compare"),
+        description="MLflow: the report is logged as its own run.",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> CompareConfig:
+        if not self.runs and self.think is None:
+            raise ValueError(
+                "nothing to compare: give runs (run or checkpoint directories) and/or think"
             )
         return self

@@ -1,0 +1,188 @@
+"""The report's figures (matplotlib, written as PNG): one function per question the report answers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sparks.log.figures import pyplot
+
+
+def _grid(table: pd.DataFrame, value: str) -> np.ndarray:
+    return table.pivot(index="layer", columns="index", values=value).sort_index().to_numpy(float)
+
+
+def _panels(n: int, grid_shape: tuple[int, int], *, per_row: int = 3):
+    plt = pyplot()
+    rows, cols = (n + per_row - 1) // per_row, min(n, per_row)
+    h, w = grid_shape
+    fig, axes = plt.subplots(
+        rows,
+        cols,
+        figsize=(1.5 + cols * (1.0 + 0.32 * w), 1.2 + rows * (0.9 + 0.3 * h)),
+        squeeze=False,
+        constrained_layout=True,
+    )
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return plt, fig, list(axes.flat[:n])
+
+
+def _label(ax, title: str, shape: tuple[int, int]) -> None:
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("head", fontsize=8)
+    ax.set_ylabel("layer", fontsize=8)
+    ax.set_xticks(range(shape[1]))
+    ax.set_yticks(range(shape[0]))
+    ax.tick_params(labelsize=7)
+
+
+def frequency_panels(freqs: list[pd.DataFrame], out: Path) -> Path:
+    """Layer x head share of saves in the circuit, one panel per series, one colour scale (0-1)."""
+    shape = _grid(freqs[0], "frequency").shape
+    plt, fig, axes = _panels(len(freqs), shape)
+    im = None
+    for ax, f in zip(axes, freqs, strict=True):
+        im = ax.imshow(_grid(f, "frequency"), cmap="magma", vmin=0, vmax=1, aspect="auto")
+        _label(ax, f"{f.series.iloc[0]} ({int(f.saves.iloc[0])} saves)", shape)
+    fig.colorbar(im, ax=axes, label="share of saves in the circuit", shrink=0.8)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def e_score_panels(scores: dict[str, pd.DataFrame], out: Path) -> Path:
+    """Layer x head E score (red: gained share, blue: lost), one panel per comparison, -1..1."""
+    first = next(iter(scores.values()))
+    shape = _grid(first, "E").shape
+    plt, fig, axes = _panels(len(scores), shape)
+    im = None
+    for ax, (title, e) in zip(axes, scores.items(), strict=True):
+        im = ax.imshow(_grid(e, "E"), cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
+        _label(ax, title, shape)
+    fig.colorbar(im, ax=axes, label="E = (I_post - I_pre) / (I_post + I_pre + eps)", shrink=0.8)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def cohort_curves(table: pd.DataFrame, out: Path) -> Path:
+    """Per series, one line per cohort: how many of its heads are still in at each later save."""
+    plt = pyplot()
+    names = list(dict.fromkeys(table.series))
+    fig, axes = plt.subplots(
+        1, len(names), figsize=(4.2 * len(names), 3.2), squeeze=False, constrained_layout=True
+    )
+    for ax, name in zip(axes[0], names, strict=True):
+        t = table[table.series == name]
+        for c, g in t.groupby("cohort"):
+            ax.plot(
+                g.step,
+                g.still_in,
+                marker="o",
+                ms=3,
+                lw=1.2,
+                label=f"step {c} ({g['size'].iloc[0]})",
+            )
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("save (training step)", fontsize=8)
+        ax.set_ylabel("heads of the cohort still in", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(title="entered at", fontsize=6, title_fontsize=7, frameon=False)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def dynamics_plot(table: pd.DataFrame, out: Path) -> Path:
+    """Per series: heads activated (up) and pruned (down) per save, circuit size, and the reward."""
+    plt = pyplot()
+    names = list(dict.fromkeys(table.series))
+    fig, axes = plt.subplots(
+        1, len(names), figsize=(4.6 * len(names), 3.4), squeeze=False, constrained_layout=True
+    )
+    for ax, name in zip(axes[0], names, strict=True):
+        t = table[table.series == name]
+        width = max(0.4, 0.35 * float(np.median(np.diff(t.step))) if len(t) > 1 else 0.8)
+        ax.bar(t.step, t.activated, width=width, color="#31a354", label="activated")
+        ax.bar(t.step, -t.pruned, width=width, color="#de2d26", label="pruned")
+        ax.plot(t.step, t.heads, color="#3182bd", marker="o", ms=3, label="circuit size")
+        ax.axhline(0, color="black", lw=0.5)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("save (training step)", fontsize=8)
+        ax.set_ylabel("heads", fontsize=8)
+        if t.reward.notna().any():
+            rx = ax.twinx()
+            rx.plot(t.step, t.reward, color="black", ls="--", marker="s", ms=3, label="mean reward")
+            rx.set_ylabel("mean reward", fontsize=8)
+            rx.legend(loc="lower right", fontsize=6, frameon=False)
+        ax.legend(loc="upper left", fontsize=6, frameon=False)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def retention_bars(table: pd.DataFrame, out: Path) -> Path:
+    """Retention and churn per save, series side by side."""
+    plt = pyplot()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3.2), constrained_layout=True)
+    colors = ["#3182bd" if m in ("sft", "distill") else "#e6550d" for m in table.method]
+    a.bar(table.series, table.retention, color=colors)
+    a.set_ylim(0, 1)
+    a.set_ylabel("retention (share of entered heads still in at the end)", fontsize=7)
+    b.bar(table.series, table.churn_per_save, color=colors)
+    b.set_ylabel("churn: heads activated + pruned per save", fontsize=7)
+    for ax in (a, b):
+        ax.tick_params(axis="x", labelsize=7, rotation=20)
+        ax.grid(axis="y", alpha=0.3)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def think_map(on: pd.DataFrame, off: pd.DataFrame, out: Path) -> Path:
+    """Layer x head: shared, on-only and off-only (compensatory) circuit heads."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    plt = pyplot()
+    code = (
+        on.set_index("head")["in_circuit"].astype(int)
+        + 2 * off.set_index("head")["in_circuit"].astype(int).reindex(on["head"]).to_numpy()
+    )
+    t = on.assign(code=code.to_numpy())
+    grid = _grid(t, "code")
+    colors = ["#f4f4f4", "#3182bd", "#e6550d", "#756bb1"]
+    labels = ["neither", "thinking on only", "thinking off only (compensatory)", "both"]
+    fig, ax = plt.subplots(figsize=(2.5 + 0.4 * grid.shape[1], 1.2 + 0.35 * grid.shape[0]))
+    ax.imshow(grid, cmap=ListedColormap(colors), vmin=0, vmax=3, aspect="auto")
+    _label(ax, "circuit heads with thinking on and off", grid.shape)
+    ax.legend(
+        handles=[Patch(color=c, label=s) for c, s in zip(colors, labels, strict=True)],
+        loc="upper left",
+        bbox_to_anchor=(1.0, 1.0),
+        fontsize=7,
+        frameon=False,
+    )
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def pass_at_1_bars(table: pd.DataFrame, out: Path) -> Path:
+    """pass@1 with its 95% interval, variants (e.g. thinking on/off) side by side per benchmark."""
+    plt = pyplot()
+    piv = table.pivot(index="benchmark", columns="variant", values="pass@1")
+    lo = table.pivot(index="benchmark", columns="variant", values="pass@1_ci_low")
+    hi = table.pivot(index="benchmark", columns="variant", values="pass@1_ci_high")
+    err = np.stack([(piv - lo).T.to_numpy(), (hi - piv).T.to_numpy()], axis=1)
+    ax = piv.plot.bar(yerr=err, capsize=3, figsize=(5, 3.2), rot=0)
+    ax.set_ylabel("pass@1 (95% CI)")
+    ax.set_ylim(0, 1)
+    ax.figure.tight_layout()
+    ax.figure.savefig(out, dpi=110)
+    plt.close(ax.figure)
+    return out

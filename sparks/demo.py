@@ -2,7 +2,9 @@
 
 Runs the Prefect flow `post-train` on configs/demo.yaml: the embedded world's tiny Qwen2 model is
 post-trained with SFT then GRPO (TRL), with a circuit snapshot at every save, all logged to MLflow
-under ./mlflow/data. Prints where everything went and how to browse it.
+under ./mlflow/data; then compares its two phases (`sparks compare`: retention and churn, the
+report). Prints where everything went and direct links to browse it. The console shows one progress
+line per stage and per snapshot; library warnings go to OUTPUT_DIR/sparks.log.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ def run_demo(config_path: str | Path, out_dir: Path) -> dict:
 def run_config(cfg) -> dict:
     """Run the Prefect flow `post-train` on a validated RunConfig and print where things went."""
     prefect_env()
+    from sparks.log.console import quiet_console
+
+    log = quiet_console(Path(cfg.output_dir) / "sparks.log")
     from flows.train import post_train
 
     print(
@@ -54,12 +59,46 @@ def run_config(cfg) -> dict:
         print(
             f"[sparks] MLflow was unreachable: upload later with  sparks mlflow-sync {cfg.output_dir}"
         )
-    else:
-        print(
-            f"[sparks] browse in MLflow:  .venv/bin/mlflow ui --backend-store-uri {store} --port 5000"
-        )
-        print(
-            f"[sparks]   then open http://127.0.0.1:5000/#/experiments (run {summary['run_id']}, "
-            "metrics head/L*H* and circuit/*, artifacts figures/ and snapshots/)"
-        )
+    compare = _compare_phases(cfg)
+    if compare is not None:
+        print_comparison(compare)
+        summary["compare"] = compare
+    if not summary["offline"]:
+        if not store.startswith(("http://", "https://")):
+            print(
+                f"[sparks] browse in MLflow:  .venv/bin/mlflow ui --backend-store-uri {store} --port 5000"
+            )
+        for label, url in summary.get("links", {}).items():
+            print(f"[sparks]   {label}: {url}")
+    print(f"[sparks] library warnings and logs: {log}")
     return summary
+
+
+def _compare_phases(cfg) -> dict | None:
+    """The run's stages side by side (`sparks compare` on its own output), when it has two or more."""
+    if len(cfg.stages) < 2:
+        return None
+    from sparks.analysis.compare import run_compare
+    from sparks.config import CompareConfig
+
+    return run_compare(
+        CompareConfig(
+            name=f"{cfg.name}-phases",
+            runs=[cfg.output_dir],
+            output_dir=str(Path(cfg.output_dir) / "compare"),
+            tracking=cfg.tracking,
+        )
+    )
+
+
+def print_comparison(c: dict) -> None:
+    """Retention and churn per series, the report's path and its link."""
+    print(f"[sparks] comparison of {', '.join(c['series']) or 'think on/off'}:")
+    for name in c["series"]:
+        ret, churn = c["retention"].get(name), c["churn_per_save"].get(name)
+        r = "n/a (no head entered)" if ret is None else f"{ret:.2f}"
+        ch = "n/a" if churn is None else f"{churn:.2f}"
+        print(f"[sparks]   {name}: retention {r}, churn {ch} heads per save")
+    print(f"[sparks] report: {c['report']}")
+    if c.get("links", {}).get("report"):
+        print(f"[sparks]   in MLflow: {c['links']['report']}")

@@ -340,6 +340,10 @@ class TrainingRun:
                         json.dumps({b: r.metrics for b, r in results.items()}, indent=2)
                     )
                 metrics = {b: r.metrics for b, r in results.items()}
+                _say(
+                    f"[sparks] evaluation step {step}: "
+                    + ", ".join(f"{b} pass@1 {m['pass@1']:.3f}" for b, m in metrics.items())
+                )
                 if step not in self.eval_logged:
                     self.tracker.log_metrics(
                         {f"eval/{b}/{k}": v for b, m in metrics.items() for k, v in m.items()}, step
@@ -362,7 +366,7 @@ class TrainingRun:
         now = ledger[ledger.step == step]
         if isinstance(snap, FailedSnapshot):
             # no circuit to report: the save is marked failed, the run goes on
-            print(f"[sparks] snapshot of step {step} failed ({path}): {snap.reason}")
+            _say(f"[sparks] snapshot of step {step} failed ({path}): {snap.reason}")
             if step not in self.logged_steps:
                 self.tracker.log_metrics({"circuit/failed": 1.0}, step)
                 self.tracker.set_tags({f"sparks.snapshot_failed.step-{step}": snap.reason[:500]})
@@ -382,6 +386,11 @@ class TrainingRun:
         if step not in self.logged_steps:
             self.tracker.log_metrics(metrics, step)
             self.logged_steps.add(step)
+        _say(
+            f"[sparks] snapshot step {step}: {int(row.heads)} heads ({int(row.emergent)} emergent, "
+            f"+{int(row.activated)} -{int(row.pruned)}), faithfulness "
+            f"{metrics['circuit/faithfulness']:.2f}, {snap.seconds:.1f}s"
+        )
         figs = self.out / "figures"
         figs.mkdir(exist_ok=True)
         hm = heatmap(
@@ -439,6 +448,7 @@ class TrainingRun:
             "mlflow_uri": self.tracker.uri,
             "run_id": self.tracker.run_id,
             "offline": self.tracker.offline,
+            "links": self.tracker.links(),
             "saves": int(ledger.step.nunique()),
             "final_heads": last.loc[last.in_circuit, "head"].tolist(),
             "emergent": last.loc[last.emergent, "head"].tolist(),
@@ -446,6 +456,13 @@ class TrainingRun:
             "wall_seconds": round(wall, 1),
             "snapshot_seconds": round(self.snapshot_seconds, 1),
         }
+
+
+def _say(line: str) -> None:
+    """One console line, above the stage's progress bar when one is showing."""
+    from tqdm import tqdm
+
+    tqdm.write(line)
 
 
 def _checkpoints(d: Path) -> list[Path]:

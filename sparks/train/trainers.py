@@ -73,6 +73,26 @@ def to_grpo_config(stage: StageSettings, out_dir: Path, *, seed: int = 0):
     )
 
 
+def stage_progress(method: str):
+    """The stage's one progress line: a bar named after the stage, whose postfix carries the latest
+    loss and reward, instead of transformers' printing every log dictionary on its own line."""
+    from transformers.trainer_callback import ProgressCallback
+
+    class StageProgress(ProgressCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            super().on_train_begin(args, state, control, **kwargs)
+            if self.training_bar is not None:
+                self.training_bar.set_description(method)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if self.training_bar is not None and logs:
+                shown = {k: f"{logs[k]:.4g}" for k in ("loss", "reward") if k in logs}
+                if shown:
+                    self.training_bar.set_postfix(shown, refresh=False)
+
+    return StageProgress()
+
+
 def reward_functions(stage: StageSettings) -> list:
     return [correctness_reward, format_reward] if stage.format_reward else [correctness_reward]
 
@@ -88,23 +108,29 @@ def build_trainer(
     callbacks=(),
 ):
     """An SFTTrainer or GRPOTrainer for `stage` on `records`, ready to `train()`."""
+    from transformers.trainer_callback import ProgressCallback
+
     if stage.method in ("sft", "distill"):
         from trl import SFTTrainer
 
-        return SFTTrainer(
+        trainer = SFTTrainer(
             model=model,
             args=to_sft_config(stage, out_dir, seed=seed),
             train_dataset=sft_dataset(records),
             processing_class=tokenizer,
             callbacks=list(callbacks),
         )
-    from trl import GRPOTrainer
+    else:
+        from trl import GRPOTrainer
 
-    return GRPOTrainer(
-        model=model,
-        reward_funcs=reward_functions(stage),
-        args=to_grpo_config(stage, out_dir, seed=seed),
-        train_dataset=grpo_dataset(records),
-        processing_class=tokenizer,
-        callbacks=list(callbacks),
-    )
+        trainer = GRPOTrainer(
+            model=model,
+            reward_funcs=reward_functions(stage),
+            args=to_grpo_config(stage, out_dir, seed=seed),
+            train_dataset=grpo_dataset(records),
+            processing_class=tokenizer,
+            callbacks=list(callbacks),
+        )
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(stage_progress(stage.method))
+    return trainer

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+from types import SimpleNamespace
 
 import pytest
 
@@ -109,3 +111,77 @@ def foreign_model(world, tmp_path_factory):
     model.save_pretrained(str(out))
     fast.save_pretrained(str(out))
     return out
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory):
+    """One real temporary Prefect server for every flow run of the session."""
+    os.environ["PREFECT_HOME"] = str(tmp_path_factory.mktemp("prefect"))
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def run_config(tmp_path, world, uri, name="t"):
+    """A short SFT-then-GRPO run on the test world: saves at steps 2, 4 (SFT) and 5-8 (GRPO)."""
+    from sparks.config import validate_config
+
+    return validate_config(
+        {
+            "name": name,
+            "seed": 1,
+            "output_dir": str(tmp_path / name),
+            "world": {
+                k: v
+                for k, v in world.spec().items()
+                if k in ("seed", "n_train", "n_test", "n_pairs")
+            },
+            "stages": [
+                {
+                    "method": "sft",
+                    "max_steps": 4,
+                    "save_steps": 2,
+                    "learning_rate": 3e-3,
+                    "batch_size": 8,
+                },
+                {
+                    "method": "grpo",
+                    "max_steps": 4,
+                    "save_steps": 1,
+                    "learning_rate": 3e-4,
+                    "batch_size": 8,
+                    "num_generations": 4,
+                    "max_completion_length": 16,
+                },
+            ],
+            "snapshot": {"steps": 2, "top_k": 40, "n_pairs": 8, "batch_size": 8},
+            "evaluation": {
+                "benchmarks": ["world"],
+                "every": 2,
+                "n": 2,
+                "max_tokens": 24,
+                "limit": 6,
+                "backend": "transformers",
+            },
+            "tracking": {"mlflow_uri": uri, "experiment": "flow-test"},
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def trained_run(prefect_server, tmp_path_factory, world):
+    """One real `post-train` run (SFT then GRPO) that the flow, analysis and report tests share."""
+    from mlflow.tracking import MlflowClient
+
+    from flows.train import post_train
+
+    tmp = tmp_path_factory.mktemp("flow")
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    cfg = run_config(tmp, world, uri)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp)  # world cache and stores stay inside the test's directory
+        mp.setattr("sparks.pipeline.world_for", lambda s, cache_root=None: world, raising=True)
+        summary = post_train(cfg)
+    return SimpleNamespace(cfg=cfg, summary=summary, client=MlflowClient(uri), uri=uri, tmp=tmp)

@@ -8,72 +8,16 @@ import shutil
 import pytest
 from mlflow.tracking import MlflowClient
 
-from sparks.config import validate_config
 from sparks.log.tracking import upload_pending
-
-
-def _config(tmp_path, world, uri, name="t"):
-    return validate_config(
-        {
-            "name": name,
-            "seed": 1,
-            "output_dir": str(tmp_path / name),
-            "world": {
-                k: v
-                for k, v in world.spec().items()
-                if k in ("seed", "n_train", "n_test", "n_pairs")
-            },
-            "stages": [
-                {
-                    "method": "sft",
-                    "max_steps": 4,
-                    "save_steps": 2,
-                    "learning_rate": 3e-3,
-                    "batch_size": 8,
-                },
-                {
-                    "method": "grpo",
-                    "max_steps": 4,
-                    "save_steps": 2,
-                    "learning_rate": 1e-4,
-                    "batch_size": 8,
-                    "num_generations": 4,
-                    "max_completion_length": 16,
-                },
-            ],
-            "snapshot": {"steps": 2, "top_k": 40, "n_pairs": 8, "batch_size": 8},
-            "evaluation": {
-                "benchmarks": ["world"],
-                "every": 2,
-                "n": 2,
-                "max_tokens": 24,
-                "limit": 6,
-                "backend": "transformers",
-            },
-            "tracking": {"mlflow_uri": uri, "experiment": "flow-test"},
-        }
-    )
+from tests.conftest import run_config as _config
 
 
 @pytest.fixture(scope="module")
-def finished(prefect_server, tmp_path_factory, world, monkeypatch_module):
-    from flows.train import post_train
-
-    tmp = tmp_path_factory.mktemp("flow")
-    monkeypatch_module.chdir(tmp)  # world cache and stores stay inside the test's directory
-    monkeypatch_module.setattr(
-        "sparks.pipeline.world_for", lambda s, cache_root=None: world, raising=True
-    )
-    uri = f"sqlite:///{tmp}/mlflow.db"
-    cfg = _config(tmp, world, uri)
-    return cfg, post_train(cfg), MlflowClient(uri)
+def finished(trained_run):
+    return trained_run.cfg, trained_run.summary, trained_run.client
 
 
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    mp = pytest.MonkeyPatch()
-    yield mp
-    mp.undo()
+SAVES = [0, 2, 4, 5, 6, 7, 8]  # the base, SFT saves at 2 and 4, GRPO saves at 5 to 8
 
 
 def _steps(client, run_id, key):
@@ -87,32 +31,36 @@ def test_checkpoints_and_snapshots_at_every_save(finished):
 
     out = Path(out)
     assert (out / "base" / "circuit" / "snapshot.json").is_file()
-    for stage, steps in (("stage0-sft", (2, 4)), ("stage1-grpo", (2, 4))):
+    # evaluation.every 2: every second save of each stage is evaluated
+    for stage, steps, evaluated in (
+        ("stage0-sft", (2, 4), (4,)),
+        ("stage1-grpo", (1, 2, 3, 4), (2, 4)),
+    ):
         for s in steps:
             assert (out / stage / f"checkpoint-{s}" / "model.safetensors").is_file()
             assert (out / stage / f"checkpoint-{s}" / "circuit" / "edges.parquet").is_file()
+            has_eval = (out / stage / f"checkpoint-{s}" / "eval" / "world.parquet").is_file()
+            assert has_eval == (s in evaluated), (stage, s)
         assert (out / stage / "final" / "model.safetensors").is_file()
-        assert (out / stage / "checkpoint-4" / "eval" / "world.parquet").is_file()
-        assert not (out / stage / "checkpoint-2" / "eval").exists()
-    assert summary["saves"] == 5 and not summary["offline"]
+    assert summary["saves"] == 7 and not summary["offline"]
     assert (out / "figures" / "trajectory.png").stat().st_size > 10_000
     import pandas as pd
 
     ledger = pd.read_parquet(out / "ledger.parquet")
-    assert sorted(ledger.step.unique()) == [0, 2, 4, 6, 8]
+    assert sorted(ledger.step.unique()) == [0, 2, 4, 5, 6, 7, 8]
 
 
 def test_mlflow_has_trainer_and_head_metrics_on_one_step_axis(finished):
     cfg, summary, client = finished
     rid = summary["run_id"]
-    assert _steps(client, rid, "circuit/heads") == [0, 2, 4, 6, 8]
-    assert _steps(client, rid, "circuit/faithfulness") == [0, 2, 4, 6, 8]
-    assert _steps(client, rid, "circuit/completeness_error") == [0, 2, 4, 6, 8]
-    assert _steps(client, rid, "head/L0H0") == [0, 2, 4, 6, 8]
+    assert _steps(client, rid, "circuit/heads") == SAVES
+    assert _steps(client, rid, "circuit/faithfulness") == SAVES
+    assert _steps(client, rid, "circuit/completeness_error") == SAVES
+    assert _steps(client, rid, "head/L0H0") == SAVES
     assert _steps(client, rid, "loss")[:4] == [1, 2, 3, 4]  # SFT
     assert _steps(client, rid, "reward") == [5, 6, 7, 8]  # GRPO continues the axis
-    assert _steps(client, rid, "eval/world/pass_at_1") == [0, 4, 8]  # base, then every 2nd save
-    assert _steps(client, rid, "eval/world/pass_at_2") == [0, 4, 8]
+    assert _steps(client, rid, "eval/world/pass_at_1") == [0, 4, 6, 8]  # base, every 2nd save
+    assert _steps(client, rid, "eval/world/pass_at_2") == [0, 4, 6, 8]
     for key in ("circuit/emergent", "circuit/activated", "circuit/pruned", "reward_std"):
         assert client.get_metric_history(rid, key), key
     run = client.get_run(rid)
@@ -125,12 +73,14 @@ def test_mlflow_has_trainer_and_head_metrics_on_one_step_axis(finished):
     }
 
 
-def test_rerun_resumes_without_redoing_snapshots(finished):
+def test_rerun_resumes_without_redoing_snapshots(finished, world, monkeypatch):
     from pathlib import Path
 
     from flows.train import post_train
 
     cfg, summary, client = finished
+    monkeypatch.chdir(Path(cfg.output_dir).parent)
+    monkeypatch.setattr("sparks.pipeline.world_for", lambda s, cache_root=None: world)
     out = Path(summary["output_dir"])
     done = out / "stage0-sft" / "checkpoint-2" / "circuit" / "snapshot.json"
     before = done.stat().st_mtime_ns
@@ -145,11 +95,9 @@ def test_rerun_resumes_without_redoing_snapshots(finished):
     assert done.stat().st_mtime_ns == before, "finished snapshots are not redone"
     assert (last / "circuit" / "snapshot.json").is_file() and not list(last.glob(".circuit.tmp-*"))
     assert (out / "stage1-grpo" / "final" / "model.safetensors").is_file()
-    assert _steps(client, summary["run_id"], "circuit/heads") == [0, 2, 4, 6, 8], (
-        "no step logged twice"
-    )
+    assert _steps(client, summary["run_id"], "circuit/heads") == SAVES, "no step logged twice"
     assert _steps(client, summary["run_id"], "reward") == [5, 6, 7, 8]
-    assert _steps(client, summary["run_id"], "eval/world/pass_at_1") == [0, 4, 8]
+    assert _steps(client, summary["run_id"], "eval/world/pass_at_1") == [0, 4, 6, 8]
 
 
 def test_unreachable_mlflow_does_not_stop_training(

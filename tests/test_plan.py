@@ -69,3 +69,24 @@ def test_dry_run_cli_prints_the_plan_and_refuses_a_missing_model(tmp_path):
     assert done.returncode == 2
     assert "would stop this run" in done.stderr and "does not exist" in done.stderr
     assert not Path(raw["output_dir"]).exists()  # a dry run writes nothing
+
+
+def test_the_think_on_off_config_is_shipped_and_fits_one_gpu():
+    """configs/compare/qwen3-8b-think.yaml: the paper's Qwen3-8B case, runnable unchanged."""
+    from sparks.config import CompareConfig, RunConfig
+    from sparks.plan import estimate_memory
+    from sparks.shapes import SHAPES
+
+    cfg = load_config("configs/compare/qwen3-8b-think.yaml", model=CompareConfig)
+    t = cfg.think
+    assert t.model == "Qwen/Qwen3-8B" and t.dtype == "bfloat16"
+    assert (
+        t.evaluation.benchmarks == ["aime24", "amc23"]
+        and t.pairs.sources == t.evaluation.benchmarks
+    )
+    as_run = RunConfig.model_validate(
+        {"model": {"path": t.model, "dtype": t.dtype}, "snapshot": t.snapshot.model_dump()}
+    )
+    est = estimate_memory(as_run, SHAPES["Qwen/Qwen3-8B"], pair_tokens=256)
+    snapshot = next(v for k, v in est.items() if k.startswith("snapshot (1 pair"))
+    assert snapshot < 80, est  # one pair and one IG step per pass fit one 80 GB GPU

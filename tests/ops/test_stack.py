@@ -155,6 +155,7 @@ def test_up_registers_every_deployment_with_a_nightly_cron(stack):
         "evaluate-checkpoints/evaluate-checkpoints",
         "ablation-study/ablation-study",
         "analyze/analyze",
+        "compare/compare",
         "nightly/nightly",
     ):
         dep = _deployment(stack, name)
@@ -236,6 +237,62 @@ def test_the_uis_show_the_deployment_and_the_head_trajectories(stack, trained):
         browser.close()
     assert (shots / "prefect-deployment.png").stat().st_size > 20_000
     assert (shots / "mlflow-run.png").stat().st_size > 20_000
+
+
+def test_compare_runs_from_its_form_and_mlflow_opens_its_report_in_the_training_view(
+    stack, trained
+):
+    """The compare deployment, triggered through the API with its form's parameters; the links
+    it returns open MLflow's model-training view (not the GenAI one) on the report."""
+    from playwright.sync_api import sync_playwright
+
+    dep = _deployment(stack, "compare/compare")
+    form = dep["parameter_openapi_schema"]["definitions"]["CompareConfig"]["properties"]
+    assert {"runs", "base", "stability", "think", "output_dir"} <= set(form)
+    params = {
+        "config": {
+            "name": "e2e-compare",
+            "runs": [str(stack["tmp"] / "run")],
+            "output_dir": str(stack["tmp"] / "compare"),
+            "tracking": {"experiment": "e2e"},
+        }
+    }
+    fr = _run(stack, "compare/compare", params, timeout=300)
+    assert fr["state"]["type"] == "COMPLETED", f"{fr['state']}\n{_server_logs(stack)}"
+    report = stack["tmp"] / "compare" / "report" / "report.html"
+    assert report.is_file()
+    summary = json.loads((report.parent / "summary.json").read_text())
+    assert summary["series"] == ["e2e.sft", "e2e.grpo"]
+    ml = stack["mlflow"] + "/api/2.0/mlflow"
+    runs = _http(
+        "POST",
+        f"{ml}/runs/search",
+        {"experiment_ids": [trained["experiment"]], "filter": "tags.`sparks.kind` = 'compare'"},
+    )["runs"]
+    assert len(runs) == 1
+    cid = runs[0]["info"]["run_id"]
+    tags = {t["key"]: t["value"] for t in runs[0]["data"]["tags"]}
+    assert tags["sparks.compares"] == trained["run"]
+    exp = _http("GET", f"{ml}/experiments/get?experiment_id={trained['experiment']}")
+    kinds = {t["key"]: t["value"] for t in exp["experiment"].get("tags", [])}
+    assert kinds["mlflow.experimentKind"] == "custom_model_development"
+    link = (
+        f"{stack['mlflow']}/#/experiments/{trained['experiment']}/runs/{cid}"
+        "/artifacts/report/report.html?workflowType=machine_learning"
+    )
+    shots = Path(__file__).resolve().parents[2] / "test-artifacts"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(link)
+        page.get_by_text("report.html").first.wait_for(timeout=90_000)
+        frame = page.frame_locator("iframe").first
+        frame.get_by_text("1. Emergent heads against the base").wait_for(timeout=60_000)
+        page.get_by_text("Model metrics").first.wait_for(timeout=30_000)  # the training view's tab
+        page.screenshot(path=str(shots / "mlflow-compare-report.png"), full_page=True)
+        genai = page.get_by_text("Evaluations", exact=True).count()
+        browser.close()
+    assert genai == 0, "MLflow showed its GenAI view"
 
 
 def test_a_malformed_parameter_is_refused_with_a_readable_message(stack):

@@ -11,7 +11,8 @@ STATES = ("absent", "in circuit", "emergent", "activated", "pruned")
 COLORS = ("#f4f4f4", "#9ecae1", "#3182bd", "#31a354", "#de2d26")
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display on servers and workers)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -22,7 +23,7 @@ def _plt():
 
 def heatmap(table: pd.DataFrame, out: Path, *, title: str) -> Path:
     """Layer x head heatmap of each head's share of attribution; circuit heads outlined."""
-    plt = _plt()
+    plt = pyplot()
     grid = table.pivot(index="layer", columns="index", values="share")
     members = table.pivot(index="layer", columns="index", values="in_circuit")
     fig, ax = plt.subplots(figsize=(1.2 + 0.45 * grid.shape[1], 1.0 + 0.4 * grid.shape[0]))
@@ -60,7 +61,7 @@ def trajectory(
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
-    plt = _plt()
+    plt = pyplot()
     ever = ledger.groupby("head", sort=False).agg(
         any_=("in_circuit", "any"), layer=("layer", "first"), index=("index", "first")
     )

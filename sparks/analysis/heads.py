@@ -20,6 +20,17 @@ import pandas as pd
 from sparks.analysis.series import Series
 
 EPS = 1e-6
+DYNAMICS = [
+    "series",
+    "step",
+    "heads",
+    "activated",
+    "pruned",
+    "churn",
+    "activated_stability",
+    "pruned_stability",
+    "reward",
+]
 
 
 def circuit(table: pd.DataFrame, threshold: float | None = None) -> set[str]:
@@ -118,16 +129,18 @@ def cohorts(s: Series) -> pd.DataFrame:
         if len(members) == 0:
             continue
         for step in steps[steps.index(c) :]:
+            still = set(members[m.loc[members, step].to_numpy()])
             rows.append(
                 {
                     "series": s.name,
                     "cohort": int(c),
                     "size": len(members),
                     "step": int(step),
-                    "still_in": int(m.loc[members, step].sum()),
+                    "still_in": len(still),
+                    "stability": _mean_stability(s.at(step), still),
                 }
             )
-    return pd.DataFrame(rows, columns=["series", "cohort", "size", "step", "still_in"])
+    return pd.DataFrame(rows, columns=["series", "cohort", "size", "step", "still_in", "stability"])
 
 
 def e_scores(pre: pd.DataFrame, post: pd.DataFrame, *, eps: float = EPS) -> pd.DataFrame:
@@ -156,12 +169,13 @@ def dynamics(s: Series) -> pd.DataFrame:
                 "activated": activated,
                 "pruned": pruned,
                 "churn": activated + pruned,
+                # how sure each count is: the activated heads' stability now, the pruned ones' before
+                "activated_stability": _mean_stability(now, set(now.loc[now.activated, "head"])),
+                "pruned_stability": _mean_stability(s.at(prev), set(now.loc[now.pruned, "head"])),
                 "reward": float(r.mean()) if len(r) else float("nan"),
             }
         )
-    return pd.DataFrame(
-        rows, columns=["series", "step", "heads", "activated", "pruned", "churn", "reward"]
-    )
+    return pd.DataFrame(rows, columns=DYNAMICS)
 
 
 def correlation(x, y, *, n_boot: int = 2000, seed: int = 0) -> dict:

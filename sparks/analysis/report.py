@@ -45,7 +45,10 @@ class Report:
             "series": [s.name for s in self.sources.series],
             "retention": {k: _num(v) for k, v in ret["retention"].items()},
             "churn_per_save": {k: _num(v) for k, v in ret["churn_per_save"].items()},
-            "correlations": self.correlations,
+            "correlations": [  # undefined correlations as null: summary.json stays valid JSON
+                {k: _num(v) if k in ("r", "ci_low", "ci_high") else v for k, v in c.items()}
+                for c in self.correlations
+            ],
             "head_sets": {k: v["heads"] for k, v in self.head_sets.items()},
         }
 

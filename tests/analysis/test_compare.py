@@ -132,6 +132,9 @@ def test_3_cohorts_count_who_entered_when_and_who_is_still_in(compared):
         heads = {h for h, s in first.items() if s == row.cohort}
         assert row.size == len(heads)
         assert row.still_in == len(heads & member[row.step])
+        now = ledger[(ledger.step == row.step) & ledger["head"].isin(heads & member[row.step])]
+        if len(now):  # every count comes with its stability
+            assert row.stability == pytest.approx(now.stability.mean())
 
 
 def test_4_e_scores_follow_the_edge_shares_of_the_snapshots(compared):
@@ -360,3 +363,26 @@ def test_cli_bad_sources_fail_in_one_line(args, expected, edited_checkpoint, tmp
     assert done.returncode == 2
     assert expected in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert not (tmp_path / "c").exists()
+
+
+def test_an_mlflow_run_compares_like_its_run_directory(compared, monkeypatch):
+    """mlflow:RUN_ID reads the run back from its tracking server: the same series and numbers."""
+    from sparks.analysis.heads import retention
+    from sparks.analysis.series import load_sources
+
+    _, _, _, _, run = compared
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", run.uri)
+    from_disk = load_sources([run.cfg.output_dir])
+    from_mlflow = load_sources([f"mlflow:{run.summary['run_id']}"])
+    assert [s.name for s in from_mlflow.series] == [s.name for s in from_disk.series]
+    for a, b in zip(from_disk.series, from_mlflow.series, strict=True):
+        assert a.saves == b.saves and a.start == b.start
+        assert json.dumps(retention(a)) == json.dumps(retention(b))  # NaN compares as NaN
+        pd.testing.assert_series_equal(
+            a.rewards.astype(float), b.rewards.astype(float), check_names=False, rtol=1e-6
+        )
+        assert {s: m["world"]["pass@1"] for s, m in a.evals.items()} == pytest.approx(
+            {s: m["world"]["pass@1"] for s, m in b.evals.items()}
+        )
+    with pytest.raises(ValueError, match="mlflow:nope: no such run"):
+        load_sources(["mlflow:nope"])

@@ -38,14 +38,22 @@ class Stack:
     mlflow_port: int
     state: Path
     prefect_home: Path
+    # where the servers listen: loopback unless SPARKS_BIND_HOST says otherwise (README: put
+    # authentication in front of them before binding a reachable address)
+    host: str = "127.0.0.1"
+
+    @property
+    def client_host(self) -> str:
+        """The address local clients use (loopback when the servers listen on every address)."""
+        return "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
 
     @property
     def prefect_api(self) -> str:
-        return f"http://127.0.0.1:{self.prefect_port}/api"
+        return f"http://{self.client_host}:{self.prefect_port}/api"
 
     @property
     def mlflow_uri(self) -> str:
-        return f"http://127.0.0.1:{self.mlflow_port}"
+        return f"http://{self.client_host}:{self.mlflow_port}"
 
     def env(self) -> dict:
         """What a client (or the worker's flow runs) needs to reach both servers."""
@@ -78,6 +86,7 @@ def stack_from_env() -> Stack:
         int(os.environ.get("SPARKS_MLFLOW_PORT", 5000)),
         state,
         Path(os.environ.get("PREFECT_HOME", ROOT / ".prefect")),
+        os.environ.get("SPARKS_BIND_HOST", "127.0.0.1"),
     )
 
 
@@ -99,7 +108,7 @@ def services(s: Stack) -> list[Service]:
                 "server",
                 "start",
                 "--host",
-                "127.0.0.1",
+                s.host,
                 "--port",
                 str(s.prefect_port),
             ],
@@ -117,7 +126,7 @@ def services(s: Stack) -> list[Service]:
                 "--default-artifact-root",
                 str(data / "artifacts"),
                 "--host",
-                "127.0.0.1",
+                s.host,
                 "--port",
                 str(s.mlflow_port),
                 "--workers",
@@ -212,7 +221,9 @@ def up(s: Stack | None = None, *, timeout: float = 180, deploy: bool = True) -> 
             env,
         )
         print("[sparks] deployments registered from flows/prefect.yaml")
-    print(f"[sparks] Prefect UI: http://127.0.0.1:{s.prefect_port}  (deployments: /deployments)")
+    print(
+        f"[sparks] Prefect UI: http://{s.client_host}:{s.prefect_port}  (deployments: /deployments)"
+    )
     print(f"[sparks] MLflow UI:  {s.mlflow_uri}")
     print(
         f"[sparks] for clients: export PREFECT_API_URL={s.prefect_api} MLFLOW_TRACKING_URI={s.mlflow_uri}"

@@ -165,6 +165,28 @@ def test_up_registers_every_deployment_with_a_nightly_cron(stack):
     assert crons == ["0 2 * * *"] and nightly["schedules"][0]["active"]
 
 
+def _listening(port: int) -> set[str]:
+    """Local addresses the kernel has a listening TCP socket on for `port` (/proc/net/tcp{,6})."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            addr, p = local.rsplit(":", 1)
+            if int(p, 16) == port and state == "0A":  # 0A: LISTEN
+                if len(addr) == 8:
+                    found.add(socket.inet_ntop(socket.AF_INET, bytes.fromhex(addr)[::-1]))
+                else:
+                    raw = b"".join(bytes.fromhex(addr[i : i + 8])[::-1] for i in range(0, 32, 8))
+                    found.add(socket.inet_ntop(socket.AF_INET6, raw))
+    return found
+
+
+def test_servers_listen_on_loopback_only(stack):
+    """`up` binds 127.0.0.1 unless SPARKS_BIND_HOST says otherwise: nothing listens elsewhere."""
+    for port in (stack["env"]["SPARKS_PREFECT_PORT"], stack["env"]["SPARKS_MLFLOW_PORT"]):
+        assert _listening(int(port)) == {"127.0.0.1"}, port
+
+
 def test_a_second_up_finds_everything_running(stack):
     again = subprocess.run(
         [sys.executable, "-m", "sparks.cli", "up", "--no-deploy"],

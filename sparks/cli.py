@@ -223,9 +223,10 @@ def _evaluate(model_dir: str, args: argparse.Namespace) -> dict:
     from sparks.evaluate.evaluate import evaluate_model
     from sparks.evaluate.generate import SamplingSpec
     from sparks.files import atomic_dir
-    from sparks.models import check_checkpoint
+    from sparks.models import check_checkpoint, load_tokenizer, require_chat_template
 
     check_checkpoint(model_dir)
+    require_chat_template(load_tokenizer(model_dir), model_dir)
     names = args.benchmark or args.default_benchmarks
     files = _benchmark_files(args, names)
     world = None

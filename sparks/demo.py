@@ -29,6 +29,11 @@ def run_demo(config_path: str | Path, out_dir: Path) -> dict:
 
 def run_config(cfg) -> dict:
     """Run the Prefect flow `post-train` on a validated RunConfig and print where things went."""
+    from sparks.plan import dry_run
+
+    # every input that can be checked offline is checked before anything is written
+    if problems := dry_run(cfg).problems:
+        raise ValueError(f"{problems[0]} (nothing was started or written)")
     prefect_env()
     from sparks.log.console import quiet_console
 

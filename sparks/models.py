@@ -73,6 +73,15 @@ def load_tokenizer(path_or_id: str | Path):
         ) from e
 
 
+def require_chat_template(tokenizer, model) -> None:
+    """Refuse a tokenizer without a chat template (prompts are built with it), naming the fix."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(
+            f"{model}: its tokenizer has no chat template: use a chat or instruct model's "
+            "tokenizer, or add chat_template to its tokenizer_config.json"
+        )
+
+
 def tokenizer_fingerprint(tokenizer) -> str:
     """A short hash of what maps text to ids (vocabulary, merges, normalisation, special tokens);
     the chat template and padding settings are not part of it."""

@@ -28,6 +28,7 @@ def snapshot_checkpoint(
     Every input is checked before any work starts; nothing is written unless all of it succeeds.
     A model whose numbers are NaN/inf raises NonFiniteError, or with `record_failure` leaves a
     failed snapshot (what the training hook's process mode wants) and returns it."""
+    from sparks.circuits.adapters import check_architecture
     from sparks.circuits.attribute import METRICS, choose_metric, ig_alphas
     from sparks.circuits.pairs import encode_pairs, load_pairs
     from sparks.circuits.snapshot import build_or_fail, build_snapshot, save_snapshot
@@ -41,6 +42,7 @@ def snapshot_checkpoint(
         raise ValueError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
     ig_alphas(steps, schedule)  # refuses an unknown schedule or steps < 1 before any loading
     check_checkpoint(model_dir)
+    check_architecture(model_dir)
     pairs = load_pairs(pairs_path)[:n_pairs]
     batches = encode_pairs(
         load_tokenizer(model_dir), pairs, batch_size=batch_size, source=str(pairs_path)

@@ -50,6 +50,22 @@ class DecoderAdapter:
         return len(self.layers)
 
 
+def check_architecture(model_dir) -> None:
+    """Refuse a checkpoint whose config names a family without an adapter, before loading it."""
+    import json
+    from pathlib import Path
+
+    config = Path(model_dir) / "config.json"
+    if not config.is_file():
+        return  # a hub id: checked once the model is loaded
+    family = json.loads(config.read_text()).get("model_type")
+    if family not in SUPPORTED_FAMILIES:
+        raise UnsupportedModelError(
+            f"{model_dir}: no circuit adapter for model type {family!r}: supported are "
+            f"{', '.join(SUPPORTED_FAMILIES)} (a new family needs an adapter in sparks/circuits/adapters.py)"
+        )
+
+
 def adapter_for(model: nn.Module) -> DecoderAdapter:
     """The adapter for `model`, or UnsupportedModelError naming the supported families."""
     cfg = model.config

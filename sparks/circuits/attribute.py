@@ -186,6 +186,10 @@ def ig_alphas(steps: int, schedule: str = "right") -> torch.Tensor:
     small m they differ by about (g(clean) - g(corrupt)) / m."""
     if schedule not in IG_SCHEDULES:
         raise ValueError(f"unknown IG schedule {schedule!r}: use one of {', '.join(IG_SCHEDULES)}")
+    if steps < 1:
+        raise ValueError(
+            f"IG steps must be at least 1 (got {steps}): 1 is plain EAP, 5 to 8 the paper's usual"
+        )
     top = steps if schedule == "right" else steps - 1
     return torch.arange(top, top - steps, -1, dtype=torch.float64) / steps
 

@@ -9,7 +9,7 @@ import pandas as pd
 
 from sparks.evaluate.generate import GenerationError, GenerationResult, SamplingSpec, generate
 from sparks.evaluate.metrics import grade, summarise
-from sparks.models import check_checkpoint, load_tokenizer
+from sparks.models import check_checkpoint, load_tokenizer, require_chat_template
 from sparks.train.data import prompt_messages
 
 
@@ -152,6 +152,7 @@ def evaluate_model(
     (`<benchmark>.partial.parquet`) before the error is raised."""
     check_checkpoint(model_dir)
     tok = load_tokenizer(model_dir)
+    require_chat_template(tok, model_dir)
     prompts = [
         build_prompts(tok, ps, enable_thinking=enable_thinking) for ps in benchmarks.values()
     ]

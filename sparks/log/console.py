@@ -32,7 +32,7 @@ def quiet_console(path: Path) -> Path:
     """Route library warnings and logs to `path` (appended); returns it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path)
+    handler = logging.FileHandler(path, delay=True)  # no file until there is a line
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.captureWarnings(True)
     for name in LIBRARIES:

@@ -214,7 +214,7 @@ def build_pairs(
 ) -> PairsReport:
     """Build pairs for `model` and write them to `out` (atomically); every input is checked first.
     `enable_thinking` reaches Qwen3-style chat templates (think on/off), as in evaluation."""
-    from sparks.models import check_checkpoint, is_local, load_tokenizer
+    from sparks.models import check_checkpoint, is_local, load_tokenizer, require_chat_template
 
     if mode not in MODES:
         raise PairsError(f"unknown pairs mode {mode!r}: use one of {', '.join(MODES)}")
@@ -230,6 +230,8 @@ def build_pairs(
     if mode == "contrast" and is_local(str(reference)):
         check_checkpoint(reference)
     tokenizer = tokenizer or load_tokenizer(model)
+    if mode != "file":
+        require_chat_template(tokenizer, model)
     skipped: dict[str, int] = {}
     if mode == "file":
         if len(sources) != 1:

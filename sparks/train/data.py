@@ -74,6 +74,7 @@ def read_records(source: str, *, subset: str | None = None, split: str = "train"
     its `subset`, e.g. gsm8k's "main", and `split`)."""
     import datasets
 
+    datasets.disable_progress_bars()  # a bar per local file is noise beside sparks' own lines
     p = Path(source)
     try:
         if p.is_dir():

@@ -62,6 +62,8 @@ class _MetricsToTracker(TrainerCallback):
 
     def __init__(self, run: TrainingRun, offset: int):
         self.run, self.offset = run, offset
+        # steps a killed run had logged already: resumed training redoes them, MLflow gets them once
+        self.logged = run.tracker.metric_steps("loss")
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
@@ -72,7 +74,8 @@ class _MetricsToTracker(TrainerCallback):
             for k, v in logs.items()
             if isinstance(v, (int, float)) and k not in ("epoch", "step")
         }
-        self.run.tracker.log_metrics(metrics, step)
+        if not ("loss" in logs and step in self.logged):
+            self.run.tracker.log_metrics(metrics, step)
         for k in CURVE_KEYS:
             if k in metrics:
                 self.run.curves.setdefault(k, {})[step] = float(metrics[k])
@@ -179,6 +182,7 @@ class TrainingRun:
         out = self.out / "base" / "circuit"
         if out.exists():
             return read_snapshot(out).heads
+        _clear_stale(out.parent)
         model = load_model(self.base_model, dtype=self.cfg.model.dtype)
         with preserved_rng():
             snap = self._build(model, step=0)
@@ -261,8 +265,7 @@ class TrainingRun:
         for ckpt in _checkpoints(self.stage_dir(i)):
             if (ckpt / "circuit").exists():
                 continue
-            for stale in ckpt.glob(".circuit.tmp-*"):
-                shutil.rmtree(stale, ignore_errors=True)
+            _clear_stale(ckpt)
             step = self.step_offset(i) + int(ckpt.name.split("-")[1])
             with preserved_rng():
                 snap = self._build(load_model(ckpt, dtype=self.cfg.model.dtype), step=step)
@@ -456,6 +459,13 @@ class TrainingRun:
             "wall_seconds": round(wall, 1),
             "snapshot_seconds": round(self.snapshot_seconds, 1),
         }
+
+
+def _clear_stale(d: Path) -> None:
+    """Remove the temporary snapshot directories a killed run left in `d` (never renamed: never
+    read; the snapshot is built again)."""
+    for stale in d.glob(".circuit.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def _say(line: str) -> None:

@@ -1,0 +1,95 @@
+"""Run a training run (`sparks.pipeline.run_training`) and SIGKILL it inside one dangerous phase.
+
+    python tests/reliability/killer.py CONFIG.json [PHASE N]
+
+With PHASE and N the process sends itself SIGKILL (a real kill: no handler, no cleanup) the N-th
+time it is inside PHASE, at the moment named below; without them the run goes to the end. The
+library is not changed: the kill points wrap library calls from outside, for this process only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from functools import wraps
+
+
+def _kill() -> None:
+    sys.stdout.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def kill_at(owner, name: str, n: int, *, after: bool, when=lambda *a, **k: True) -> None:
+    """Replace owner.name with a wrapper that kills the process at its n-th matching call,
+    before the call runs or (after=True) once it has returned."""
+    original = getattr(owner, name)
+    seen = {"n": 0}
+
+    @wraps(original)
+    def wrapper(*args, **kwargs):
+        hit = False
+        if when(*args, **kwargs):
+            seen["n"] += 1
+            hit = seen["n"] == n
+        if hit and not after:
+            _kill()
+        out = original(*args, **kwargs)
+        if hit and after:
+            _kill()
+        return out
+
+    setattr(owner, name, wrapper)
+
+
+def install(phase: str, n: int) -> None:
+    import pandas as pd
+    import transformers
+    import trl
+    from mlflow.tracking import MlflowClient
+
+    import sparks.evaluate.evaluate as evaluation
+
+    points = {
+        # a trainer step: forward and backward done, the optimizer step not yet taken
+        "trainer-step": lambda: kill_at(trl.SFTTrainer, "training_step", n, after=True),
+        # a checkpoint save: weights and optimizer written, RNG and trainer_state.json not yet
+        "checkpoint-save": lambda: kill_at(transformers.Trainer, "_save_rng_state", n, after=False),
+        # a snapshot being written: its first table is in the temporary directory, not renamed
+        "snapshot-write": lambda: kill_at(
+            pd.DataFrame,
+            "to_parquet",
+            n,
+            after=True,
+            when=lambda self, path=None, *a, **k: ".circuit.tmp-" in str(path),
+        ),
+        # the ledger being written: the temporary file is complete, the rename not done
+        "ledger-write": lambda: kill_at(
+            pd.DataFrame,
+            "to_parquet",
+            n,
+            after=True,
+            when=lambda self, path=None, *a, **k: str(path).endswith(".ledger.parquet.tmp"),
+        ),
+        # an evaluation: samples generated, not graded or written
+        "evaluation": lambda: kill_at(evaluation, "grade", n, after=False),
+        # an MLflow upload: the server has the batch, the run has not moved on
+        "mlflow-upload": lambda: kill_at(MlflowClient, "log_batch", n, after=True),
+    }
+    points[phase]()
+
+
+def main() -> None:
+    config = json.loads(open(sys.argv[1]).read())
+    if len(sys.argv) > 2:
+        install(sys.argv[2], int(sys.argv[3]))
+    from sparks.config import validate_config
+    from sparks.pipeline import run_training
+
+    summary = run_training(validate_config(config))
+    print(json.dumps({"done": True, "saves": summary["saves"]}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""Real kills: a training run in a subprocess gets SIGKILL inside each dangerous phase in turn,
+and each rerun resumes. The end state must equal an uninterrupted run's: the same checkpoints, a
+valid snapshot at every save (none half-written), the same ledger, the same evaluations, and no
+MLflow metric logged twice at a step."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from sparks.circuits.snapshot import FailedSnapshot, read_snapshot
+
+KILLER = Path(__file__).with_name("killer.py")
+ROOT = Path(__file__).resolve().parents[2]
+
+# (phase, n): the n-th time this process is inside the phase. Each rerun starts where the last
+# one died, so together they walk through one run in order: the base snapshot's files, the MLflow
+# batch of its metrics, the base evaluation, the second SFT step, the first checkpoint's save, and
+# the ledger write after that checkpoint's snapshot.
+KILLS = [
+    ("snapshot-write", 1),
+    ("mlflow-upload", 1),
+    ("evaluation", 1),
+    ("trainer-step", 2),
+    ("checkpoint-save", 1),
+    ("ledger-write", 1),
+]
+
+
+def _config(out: Path, uri: str, world) -> dict:
+    spec = world.spec()
+    return {
+        "name": "kill",
+        "seed": 3,
+        "output_dir": str(out),
+        "world": {k: spec[k] for k in ("seed", "n_train", "n_test", "n_pairs")},
+        "stages": [
+            {
+                "method": "sft",
+                "max_steps": 4,
+                "save_steps": 2,
+                "learning_rate": 3e-3,
+                "batch_size": 8,
+            },
+            {
+                "method": "grpo",
+                "max_steps": 2,
+                "save_steps": 1,
+                "learning_rate": 3e-4,
+                "batch_size": 8,
+                "num_generations": 4,
+                "max_completion_length": 12,
+            },
+        ],
+        "snapshot": {"steps": 2, "top_k": 40, "n_pairs": 8, "batch_size": 8},
+        "evaluation": {
+            "benchmarks": ["world"],
+            "every": 2,
+            "n": 1,
+            "max_tokens": 8,
+            "limit": 4,
+            "backend": "transformers",
+        },
+        "tracking": {"mlflow_uri": uri, "experiment": "kills"},
+    }
+
+
+def _run(cfg: dict, cwd: Path, *phase) -> subprocess.CompletedProcess:
+    path = cwd / f"{cfg['name']}.json"
+    path.write_text(json.dumps(cfg))
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, str(KILLER), str(path), *map(str, phase)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def _state(out: Path, uri: str) -> dict:
+    """What must be the same after kills and resumes as after one uninterrupted run."""
+    ckpts = sorted(str(p.relative_to(out)) for p in out.glob("stage*/checkpoint-*"))
+    snaps = {}
+    for c in [out / "base", *sorted(out.glob("stage*/checkpoint-*"))]:
+        snap = read_snapshot(c / "circuit")  # raises on a half-written or missing snapshot
+        assert not isinstance(snap, FailedSnapshot), c
+        snaps[str(c.relative_to(out))] = sorted(snap.heads)
+    ledger = pd.read_parquet(out / "ledger.parquet")
+    evals = {
+        str(p.parent.relative_to(out)): json.loads(p.read_text())["world"]["pass@1"]
+        for p in out.rglob("eval/metrics.json")
+    }
+    run_id = json.loads((out / "mlflow_run.json").read_text())["run_id"]
+    client = MlflowClient(uri)
+    twice = {}
+    for key in client.get_run(run_id).data.metrics:
+        counts = Counter(m.step for m in client.get_metric_history(run_id, key))
+        if dup := [s for s, n in counts.items() if n > 1]:
+            twice[key] = dup
+    return {
+        "checkpoints": ckpts,
+        "snapshots": snaps,
+        "ledger": ledger[ledger.in_circuit].groupby("step")["head"].apply(sorted).to_dict(),
+        "evaluations": evals,
+        "logged twice": twice,
+        "leftovers": sorted(str(p) for p in out.rglob(".*.tmp-*")),
+    }
+
+
+@pytest.fixture(scope="module")
+def world_cache(world, tmp_path_factory):
+    """A working directory whose world cache holds the session's world (no rebuild per process)."""
+    from sparks.config import WorldSettings
+
+    cwd = tmp_path_factory.mktemp("kills")
+    spec = world.spec()
+    s = WorldSettings(**{k: spec[k] for k in ("seed", "n_train", "n_test", "n_pairs")})
+    name = f"v3-seed{s.seed}-train{s.n_train}-test{s.n_test}-pairs{s.n_pairs}"
+    (cwd / "artifacts" / "worlds").mkdir(parents=True)
+    (cwd / "artifacts" / "worlds" / name).symlink_to(world.root, target_is_directory=True)
+    return cwd
+
+
+def test_killed_in_every_phase_the_rerun_ends_where_an_uninterrupted_run_does(world, world_cache):
+    cwd = world_cache
+    uri_ref, uri = f"sqlite:///{cwd}/ref.db", f"sqlite:///{cwd}/kills.db"
+    ref = _config(cwd / "reference", uri_ref, world) | {"name": "reference"}
+    done = _run(ref, cwd)
+    assert done.returncode == 0, done.stderr[-3000:]
+    cfg = _config(cwd / "killed", uri, world)
+    killed = []
+    for phase, n in KILLS:
+        r = _run(cfg, cwd, phase, n)
+        assert r.returncode == -signal.SIGKILL, f"{phase}: not killed\n{r.stderr[-3000:]}"
+        killed.append(phase)
+    final = _run(cfg, cwd)
+    assert final.returncode == 0, final.stderr[-3000:]
+    expected, got = _state(cwd / "reference", uri_ref), _state(cwd / "killed", uri)
+    assert got["logged twice"] == {} and expected["logged twice"] == {}
+    assert got["leftovers"] == [], "a half-written file or directory was left behind"
+    assert got["checkpoints"] == expected["checkpoints"]
+    assert got["snapshots"] == expected["snapshots"]
+    assert got["ledger"] == expected["ledger"]
+    assert got["evaluations"] == expected["evaluations"]
+    print(f"kills survived: {len(killed)} of {len(KILLS)} ({', '.join(killed)})")

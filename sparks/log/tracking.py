@@ -1,9 +1,11 @@
 """One MLflow run per training run, resilient to an unreachable tracking server.
 
 If the server cannot be reached (at the start or mid-run), sparks says so once and keeps every
-metric, param and artifact path in `pending.jsonl` beside the run's outputs; `upload_pending`
-(CLI: `sparks mlflow-sync OUTPUT_DIR`) sends them later. Training never stops for tracking.
-Re-running with the same output directory resumes the same MLflow run.
+metric, param and artifact path in `pending.jsonl` beside the run's outputs. While it is away,
+sparks asks again at most every RETRY_SECONDS; once it answers, what was kept is sent (metrics
+already there at their step are not sent twice) and logging goes on as before. If it is still away
+when the run ends, `upload_pending` (CLI: `sparks mlflow-sync OUTPUT_DIR`) sends it later. Training
+never stops or waits for tracking. Re-running with the same output directory resumes the same run.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ import json
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 
 DEFAULT_STORE = Path("mlflow/data")
+RETRY_SECONDS = float(os.environ.get("SPARKS_MLFLOW_RETRY_SECONDS", 20))
 
 
 def default_uri() -> str:
@@ -79,6 +83,7 @@ class Tracker:
         self.run_id: str | None = None
         self.experiment_id: str | None = None
         self.offline = False
+        self._retry_at = 0.0
         # evaluation may log from its own thread while training logs (evaluation.concurrent)
         self._lock = threading.RLock()
 
@@ -132,13 +137,70 @@ class Tracker:
         if not self.offline:
             print(
                 f"[sparks] {why}; training goes on and metrics are kept in {self.pending} "
-                f"(upload later: sparks mlflow-sync {self.out_dir})",
+                f"until it answers again (or: sparks mlflow-sync {self.out_dir})",
                 file=sys.stderr,
             )
         self.offline = True
+        self._retry_at = time.monotonic() + RETRY_SECONDS
+
+    def _reconnect(self) -> bool:
+        """While offline, at most every RETRY_SECONDS: if the server answers again, send what was
+        kept (without duplicates) and go back online."""
+        if not self.offline or time.monotonic() < self._retry_at:
+            return False
+        self._retry_at = time.monotonic() + RETRY_SECONDS
+        if not _reachable(self.uri):
+            return False
+        try:
+            if self.client is None or self.run_id is None:
+                self._open()
+            sent = self._replay_pending()
+        except Exception:
+            return False  # still not answering properly: stay offline, try again later
+        self.offline = False
+        print(
+            f"[sparks] MLflow at {self.uri} answers again: {sent} kept records sent",
+            file=sys.stderr,
+        )
+        return True
+
+    def _replay_pending(self) -> int:
+        """Send pending.jsonl's records in order; metrics already logged at a step are skipped.
+        The file is then appended to pending.uploaded.jsonl and removed."""
+        if not self.pending.is_file():
+            return 0
+        lines = [ln for ln in self.pending.read_text().splitlines() if ln.strip()]
+        records = [json.loads(ln) for ln in lines]
+        fns = {
+            "params": self._log_params,
+            "tags": self._set_tags,
+            "artifact": self._log_artifact,
+            "table": self._log_table,
+        }
+        logged: dict[str, set[int]] = {}
+        for r in records:
+            if r["kind"] == "metrics":
+                metrics, step = r["args"]
+                for k in metrics:
+                    if k not in logged:
+                        history = self.client.get_metric_history(self.run_id, k)
+                        logged[k] = {m.step for m in history}
+                fresh = {k: v for k, v in metrics.items() if step not in logged[k]}
+                if fresh:
+                    self._log_metrics(fresh, step)
+                    for k in fresh:
+                        logged[k].add(step)
+            else:
+                fns[r["kind"]](*r["args"])
+        done = self.pending.with_suffix(".uploaded.jsonl")
+        with open(done, "a") as f:
+            f.write("\n".join(lines) + "\n")
+        self.pending.unlink()
+        return len(records)
 
     def _call(self, kind: str, fn, *args) -> None:
         with self._lock:
+            self._reconnect()
             if not self.offline:
                 try:
                     fn(*args)
@@ -215,6 +277,15 @@ class Tracker:
         return run_links(self.uri, self.experiment_id, self.run_id)
 
     def end(self, status: str = "FINISHED") -> None:
+        with self._lock:
+            if self.offline:
+                self._retry_at = 0.0  # one last try before the run ends
+                if not self._reconnect():
+                    print(
+                        f"[sparks] MLflow at {self.uri} is still unreachable: what this run logged "
+                        f"is kept in {self.pending}; send it with  sparks mlflow-sync {self.out_dir}",
+                        file=sys.stderr,
+                    )
         if not self.offline and self.client is not None:
             try:
                 self.client.set_terminated(self.run_id, status)
@@ -238,15 +309,4 @@ def upload_pending(out_dir: Path, uri: str | None = None) -> int:
         out_dir,
     )
     t._open()
-    records = [json.loads(line) for line in pending.read_text().splitlines() if line.strip()]
-    fns = {
-        "params": t._log_params,
-        "tags": t._set_tags,
-        "metrics": t._log_metrics,
-        "artifact": t._log_artifact,
-        "table": t._log_table,
-    }
-    for r in records:
-        fns[r["kind"]](*r["args"])
-    pending.rename(pending.with_suffix(".uploaded.jsonl"))
-    return len(records)
+    return t._replay_pending()

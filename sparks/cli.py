@@ -488,6 +488,13 @@ def build_parser() -> argparse.ArgumentParser:
     upp.set_defaults(func=_up)
     sub.add_parser("down", help="stop what `sparks up` started").set_defaults(func=_down)
 
+    tr = sub.add_parser(
+        "train",
+        help="run a config without Prefect (e.g. under `accelerate launch` for multi-GPU training)",
+    )
+    tr.add_argument("config", metavar="CONFIG")
+    tr.set_defaults(func=_train)
+
     demo = sub.add_parser("demo", help="run the main job on the embedded default")
     demo.add_argument("--config", default="configs/demo.yaml")
     demo.add_argument("--out", default="runs/demo")
@@ -495,11 +502,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _close_progress_bars() -> None:
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", []) or []):
+        bar.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
     except USER_ERRORS as e:
+        _close_progress_bars()  # the error is the last line, not under a half-drawn bar
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(f"sparks: error: {first}", file=sys.stderr)
         return 2

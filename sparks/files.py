@@ -6,6 +6,7 @@ temporary name beside its target and renamed into place, which is atomic on one 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -13,6 +14,35 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+class OutputWriteError(RuntimeError):
+    """An output that could not be written (disk full, file too large, read-only, no permission);
+    the message names the path. Nothing half-written is left where it would be read."""
+
+
+def is_write_error(e: BaseException) -> bool:
+    """An error from writing a file (as OSError, or as torch's and safetensors' wrappers of one)."""
+    if isinstance(e, OutputWriteError):
+        return True
+    if isinstance(e, OSError) and e.errno in WRITE_ERRNOS:
+        return True
+    text = str(e).lower()
+    markers = ("no space left", "file too large", "disk quota", "read-only file system")
+    return any(m in text for m in markers) or (
+        "writ" in text and any(w in text for w in ("file", "disk", "space", "errno"))
+    )
+
+
+def write_failure(target: Path, e: BaseException) -> OutputWriteError:
+    """The one-line error for `target` that could not be written because of `e`."""
+    why = getattr(e, "strerror", None) or str(e).splitlines()[0][:160]
+    return OutputWriteError(
+        f"cannot write {target}: {why}; free disk space or choose another output directory "
+        "(what was written before is kept, and a rerun resumes from it)"
+    )
 
 
 @contextmanager
@@ -30,8 +60,10 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if is_write_error(e) and not isinstance(e, OutputWriteError):
+            raise write_failure(target, e) from e
         raise
 
 
@@ -40,8 +72,14 @@ def atomic_write_text(path: Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if is_write_error(e):
+            raise write_failure(path, e) from e
+        raise
 
 
 def write_jsonl(path: Path, records: Iterable[dict]) -> int:

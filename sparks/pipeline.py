@@ -42,7 +42,7 @@ from sparks.circuits.snapshot import (
 from sparks.config import WORLD, RunConfig
 from sparks.evaluate.evaluate import benchmarks_for, evaluate_model, sampling_for
 from sparks.evaluate.generate import generate
-from sparks.files import atomic_dir, atomic_write_text, read_jsonl
+from sparks.files import atomic_dir, atomic_write_text, is_write_error, read_jsonl, write_failure
 from sparks.grading import is_correct
 from sparks.log.figures import heatmap, trajectory
 from sparks.log.tracking import Tracker
@@ -245,7 +245,12 @@ class TrainingRun:
         trainer = build_trainer(
             stage, model, self.tokenizer, records, sdir, seed=self.cfg.seed, callbacks=callbacks
         )
-        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        try:
+            result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        except Exception as e:
+            if is_write_error(e):  # a checkpoint that could not be written: say where, in one line
+                raise write_failure(sdir, e) from e
+            raise
         self.snapshot_seconds += hook.seconds
         with atomic_dir(final) as tmp:
             trainer.save_model(str(tmp))
@@ -417,7 +422,13 @@ class TrainingRun:
 
     def _write_ledger(self, ledger: pd.DataFrame) -> None:
         tmp = self.out / ".ledger.parquet.tmp"
-        ledger.to_parquet(tmp, index=False)
+        try:
+            ledger.to_parquet(tmp, index=False)
+        except Exception as e:
+            tmp.unlink(missing_ok=True)
+            if is_write_error(e):
+                raise write_failure(self.out / "ledger.parquet", e) from e
+            raise
         tmp.replace(self.out / "ledger.parquet")
 
     # 4. summarise -----------------------------------------------------------------------------

@@ -330,6 +330,40 @@ def test_a_malformed_parameter_is_refused_with_a_readable_message(stack):
     assert e.value.code in (409, 422) and "learning_rate" in body
 
 
+# Form parameters as the UI sends them, refused by the server before any run starts (part of the
+# bad-input table in tests/reliability/test_bad_inputs.py).
+FORM_CASES = [
+    ("post-train/post-train", {"config": {"stagez": []}}, "stagez"),
+    ("post-train/post-train", {"config": {"stages": [{"method": "ppo"}]}}, "method"),
+    ("post-train/post-train", {"config": {"snapshot": {"steps": 0}}}, "steps"),
+    ("compare/compare", {"config": {"runs": ["runs/x"], "stability": 2}}, "stability"),
+    ("compare/compare", {"config": {"runs": "runs/x"}}, "runs"),
+    ("ablation-study/ablation-study", {"config": {"heads": ["L0H0"]}}, "model"),
+    ("analyze/analyze", {"config": {"checkpoints": [], "pairs": "p.jsonl"}}, "checkpoints"),
+]
+
+
+@pytest.mark.parametrize(
+    "deployment, parameters, field",
+    FORM_CASES,
+    ids=[f"{d.split('/')[0]}-{f}" for d, _, f in FORM_CASES],
+)
+def test_malformed_form_parameters_are_refused_naming_the_field(
+    stack, deployment, parameters, field
+):
+    dep = _deployment(stack, deployment)
+    before = _http("POST", f"{stack['prefect']}/flow_runs/count", {})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        _http(
+            "POST",
+            f"{stack['prefect']}/deployments/{dep['id']}/create_flow_run",
+            {"parameters": parameters},
+        )
+    body = e.value.read().decode()
+    assert e.value.code in (409, 422) and field in body, body[:500]
+    assert _http("POST", f"{stack['prefect']}/flow_runs/count", {}) == before, "a run was created"
+
+
 def test_a_failing_flow_run_is_marked_failed_with_its_error(stack):
     cfg = _config(
         stack["tmp"],

@@ -14,7 +14,6 @@ from collections import Counter
 from pathlib import Path
 
 import pandas as pd
-import pytest
 from mlflow.tracking import MlflowClient
 
 from sparks.circuits.snapshot import FailedSnapshot, read_snapshot
@@ -116,20 +115,6 @@ def _state(out: Path, uri: str) -> dict:
         "logged twice": twice,
         "leftovers": sorted(str(p) for p in out.rglob(".*.tmp-*")),
     }
-
-
-@pytest.fixture(scope="module")
-def world_cache(world, tmp_path_factory):
-    """A working directory whose world cache holds the session's world (no rebuild per process)."""
-    from sparks.config import WorldSettings
-
-    cwd = tmp_path_factory.mktemp("kills")
-    spec = world.spec()
-    s = WorldSettings(**{k: spec[k] for k in ("seed", "n_train", "n_test", "n_pairs")})
-    name = f"v3-seed{s.seed}-train{s.n_train}-test{s.n_test}-pairs{s.n_pairs}"
-    (cwd / "artifacts" / "worlds").mkdir(parents=True)
-    (cwd / "artifacts" / "worlds" / name).symlink_to(world.root, target_is_directory=True)
-    return cwd
 
 
 def test_killed_in_every_phase_the_rerun_ends_where_an_uninterrupted_run_does(world, world_cache):

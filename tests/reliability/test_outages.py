@@ -1,0 +1,212 @@
+"""Servers lost mid-run and outputs that cannot be written, for real.
+
+- MLflow: a real tracking server is stopped while a run trains and started again later; training
+  goes on, and what was logged while it was away arrives once, with nothing logged twice.
+- Disk full: a real kernel limit on file size (RLIMIT_FSIZE: writes beyond it fail with EFBIG, as
+  on a full disk) stops a snapshot and a checkpoint from being written; each fails in one line
+  naming the path, what was written before stays valid, and a rerun without the limit finishes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+from sparks.circuits.snapshot import read_snapshot
+from tests.reliability.test_kills import KILLER, ROOT, _config
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _mlflow_server(data: Path, port: int) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{data}/mlflow.db",
+            "--default-artifact-root",
+            str(data / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError("the MLflow server did not start")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)  # the server and its workers, at once, as a crash would
+    proc.wait(timeout=30)
+
+
+def _ledger_steps(out: Path) -> set[int]:
+    try:
+        return set(pd.read_parquet(out / "ledger.parquet").step)
+    except (OSError, ValueError):
+        return set()
+
+
+def _wait(cond, proc: subprocess.Popen, timeout: float, what: str) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return
+        assert proc.poll() is None, f"the run ended before {what}: {proc.stderr.read()[-3000:]}"
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_mlflow_lost_mid_run_and_back_gets_everything_once(world, world_cache):
+    cwd, port = world_cache, _free_port()
+    data = cwd / "mlflow-outage"
+    data.mkdir()
+    uri = f"http://127.0.0.1:{port}"
+    server = _mlflow_server(data, port)
+    out = cwd / "outage"
+    cfg = _config(out, uri, world) | {"name": "outage"}
+    (cwd / "outage.json").write_text(json.dumps(cfg))
+    run = subprocess.Popen(
+        [sys.executable, str(KILLER), str(cwd / "outage.json")],
+        cwd=cwd,
+        env=os.environ | {"PYTHONPATH": str(ROOT), "SPARKS_MLFLOW_RETRY_SECONDS": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait(lambda: 0 in _ledger_steps(out), run, 300, "the base snapshot")
+        _stop(server)  # lost: training must go on
+        _wait(lambda: {2, 4} <= _ledger_steps(out), run, 300, "two SFT saves")
+        server = _mlflow_server(data, port)  # back, same store
+        stdout, stderr = run.communicate(timeout=600)
+    finally:
+        if run.poll() is None:
+            run.kill()
+        _stop(server)
+        server = _mlflow_server(data, port)
+    try:
+        assert run.returncode == 0, stderr[-3000:]
+        assert "training goes on" in stderr and "answers again" in stderr, stderr[-2000:]
+        assert not (out / "pending.jsonl").exists(), "something was never sent"
+        client = MlflowClient(uri)
+        rid = json.loads((out / "mlflow_run.json").read_text())["run_id"]
+
+        def steps(key):
+            return sorted(m.step for m in client.get_metric_history(rid, key))
+
+        assert steps("circuit/heads") == [0, 2, 4, 5, 6]  # the saves made while it was away too
+        assert steps("loss") == list(range(1, 7))
+        for key in client.get_run(rid).data.metrics:
+            counts = Counter(m.step for m in client.get_metric_history(rid, key))
+            assert max(counts.values()) == 1, (key, counts)
+    finally:
+        _stop(server)
+
+
+def _limited(limit: int):
+    def set_limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return set_limit
+
+
+def test_a_snapshot_that_cannot_be_written_fails_in_one_line(trained_run, tmp_path):
+    run = Path(trained_run.cfg.output_dir)
+    target = tmp_path / "snap"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sparks.cli",
+            "snapshot",
+            str(run / "stage0-sft" / "final"),
+            "--pairs",
+            str(run / "pairs.jsonl"),
+            "--out",
+            str(target),
+            "--steps",
+            "2",
+            "--n-pairs",
+            "8",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=_limited(2_000),  # the edge table is about 5 kB
+    )
+    err = done.stderr.strip().splitlines()
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert (
+        err[-1].startswith(f"sparks: error: cannot write {target}: ")
+        and "File too large" in err[-1]
+    )
+    assert not target.exists() and not list(tmp_path.glob(".snap.tmp-*"))
+
+
+def test_a_checkpoint_that_cannot_be_written_fails_in_one_line_and_the_rerun_resumes(
+    world, world_cache
+):
+    cwd = world_cache
+    out = cwd / "full"
+    # MLflow unreachable: what it keeps locally is small; the first checkpoint (4 MB) is not
+    cfg = _config(out, "http://127.0.0.1:9", world) | {"name": "full"}
+    cfg["evaluation"] = cfg["evaluation"] | {"enabled": False}
+    (cwd / "full.json").write_text(json.dumps(cfg))
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    full = subprocess.run(
+        [sys.executable, "-m", "sparks.cli", "train", str(cwd / "full.json")],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        preexec_fn=_limited(1_000_000),
+    )
+    last = full.stderr.strip().splitlines()[-1]
+    assert full.returncode == 2, full.stderr[-3000:]
+    assert last.startswith(f"sparks: error: cannot write {out / 'stage0-sft'}"), last
+    # what was written before the failure is whole: the base snapshot and the ledger
+    assert read_snapshot(out / "base" / "circuit").heads
+    assert set(pd.read_parquet(out / "ledger.parquet").step) == {0}
+    assert not (out / "stage0-sft" / "checkpoint-2" / "trainer_state.json").exists()
+    again = subprocess.run(
+        [sys.executable, "-m", "sparks.cli", "train", str(cwd / "full.json")],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert set(pd.read_parquet(out / "ledger.parquet").step) == {0, 2, 4, 5, 6}

@@ -74,7 +74,9 @@ def _world(args: argparse.Namespace):
 def _pairs(args: argparse.Namespace) -> None:
     from sparks.config import WORLD
     from sparks.pairs import build_pairs
+    from sparks.pairs.build import check_request
 
+    check_request(args.mode, args.source, args.reference)  # before a world is built for it
     files = _benchmark_files(args, args.source)
     needs_world = WORLD in (args.model, args.reference) or (
         args.mode != "file" and WORLD in args.source and WORLD not in files

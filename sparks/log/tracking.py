@@ -84,6 +84,7 @@ class Tracker:
         self.experiment_id: str | None = None
         self.offline = False
         self._retry_at = 0.0
+        self.last_error = ""
         # evaluation may log from its own thread while training logs (evaluation.concurrent)
         self._lock = threading.RLock()
 
@@ -155,8 +156,9 @@ class Tracker:
             if self.client is None or self.run_id is None:
                 self._open()
             sent = self._replay_pending()
-        except Exception:
-            return False  # still not answering properly: stay offline, try again later
+        except Exception as e:  # still not answering properly: stay offline, try again later
+            self.last_error = f"{type(e).__name__}: {str(e)[:200]}"
+            return False
         self.offline = False
         print(
             f"[sparks] MLflow at {self.uri} answers again: {sent} kept records sent",
@@ -239,9 +241,23 @@ class Tracker:
         self.client.log_artifact(self.run_id, path, artifact_path)
 
     def _log_table(self, records: list[dict], name: str) -> None:
-        import pandas as pd
+        """A table artifact in MLflow's table format, replaced (not appended to, as
+        MlflowClient.log_table does) when logged again: a resumed or replayed run logs it once."""
+        import tempfile
 
-        self.client.log_table(self.run_id, data=pd.DataFrame(records), artifact_file=name)
+        import pandas as pd
+        from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
+
+        folder = str(Path(name).parent) if str(Path(name).parent) != "." else None
+        with tempfile.TemporaryDirectory() as d:
+            path = Path(d) / Path(name).name
+            pd.DataFrame(records).to_json(path, orient="split", index=False, date_format="iso")
+            self.client.log_artifact(self.run_id, str(path), folder)
+        tags = self.client.get_run(self.run_id).data.tags
+        logged = json.loads(tags.get(MLFLOW_LOGGED_ARTIFACTS, "[]"))
+        if {"path": name, "type": "table"} not in logged:
+            logged.append({"path": name, "type": "table"})
+            self.client.set_tag(self.run_id, MLFLOW_LOGGED_ARTIFACTS, json.dumps(logged))
 
     def metric_steps(self, key: str) -> set[int]:
         """Steps at which `key` is already logged in this run (empty while offline)."""
@@ -278,14 +294,18 @@ class Tracker:
 
     def end(self, status: str = "FINISHED") -> None:
         with self._lock:
+            for _ in range(3 if self.offline else 0):  # a few last tries before the run ends
+                self._retry_at = 0.0
+                if self._reconnect():
+                    break
+                time.sleep(2)
             if self.offline:
-                self._retry_at = 0.0  # one last try before the run ends
-                if not self._reconnect():
-                    print(
-                        f"[sparks] MLflow at {self.uri} is still unreachable: what this run logged "
-                        f"is kept in {self.pending}; send it with  sparks mlflow-sync {self.out_dir}",
-                        file=sys.stderr,
-                    )
+                why = f" ({self.last_error})" if self.last_error else ""
+                print(
+                    f"[sparks] MLflow at {self.uri} is still unreachable{why}: what this run logged "
+                    f"is kept in {self.pending}; send it with  sparks mlflow-sync {self.out_dir}",
+                    file=sys.stderr,
+                )
         if not self.offline and self.client is not None:
             try:
                 self.client.set_terminated(self.run_id, status)

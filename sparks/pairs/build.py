@@ -195,6 +195,21 @@ def file_pairs(tokenizer, path: str | Path) -> list[dict]:
     return out
 
 
+def check_request(mode: str, sources: list[str] | None, reference: str | None) -> None:
+    """Refuse a pairs request that cannot work, before anything (a world, a model) is loaded."""
+    if mode not in MODES:
+        raise PairsError(f"unknown pairs mode {mode!r}: use one of {', '.join(MODES)}")
+    if not sources:
+        raise PairsError(
+            "no source for the pairs: name a benchmark (aime24, amc23, world), a file or a dataset"
+        )
+    if mode == "contrast" and not reference:
+        raise PairsError(
+            "mode contrast needs a reference model (B, whose answer prefixes are the corrupted "
+            "input): pass --reference MODEL"
+        )
+
+
 def build_pairs(
     model: str,
     out: str | Path,
@@ -216,17 +231,7 @@ def build_pairs(
     `enable_thinking` reaches Qwen3-style chat templates (think on/off), as in evaluation."""
     from sparks.models import check_checkpoint, is_local, load_tokenizer, require_chat_template
 
-    if mode not in MODES:
-        raise PairsError(f"unknown pairs mode {mode!r}: use one of {', '.join(MODES)}")
-    if not sources:
-        raise PairsError(
-            "no source for the pairs: name a benchmark (aime24, amc23, world), a file or a dataset"
-        )
-    if mode == "contrast" and not reference:
-        raise PairsError(
-            "mode contrast needs a reference model (B, whose answer prefixes are the corrupted "
-            "input): pass --reference MODEL"
-        )
+    check_request(mode, sources, reference)
     if mode == "contrast" and is_local(str(reference)):
         check_checkpoint(reference)
     tokenizer = tokenizer or load_tokenizer(model)

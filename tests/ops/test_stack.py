@@ -375,6 +375,55 @@ def test_a_failing_flow_run_is_marked_failed_with_its_error(stack):
     assert "does not exist" in fr["state"]["message"]
 
 
+def test_prefect_server_lost_mid_run_the_work_is_kept_and_a_rerun_finishes(stack):
+    """The Prefect server is killed while a post-train run trains, and started again by `up`.
+    Whatever state the run ends in, nothing waits forever, what it wrote stays, and running the
+    deployment again with the same parameters finishes the run, resuming."""
+    out = stack["tmp"] / "outage"
+    params = {
+        "config": _config(stack["tmp"], name="outage", output_dir=str(out))
+        | {"tracking": {"experiment": "e2e-outage"}}
+    }
+    dep = _deployment(stack, "post-train/post-train")
+    run = _http(
+        "POST",
+        f"{stack['prefect']}/deployments/{dep['id']}/create_flow_run",
+        {"parameters": params},
+    )
+    base = out / "base" / "circuit" / "snapshot.json"
+    deadline = time.time() + 300
+    while not base.is_file():
+        assert time.time() < deadline, f"no base snapshot\n{_server_logs(stack)}"
+        time.sleep(0.5)
+    server = int((stack["tmp"] / "state" / "prefect-server.pid").read_text())
+    os.killpg(server, signal.SIGKILL)  # a crash: no shutdown
+    time.sleep(10)  # training goes on without the server meanwhile
+    up = subprocess.run(
+        [sys.executable, "-m", "sparks.cli", "up", "--no-deploy"],
+        env=stack["env"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert up.returncode == 0, up.stdout + up.stderr
+    t0 = time.time()
+    while True:  # the run ends one way or another: no state waits forever
+        state = _http("GET", f"{stack['prefect']}/flow_runs/{run['id']}")["state"]["type"]
+        if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            break
+        assert time.time() - t0 < 420, f"run still {state}\n{_server_logs(stack)}"
+        time.sleep(2)
+    print(f"flow run after the Prefect server came back: {state}")
+    kept = base.stat().st_mtime_ns
+    if state != "COMPLETED":
+        again = _run(stack, "post-train/post-train", params)
+        assert again["state"]["type"] == "COMPLETED", again["state"]
+        assert base.stat().st_mtime_ns == kept, "the base snapshot was redone, not kept"
+    import pandas as pd
+
+    assert set(pd.read_parquet(out / "ledger.parquet").step) == {0, 2, 4, 6}
+
+
 def test_down_stops_only_what_up_started(stack):
     bystander = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True

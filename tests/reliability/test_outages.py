@@ -118,7 +118,7 @@ def test_mlflow_lost_mid_run_and_back_gets_everything_once(world, world_cache):
     try:
         assert run.returncode == 0, stderr[-3000:]
         assert "training goes on" in stderr and "answers again" in stderr, stderr[-2000:]
-        assert not (out / "pending.jsonl").exists(), "something was never sent"
+        assert not (out / "pending.jsonl").exists(), f"something was never sent:\n{stderr[-2000:]}"
         client = MlflowClient(uri)
         rid = json.loads((out / "mlflow_run.json").read_text())["run_id"]
 

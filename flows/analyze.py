@@ -38,19 +38,11 @@ def snapshot(model_dir: str, config: AnalyzeConfig) -> list[str]:
     out = Path(model_dir) / "circuit"
     if out.exists():
         return list(read_snapshot(out).heads)
-    s = config.snapshot
     snap = snapshot_checkpoint(
         model_dir,
         config.pairs,
         out,
-        steps=s.steps,
-        top_k=s.top_k,
-        batch_size=s.batch_size,
-        metric=s.metric,
-        n_pairs=s.n_pairs,
-        schedule=s.schedule,
-        tokens_per_pass=s.tokens_per_pass,
-        device=s.device,
+        **config.snapshot.checkpoint_kwargs(),
         record_failure=True,  # a diverged checkpoint is recorded as failed, the others go on
         progress=False,
     )

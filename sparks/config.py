@@ -178,6 +178,19 @@ class SnapshotSettings(_Section):
         description="Attribution pairs (a path is short for {mode: file, file: PATH}).",
     )
 
+    def checkpoint_kwargs(self) -> dict:
+        """These settings as `sparks.circuits.snapshot_checkpoint`'s keyword arguments."""
+        return dict(
+            steps=self.steps,
+            top_k=self.top_k,
+            batch_size=self.batch_size,
+            metric=self.metric,
+            n_pairs=self.n_pairs,
+            schedule=self.schedule,
+            tokens_per_pass=self.tokens_per_pass,
+            device=self.device,
+        )
+
     @field_validator("pairs", mode="before")
     @classmethod
     def _pairs_path(cls, v):

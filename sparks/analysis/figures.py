@@ -39,33 +39,47 @@ def _label(ax, title: str, shape: tuple[int, int]) -> None:
     ax.tick_params(labelsize=7)
 
 
-def frequency_panels(freqs: list[pd.DataFrame], out: Path) -> Path:
-    """Layer x head share of saves in the circuit, one panel per series, one colour scale (0-1)."""
-    shape = _grid(freqs[0], "frequency").shape
-    plt, fig, axes = _panels(len(freqs), shape)
+def layer_head_panels(
+    tables: dict[str, pd.DataFrame],
+    value: str,
+    out: Path,
+    *,
+    cmap: str,
+    vmin: float,
+    vmax: float,
+    label: str,
+) -> Path:
+    """One layer x head heatmap of column `value` per table, side by side, on one colour scale."""
+    shape = _grid(next(iter(tables.values())), value).shape
+    plt, fig, axes = _panels(len(tables), shape)
     im = None
-    for ax, f in zip(axes, freqs, strict=True):
-        im = ax.imshow(_grid(f, "frequency"), cmap="magma", vmin=0, vmax=1, aspect="auto")
-        _label(ax, f"{f.series.iloc[0]} ({int(f.saves.iloc[0])} saves)", shape)
-    fig.colorbar(im, ax=axes, label="share of saves in the circuit", shrink=0.8)
+    for ax, (title, t) in zip(axes, tables.items(), strict=True):
+        im = ax.imshow(_grid(t, value), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+        _label(ax, title, shape)
+    fig.colorbar(im, ax=axes, label=label, shrink=0.8)
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def frequency_panels(freqs: list[pd.DataFrame], out: Path) -> Path:
+    """Layer x head share of saves in the circuit, one panel per series, one colour scale (0-1)."""
+    tables = {f"{f.series.iloc[0]} ({int(f.saves.iloc[0])} saves)": f for f in freqs}
+    return layer_head_panels(
+        tables,
+        "frequency",
+        out,
+        cmap="magma",
+        vmin=0,
+        vmax=1,
+        label="share of saves in the circuit",
+    )
 
 
 def e_score_panels(scores: dict[str, pd.DataFrame], out: Path) -> Path:
     """Layer x head E score (red: gained share, blue: lost), one panel per comparison, -1..1."""
-    first = next(iter(scores.values()))
-    shape = _grid(first, "E").shape
-    plt, fig, axes = _panels(len(scores), shape)
-    im = None
-    for ax, (title, e) in zip(axes, scores.items(), strict=True):
-        im = ax.imshow(_grid(e, "E"), cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
-        _label(ax, title, shape)
-    fig.colorbar(im, ax=axes, label="E = (I_post - I_pre) / (I_post + I_pre + eps)", shrink=0.8)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    label = "E = (I_post - I_pre) / (I_post + I_pre + eps)"
+    return layer_head_panels(scores, "E", out, cmap="RdBu_r", vmin=-1, vmax=1, label=label)
 
 
 def cohort_curves(table: pd.DataFrame, out: Path) -> Path:

@@ -267,7 +267,7 @@ class TrainingRun:
         """Snapshot saved checkpoints that have none (a run killed mid-snapshot), from disk."""
         if not self.cfg.snapshot.enabled:
             return
-        for ckpt in _checkpoints(self.stage_dir(i)):
+        for ckpt in checkpoints(self.stage_dir(i)):
             if (ckpt / "circuit").exists():
                 continue
             _clear_stale(ckpt)
@@ -323,7 +323,7 @@ class TrainingRun:
         if i is None:
             targets = [(0, Path(self.base_model), self.out / "base" / "eval")]
         else:
-            ckpts = _checkpoints(self.stage_dir(i))[ev.every - 1 :: ev.every]
+            ckpts = checkpoints(self.stage_dir(i))[ev.every - 1 :: ev.every]
             targets = [
                 (self.step_offset(i) + int(c.name.split("-")[1]), c, c / "eval") for c in ckpts
             ]
@@ -444,15 +444,7 @@ class TrainingRun:
         )
         self.tracker.end()
         last = ledger[ledger.step == ledger.step.max()]
-        evals = {}
-        for i in range(len(self.cfg.stages)):
-            for c in _checkpoints(self.stage_dir(i)):
-                if (c / "eval" / "metrics.json").is_file():
-                    evals[self.step_offset(i) + int(c.name.split("-")[1])] = (
-                        c / "eval" / "metrics.json"
-                    )
-        if (self.out / "base" / "eval" / "metrics.json").is_file():
-            evals[0] = self.out / "base" / "eval" / "metrics.json"
+        evals = evaluation_files(self.out, [(s.method, s.max_steps) for s in self.cfg.stages])
         pass_at_1 = {
             step: {b: round(m["pass@1"], 4) for b, m in json.loads(p.read_text()).items()}
             for step, p in sorted(evals.items())
@@ -486,7 +478,21 @@ def _say(line: str) -> None:
     tqdm.write(line)
 
 
-def _checkpoints(d: Path) -> list[Path]:
+def evaluation_files(out: Path, stages: list[tuple[str, int]]) -> dict[int, Path]:
+    """metrics.json of the base model (step 0) and of every evaluated save, by the run's global
+    step; `stages` is each stage's (method, max_steps), in order."""
+    found, offset = {}, 0
+    if (out / "base" / "eval" / "metrics.json").is_file():
+        found[0] = out / "base" / "eval" / "metrics.json"
+    for i, (method, max_steps) in enumerate(stages):
+        for c in checkpoints(out / f"stage{i}-{method}"):
+            if (c / "eval" / "metrics.json").is_file():
+                found[offset + int(c.name.split("-")[1])] = c / "eval" / "metrics.json"
+        offset += max_steps
+    return found
+
+
+def checkpoints(d: Path) -> list[Path]:
     """Complete checkpoints (the Trainer writes trainer_state.json last), in step order."""
     ckpts = [
         p
@@ -497,7 +503,7 @@ def _checkpoints(d: Path) -> list[Path]:
 
 
 def _last_checkpoint(d: Path) -> Path | None:
-    ckpts = _checkpoints(d)
+    ckpts = checkpoints(d)
     return ckpts[-1] if ckpts else None
 
 

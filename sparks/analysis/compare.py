@@ -18,7 +18,7 @@ from sparks.analysis.report import Report, analyse, write_report
 from sparks.analysis.series import Sources, load_sources
 from sparks.analysis.think import run_think
 from sparks.config import CompareConfig
-from sparks.log.tracking import Tracker, metric_key, run_links
+from sparks.log.tracking import Tracker, run_links
 
 
 def load(cfg: CompareConfig) -> Sources | None:
@@ -69,7 +69,7 @@ def publish(cfg: CompareConfig, report: Report) -> dict:
     for row in report.tables["emergent"].itertuples():
         metrics[f"compare/{row.model}/gained"] = row.gained
         metrics[f"compare/{row.model}/gained_stable"] = row.gained_stable
-    if 0 not in tracker.metric_steps(metric_key(next(iter(metrics), "none"))):
+    if 0 not in tracker.metric_steps(next(iter(metrics), "none")):  # a rerun logs nothing twice
         tracker.log_metrics(metrics, 0)
     tracker.log_artifact(out / "report")
     if links:

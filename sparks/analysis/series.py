@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from sparks.circuits.snapshot import read_snapshot
+from sparks.pipeline import checkpoints, evaluation_files
 from sparks.track.ledger import build_ledger, head_table
 
 MLFLOW_PREFIX = "mlflow:"
@@ -220,25 +221,13 @@ def _run_dir(out: Path) -> tuple[list[Series], pd.DataFrame]:
         if (out / "mlflow_run.json").is_file()
         else {}
     )
+    stages = [(st["method"], int(st["max_steps"])) for st in cfg["stages"]]
+    evals = {step: json.loads(p.read_text()) for step, p in evaluation_files(out, stages).items()}
     series = []
     for i, label, start, rows in _split(cfg["name"], cfg, ledger):
         sdir = out / f"stage{i}-{cfg['stages'][i]['method']}"
-        offset = _stage_windows(cfg)[i][2]
-        ckpts = sorted(
-            (p for p in sdir.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name)),
-            key=lambda p: int(p.name.split("-")[1]),
-        )
-        evals = {}
-        start_eval = (
-            out / "base" / "eval" / "metrics.json" if start == 0 else _eval_file(out, cfg, start)
-        )
-        if start_eval is not None and start_eval.is_file():
-            evals[start] = json.loads(start_eval.read_text())
-        for c in ckpts:
-            if (c / "eval" / "metrics.json").is_file():
-                evals[offset + int(c.name.split("-")[1])] = json.loads(
-                    (c / "eval" / "metrics.json").read_text()
-                )
+        offset, hi = _stage_windows(cfg)[i][2:]
+        ckpts = checkpoints(sdir)
         final = sdir / "final"
         model = str(final) if final.is_dir() else (str(ckpts[-1]) if ckpts else None)
         series.append(
@@ -248,7 +237,7 @@ def _run_dir(out: Path) -> tuple[list[Series], pd.DataFrame]:
                 rows,
                 start,
                 rewards=_rewards(ckpts, offset),
-                evals=evals,
+                evals={step: m for step, m in evals.items() if start <= step <= hi},
                 model=model,
                 mlflow_run=mlflow.get("run_id"),
                 mlflow_uri=mlflow.get("uri"),
@@ -256,19 +245,6 @@ def _run_dir(out: Path) -> tuple[list[Series], pd.DataFrame]:
             )
         )
     return series, ledger[ledger.step == 0].reset_index(drop=True)
-
-
-def _eval_file(out: Path, cfg: dict, step: int) -> Path | None:
-    for i, _method, lo, hi in _stage_windows(cfg):
-        if lo < step <= hi:
-            return (
-                out
-                / f"stage{i}-{cfg['stages'][i]['method']}"
-                / f"checkpoint-{step - lo}"
-                / "eval"
-                / "metrics.json"
-            )
-    return None
 
 
 def _rewards(ckpts: list[Path], offset: int) -> pd.Series:

@@ -303,11 +303,14 @@ def _ablate(args: argparse.Namespace) -> None:
 
 def _train(args: argparse.Namespace) -> None:
     import json
+    import os
 
     from sparks.config import load_config
     from sparks.pipeline import run_training
 
-    print(json.dumps(run_training(load_config(args.config)), indent=2))
+    result = run_training(load_config(args.config), stage=args.stage)
+    if os.environ.get("RANK", "0") == "0":  # one summary per launch, from the main process
+        print(json.dumps(result, indent=2))
 
 
 def _up(args: argparse.Namespace) -> None:
@@ -492,9 +495,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser(
         "train",
-        help="run a config without Prefect (e.g. under `accelerate launch` for multi-GPU training)",
+        help="run a config without Prefect, on this process or on every rank of "
+        "`accelerate launch` / `torchrun` (see configs/accelerate/)",
     )
     tr.add_argument("config", metavar="CONFIG")
+    tr.add_argument(
+        "--stage",
+        type=int,
+        default=None,
+        metavar="I",
+        help="train only stage I (what a flow's launched training step runs); inputs must exist",
+    )
     tr.set_defaults(func=_train)
 
     demo = sub.add_parser("demo", help="run the main job on the embedded default")

@@ -257,6 +257,33 @@ class EvaluationSettings(_Section):
         return self
 
 
+class DistributedSettings(_Section):
+    """Training on several processes. The main process (rank 0) builds the inputs, snapshots,
+    evaluates and logs; every rank trains; the others wait for it at barriers."""
+
+    processes: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="Training processes on this machine. Above 1, each stage's training runs under "
+        "`accelerate launch` (GPUs: one per process, NCCL; CPU: gloo); the flow's other steps run "
+        "once, as before.",
+    )
+    launch_config: str = Field(
+        "configs/accelerate/multi_gpu.yaml",
+        min_length=1,
+        description="accelerate config for the launch: multi_gpu.yaml (data parallel), fsdp.yaml "
+        "(sharded, FSDP2), deepspeed_zero3.yaml (sharded, needs the gpu extra).",
+    )
+    timeout_minutes: float = Field(
+        60,
+        gt=0,
+        description="How long a rank waits for the others: in training's collectives and while "
+        "the main process snapshots, evaluates or writes. Size it so the longest snapshot or "
+        "evaluation fits; past it the run stops with an error instead of hanging.",
+    )
+
+
 class TrackingSettings(_Section):
     mlflow_uri: str | None = Field(
         None, description="MLflow tracking URI; default: ./mlflow/data (a file store)."
@@ -281,6 +308,7 @@ class RunConfig(_Section):
     snapshot: SnapshotSettings = SnapshotSettings()
     evaluation: EvaluationSettings = EvaluationSettings()
     tracking: TrackingSettings = TrackingSettings()
+    distributed: DistributedSettings = DistributedSettings()
 
     def resolved_pairs(self) -> PairsPlan:
         """Which pairs this run builds: mode auto is the world's pairs for the world model and

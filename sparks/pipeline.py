@@ -21,14 +21,12 @@ Layout of `output_dir`:
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-
-import pandas as pd
-from transformers import TrainerCallback
 
 from sparks.circuits.attribute import choose_metric
 from sparks.circuits.pairs import encode_pairs, load_pairs
@@ -44,62 +42,55 @@ from sparks.evaluate.evaluate import benchmarks_for, evaluate_model, sampling_fo
 from sparks.evaluate.generate import generate
 from sparks.files import atomic_dir, atomic_write_text, is_write_error, read_jsonl, write_failure
 from sparks.grading import is_correct
-from sparks.log.figures import heatmap, trajectory
+from sparks.log.console import say
+from sparks.log.recorder import MetricsToRecorder, Recorder
 from sparks.log.tracking import Tracker
-from sparks.models import load_model, load_tokenizer
+from sparks.models import WEIGHT_PATTERNS, load_model, load_tokenizer
 from sparks.pairs import pairs_for_run
 from sparks.track.hook import CircuitSnapshotCallback, preserved_rng
-from sparks.track.ledger import build_ledger, head_table, step_summary
 from sparks.train.data import load_problems, prompt_messages
+from sparks.train.launch import launch_stage, launched
+from sparks.train.ranks import Ranks, current_ranks
 from sparks.train.trainers import build_trainer
 from sparks.world.build import world_for
-
-CURVE_KEYS = ("reward", "loss")
-
-
-class _MetricsToTracker(TrainerCallback):
-    """Trainer logs -> MLflow on the run's global step axis, and kept for the trajectory figure."""
-
-    def __init__(self, run: TrainingRun, offset: int):
-        self.run, self.offset = run, offset
-        # steps a killed run had logged already: resumed training redoes them, MLflow gets them once
-        self.logged = run.tracker.metric_steps("loss")
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if not state.is_world_process_zero or not logs:
-            return
-        step = self.offset + state.global_step
-        metrics = {
-            k: v
-            for k, v in logs.items()
-            if isinstance(v, (int, float)) and k not in ("epoch", "step")
-        }
-        if not ("loss" in logs and step in self.logged):
-            self.run.tracker.log_metrics(metrics, step)
-        for k in CURVE_KEYS:
-            if k in metrics:
-                self.run.curves.setdefault(k, {})[step] = float(metrics[k])
 
 
 @dataclass
 class TrainingRun:
+    """One run's steps. Under a multi-process launch every rank builds one; `ranks` decides who
+    does what (every rank trains; the main process does everything else, the others wait)."""
+
     cfg: RunConfig
+    ranks: Ranks = field(default_factory=Ranks)
     out: Path = field(init=False)
-    tracker: Tracker = field(init=False)
-    tables: list[pd.DataFrame] = field(default_factory=list)
-    curves: dict[str, dict[int, float]] = field(default_factory=dict)
+    recorder: Recorder | None = field(init=False)  # the main process's; None on the other ranks
     snapshot_seconds: float = 0.0
     started: float = field(default_factory=time.perf_counter)
 
     def __post_init__(self):
         self.out = Path(self.cfg.output_dir)
-        self.tracker = Tracker(
-            self.cfg.tracking.mlflow_uri, self.cfg.tracking.experiment, self.cfg.name, self.out
-        )
+        self.recorder = None
+        if self.ranks.is_main:
+            tracker = Tracker(
+                self.cfg.tracking.mlflow_uri, self.cfg.tracking.experiment, self.cfg.name, self.out
+            )
+            self.recorder = Recorder(
+                tracker, self.out, self.cfg.name, top_k=self.cfg.snapshot.top_k
+            )
+
+    @property
+    def tracker(self) -> Tracker:
+        return self.recorder.tracker
 
     # 1. prepare -------------------------------------------------------------------------------
     def prepare(self) -> dict:
-        """Build inputs, check them all before training, open the MLflow run."""
+        """Build inputs (the main process first; the others then read its caches), check them
+        all before training, and open the MLflow run (main process)."""
+        self.ranks.main_then_all(self._load_inputs, "building the world and reading the data")
+        self.ranks.on_main(self._open_run, "opening the MLflow run", share=False)
+        return {"problems": len(self.records), "base_model": self.base_model}
+
+    def _load_inputs(self) -> None:
         cfg = self.cfg
         pairs = cfg.resolved_pairs()
         uses_world = WORLD in (cfg.model.path, cfg.data.train) or (
@@ -111,6 +102,9 @@ class TrainingRun:
             cfg.data.train, world=self.world, max_samples=cfg.data.max_samples, data=cfg.data
         )
         self.tokenizer = load_tokenizer(self.base_model)
+
+    def _open_run(self) -> None:
+        cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(
             self.out / "run.json",
@@ -124,6 +118,8 @@ class TrainingRun:
                 indent=2,
             ),
         )
+        # what a launched stage reads (`sparks train OUTPUT_DIR/config.json --stage I`)
+        atomic_write_text(self.out / "config.json", cfg.model_dump_json(indent=2))
         self.tracker.start(
             _flatten(cfg.model_dump()),
             {
@@ -132,24 +128,23 @@ class TrainingRun:
                 "sparks.run": cfg.name,
             },
         )
-        # a resumed run: earlier saves stay in the ledger
-        for _step, path in self._snapshots_on_disk():
-            self.tables.append(head_table(read_snapshot(path)))
-        # a rerun logs no step twice (circuit/failed is logged at every save, failed or not)
-        self.logged_steps = self.tracker.metric_steps("circuit/heads") | self.tracker.metric_steps(
-            "circuit/failed"
-        )
+        self._reload()
+
+    def _reload(self) -> None:
+        """A resumed run, or a stage trained by launched processes: the snapshots on disk make the
+        ledger, and what MLflow already has is not logged twice."""
         ev = self.cfg.evaluation
-        self.eval_logged = (
-            self.tracker.metric_steps(f"eval/{ev.benchmarks[0]}/pass@1") if ev.benchmarks else set()
-        )
-        return {"problems": len(self.records), "base_model": self.base_model}
+        eval_key = f"eval/{ev.benchmarks[0]}/pass@1" if ev.benchmarks else None
+        self.recorder.resume([p for _, p in self._snapshots_on_disk()], eval_key=eval_key)
 
     def build_pairs(self) -> dict:
         """The run's pairs (built once into output_dir/pairs.jsonl), encoded for every snapshot."""
         s = self.cfg.snapshot
-        self.pairs_path = pairs_for_run(
-            self.cfg, self.base_model, self.out, world=self.world, tokenizer=self.tokenizer
+        self.pairs_path = self.ranks.main_then_all(
+            lambda: pairs_for_run(
+                self.cfg, self.base_model, self.out, world=self.world, tokenizer=self.tokenizer
+            ),
+            "building the pairs",
         )
         pairs = load_pairs(self.pairs_path)[: s.n_pairs]
         self.batches = encode_pairs(
@@ -179,6 +174,9 @@ class TrainingRun:
     # 2. base snapshot -------------------------------------------------------------------------
     def base_snapshot(self) -> list[str]:
         """Snapshot the base model at step 0 (skipped when already on disk)."""
+        return self.ranks.on_main(self._base_snapshot, "the base snapshot")
+
+    def _base_snapshot(self) -> list[str]:
         out = self.out / "base" / "circuit"
         if out.exists():
             return read_snapshot(out).heads
@@ -187,7 +185,7 @@ class TrainingRun:
         with preserved_rng():
             snap = self._build(model, step=0)
         save_snapshot(snap, out)
-        self.on_snapshot(0, snap, out)
+        self.recorder.on_snapshot(0, snap, out)
         return list(snap.heads)
 
     def _build(self, model, step: int) -> CircuitSnapshot | FailedSnapshot:
@@ -204,46 +202,43 @@ class TrainingRun:
         return sum(s.max_steps for s in self.cfg.stages[:i])
 
     def train_stage(self, i: int, records: list[dict] | None = None) -> dict:
-        """Train stage `i` from the previous stage's model, resuming from its last checkpoint."""
+        """Train stage `i` from the previous stage's model, resuming from its last checkpoint.
+        With `distributed.processes` > 1 (and not already launched) the training runs under
+        `accelerate launch`, and this process reads back what the launched main process recorded."""
         stage, sdir = self.cfg.stages[i], self.stage_dir(i)
         final = sdir / "final"
-        if final.is_dir():
-            return {"stage": i, "method": stage.method, "skipped": "already trained"}
-        self._snapshot_unfinished(i)
+        # saves a killed run (or a killed snapshot process) left without a snapshot
+        self.ranks.on_main(lambda: self._snapshot_unfinished(i), "catching up snapshots")
+        info = {"stage": i, "method": stage.method}
+        if is_model_dir(final):
+            return info | {"skipped": "already trained"}
         resume = _last_checkpoint(sdir)
         if resume and int(resume.name.split("-")[1]) >= stage.max_steps:
             # trained to the end but killed before the final save: the last checkpoint is the model
-            with atomic_dir(final) as tmp:
-                load_model(resume, dtype=self.cfg.model.dtype).save_pretrained(str(tmp))
-                self.tokenizer.save_pretrained(str(tmp))
-            return {
-                "stage": i,
-                "method": stage.method,
-                "steps": stage.max_steps,
-                "resumed_from": resume.name,
-            }
+            self.ranks.on_main(lambda: self._final_from(resume, final), "writing final/")
+            return info | {"steps": stage.max_steps, "resumed_from": resume.name}
+        if self.cfg.distributed.processes > 1 and not self.ranks.distributed and not launched():
+            return info | self._launch(i)
+        if records is None:
+            records = self.ranks.main_then_all(
+                lambda: self.teacher_records(i) if stage.method == "distill" else self.records,
+                "sampling the teacher's solutions",
+            )
         source = self.base_model if i == 0 else str(self.stage_dir(i - 1) / "final")
         model = load_model(source, dtype=self.cfg.model.dtype)
-        s = self.cfg.snapshot
-        hook = CircuitSnapshotCallback(
-            [b.to(next(model.parameters()).device) for b in self.batches],
-            **self.settings,
-            step_offset=self.step_offset(i),
-            on_snapshot=self.on_snapshot,
-            mode=s.mode,
-            pairs_path=self.pairs_path,
-            n_pairs=s.n_pairs,
-            batch_size=s.batch_size,
-            dtype=self.cfg.model.dtype,
-            device=s.device,
-        )
-        callbacks = [_MetricsToTracker(self, self.step_offset(i))] + (
-            [hook] if self.cfg.snapshot.enabled else []
-        )
-        if records is None:
-            records = self.teacher_records(i) if stage.method == "distill" else self.records
+        hook = self._hook(i, model)
+        callbacks = [hook] if self.cfg.snapshot.enabled else []
+        if self.recorder is not None:
+            callbacks.append(MetricsToRecorder(self.recorder, self.step_offset(i)))
         trainer = build_trainer(
-            stage, model, self.tokenizer, records, sdir, seed=self.cfg.seed, callbacks=callbacks
+            stage,
+            model,
+            self.tokenizer,
+            records,
+            sdir,
+            seed=self.cfg.seed,
+            callbacks=callbacks,
+            timeout_minutes=self.cfg.distributed.timeout_minutes,
         )
         try:
             result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
@@ -252,19 +247,82 @@ class TrainingRun:
                 raise write_failure(sdir, e) from e
             raise
         self.snapshot_seconds += hook.seconds
-        with atomic_dir(final) as tmp:
-            trainer.save_model(str(tmp))
-            self.tokenizer.save_pretrained(str(tmp))
-        return {
-            "stage": i,
-            "method": stage.method,
+        self._save_final(trainer, final)
+        # process-mode snapshots whose process died are built now, from their checkpoints
+        self.ranks.on_main(lambda: self._snapshot_unfinished(i), "catching up snapshots")
+        return info | {
             "steps": trainer.state.global_step,
             "train_loss": result.training_loss,
             "resumed_from": resume.name if resume else None,
         }
 
+    def _hook(self, i: int, model) -> CircuitSnapshotCallback:
+        s = self.cfg.snapshot
+        return CircuitSnapshotCallback(
+            [b.to(next(model.parameters()).device) for b in self.batches],
+            **self.settings,
+            step_offset=self.step_offset(i),
+            on_snapshot=self.recorder.on_snapshot if self.recorder else None,
+            mode=s.mode,
+            pairs_path=self.pairs_path,
+            n_pairs=s.n_pairs,
+            batch_size=s.batch_size,
+            dtype=self.cfg.model.dtype,
+            device=s.device,
+            ranks=self.ranks,
+        )
+
+    def _launch(self, i: int) -> dict:
+        """Stage `i` on `distributed.processes` ranks (`accelerate launch`); its main process logs
+        snapshots and metrics to this run; this process then reads the ledger and curves back."""
+        n = self.cfg.distributed.processes
+        say(
+            f"[sparks] stage {i} ({self.cfg.stages[i].method}) on {n} processes (accelerate launch)"
+        )
+        launch_stage(self.cfg.distributed, self.out / "config.json", i)
+        self._reload()
+        last = _last_checkpoint(self.stage_dir(i))
+        if last is not None:
+            self.recorder.read_curves(last / "trainer_state.json", self.step_offset(i))
+        return {"steps": self.cfg.stages[i].max_steps, "processes": n}
+
+    def _save_final(self, trainer, final: Path) -> None:
+        """The stage's model into `final/`: every rank enters the save (a sharded model is gathered
+        there), the main process writes it under one temporary name and renames it when complete."""
+        tmp = final.parent / ".final.tmp-save"
+        self.ranks.on_main(lambda: shutil.rmtree(tmp, ignore_errors=True), "clearing final/")
+        try:
+            trainer.save_model(str(tmp))
+        except Exception as e:
+            if is_write_error(e):
+                raise write_failure(final, e) from e
+            raise
+        self.ranks.on_main(lambda: self._publish(tmp, final), "writing final/")
+
+    def _publish(self, tmp: Path, final: Path) -> None:
+        try:
+            self.tokenizer.save_pretrained(str(tmp))
+            if not is_model_dir(tmp):
+                raise RuntimeError(
+                    f"the trainer wrote no weights into {final}: with a sharded model, the launch "
+                    "config must save full weights (FULL_STATE_DICT / zero3_save_16bit_model)"
+                )
+            shutil.rmtree(final, ignore_errors=True)  # a weightless final/ from an older run
+            os.replace(tmp, final)
+        except BaseException as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if is_write_error(e):
+                raise write_failure(final, e) from e
+            raise
+
+    def _final_from(self, ckpt: Path, final: Path) -> None:
+        shutil.rmtree(final, ignore_errors=True)  # a weightless final/ from an older run
+        with atomic_dir(final) as tmp:
+            load_model(ckpt, dtype=self.cfg.model.dtype).save_pretrained(str(tmp))
+            self.tokenizer.save_pretrained(str(tmp))
+
     def _snapshot_unfinished(self, i: int) -> None:
-        """Snapshot saved checkpoints that have none (a run killed mid-snapshot), from disk."""
+        """Snapshot saved checkpoints that have none (a run or a snapshot process killed), from disk."""
         if not self.cfg.snapshot.enabled:
             return
         for ckpt in checkpoints(self.stage_dir(i)):
@@ -276,7 +334,7 @@ class TrainingRun:
                 snap = self._build(load_model(ckpt, dtype=self.cfg.model.dtype), step=step)
             self.snapshot_seconds += snap.seconds
             save_snapshot(snap, ckpt / "circuit")
-            self.on_snapshot(step, snap, ckpt / "circuit")
+            self.recorder.on_snapshot(step, snap, ckpt / "circuit")
 
     def teacher_records(self, i: int) -> list[dict]:
         """Distillation data: the teacher's own solutions, kept where they are correct (rejection
@@ -316,10 +374,14 @@ class TrainingRun:
 
     def evaluate_checkpoints(self, i: int | None) -> dict[int, dict]:
         """Evaluate every `evaluation.every`-th save of stage `i` (None: the base model, step 0);
-        results go to `checkpoint-N/eval/` and to MLflow at that save's step. Done ones are skipped."""
-        ev = self.cfg.evaluation
-        if not ev.enabled:
+        results go to `checkpoint-N/eval/` and to MLflow at that save's step. Done ones are skipped.
+        The main process evaluates; every rank gets the metrics."""
+        if not self.cfg.evaluation.enabled:
             return {}
+        return self.ranks.on_main(lambda: self._evaluate(i), "evaluation")
+
+    def _evaluate(self, i: int | None) -> dict[int, dict]:
+        ev = self.cfg.evaluation
         if i is None:
             targets = [(0, Path(self.base_model), self.out / "base" / "eval")]
         else:
@@ -347,103 +409,23 @@ class TrainingRun:
                     (tmp / "metrics.json").write_text(
                         json.dumps({b: r.metrics for b, r in results.items()}, indent=2)
                     )
-                metrics = {b: r.metrics for b, r in results.items()}
-                _say(
-                    f"[sparks] evaluation step {step}: "
-                    + ", ".join(f"{b} pass@1 {m['pass@1']:.3f}" for b, m in metrics.items())
-                )
-                if step not in self.eval_logged:
-                    self.tracker.log_metrics(
-                        {f"eval/{b}/{k}": v for b, m in metrics.items() for k, v in m.items()}, step
-                    )
-                    for b, r in results.items():
-                        self.tracker.log_table(
-                            r.table.to_dict(orient="records"), f"eval/step-{step}/{b}.json"
-                        )
-                    self.eval_logged.add(step)
+                self.recorder.on_evaluation(step, results)
             done[step] = json.loads((out / "metrics.json").read_text())
         return done
 
-    # the hook's report ------------------------------------------------------------------------
-    def on_snapshot(self, step: int, snap: CircuitSnapshot, path: Path) -> None:
-        """Ledger row, MLflow metrics and artifacts, and a refreshed trajectory for one snapshot."""
-        self.tables = [t for t in self.tables if t.step.iloc[0] != step] + [head_table(snap)]
-        self.tables.sort(key=lambda t: t.step.iloc[0])
-        ledger = build_ledger(self.tables)
-        row = step_summary(ledger).set_index("step").loc[step]
-        now = ledger[ledger.step == step]
-        if isinstance(snap, FailedSnapshot):
-            # no circuit to report: the save is marked failed, the run goes on
-            _say(f"[sparks] snapshot of step {step} failed ({path}): {snap.reason}")
-            if step not in self.logged_steps:
-                self.tracker.log_metrics({"circuit/failed": 1.0}, step)
-                self.tracker.set_tags({f"sparks.snapshot_failed.step-{step}": snap.reason[:500]})
-                self.logged_steps.add(step)
-            self._write_ledger(ledger)
-            return
-        metrics = {
-            f"circuit/{k}": int(row[k]) for k in ("heads", "emergent", "activated", "pruned")
-        }
-        metrics["circuit/failed"] = 0.0
-        metrics["circuit/faithfulness"] = snap.faithfulness.get(
-            self.cfg.snapshot.top_k, float("nan")
-        )
-        metrics["circuit/completeness_error"] = snap.completeness_error
-        metrics["circuit/seconds"] = snap.seconds
-        metrics.update({f"head/{h}": s for h, s in zip(now["head"], now["share"], strict=True)})
-        if step not in self.logged_steps:
-            self.tracker.log_metrics(metrics, step)
-            self.logged_steps.add(step)
-        _say(
-            f"[sparks] snapshot step {step}: {int(row.heads)} heads ({int(row.emergent)} emergent, "
-            f"+{int(row.activated)} -{int(row.pruned)}), faithfulness "
-            f"{metrics['circuit/faithfulness']:.2f}, {snap.seconds:.1f}s"
-        )
-        figs = self.out / "figures"
-        figs.mkdir(exist_ok=True)
-        hm = heatmap(
-            now,
-            figs / f"heatmap-step{step}.png",
-            title=f"{self.cfg.name}: step {step}, {len(snap.heads)} circuit heads",
-        )
-        self.tracker.log_artifact(hm, f"snapshots/step-{step}")
-        self.tracker.log_artifact(path, f"snapshots/step-{step}")
-        self._write_ledger(ledger)
-        self.tracker.log_artifact(self._trajectory(ledger), "figures")
-
-    def _trajectory(self, ledger: pd.DataFrame) -> Path:
-        curves = {k: pd.Series(v).sort_index() for k, v in self.curves.items() if v}
-        return trajectory(
-            ledger,
-            curves,
-            self.out / "figures" / "trajectory.png",
-            title=f"{self.cfg.name}: attention heads across saves",
-        )
-
-    def _write_ledger(self, ledger: pd.DataFrame) -> None:
-        tmp = self.out / ".ledger.parquet.tmp"
-        try:
-            ledger.to_parquet(tmp, index=False)
-        except Exception as e:
-            tmp.unlink(missing_ok=True)
-            if is_write_error(e):
-                raise write_failure(self.out / "ledger.parquet", e) from e
-            raise
-        tmp.replace(self.out / "ledger.parquet")
-
     # 4. summarise -----------------------------------------------------------------------------
     def summarise(self) -> dict:
-        ledger = build_ledger(self.tables)
-        self._write_ledger(ledger)
-        self.tracker.log_artifact(self._trajectory(ledger), "figures")
-        self.tracker.log_table(ledger.to_dict(orient="records"), "ledger.json")
+        """Final ledger, figure and MLflow table; the run ends in MLflow. Every rank gets the summary."""
+        return self.ranks.on_main(self._summarise, "the summary")
+
+    def _summarise(self) -> dict:
+        ledger = self.recorder.finish()
         wall = time.perf_counter() - self.started
         self.tracker.log_metrics(
             {"run/wall_seconds": wall, "run/snapshot_seconds": self.snapshot_seconds},
             self.step_offset(len(self.cfg.stages)),
         )
         self.tracker.end()
-        last = ledger[ledger.step == ledger.step.max()]
         evals = evaluation_files(self.out, [(s.method, s.max_steps) for s in self.cfg.stages])
         pass_at_1 = {
             step: {b: round(m["pass@1"], 4) for b, m in json.loads(p.read_text()).items()}
@@ -455,12 +437,11 @@ class TrainingRun:
             "run_id": self.tracker.run_id,
             "offline": self.tracker.offline,
             "links": self.tracker.links(),
-            "saves": int(ledger.step.nunique()),
-            "final_heads": last.loc[last.in_circuit, "head"].tolist(),
-            "emergent": last.loc[last.emergent, "head"].tolist(),
+            **ledger,
             "pass@1": pass_at_1,
             "wall_seconds": round(wall, 1),
             "snapshot_seconds": round(self.snapshot_seconds, 1),
+            "processes": max(self.ranks.world_size, self.cfg.distributed.processes),
         }
 
 
@@ -469,13 +450,6 @@ def _clear_stale(d: Path) -> None:
     read; the snapshot is built again)."""
     for stale in d.glob(".circuit.tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
-
-
-def _say(line: str) -> None:
-    """One console line, above the stage's progress bar when one is showing."""
-    from tqdm import tqdm
-
-    tqdm.write(line)
 
 
 def evaluation_files(out: Path, stages: list[tuple[str, int]]) -> dict[int, Path]:
@@ -492,12 +466,20 @@ def evaluation_files(out: Path, stages: list[tuple[str, int]]) -> dict[int, Path
     return found
 
 
+def is_model_dir(d: Path) -> bool:
+    """A saved model: its config and weights (a tokenizer-only or half-written one is not)."""
+    return (d / "config.json").is_file() and any(any(d.glob(p)) for p in WEIGHT_PATTERNS)
+
+
 def checkpoints(d: Path) -> list[Path]:
-    """Complete checkpoints (the Trainer writes trainer_state.json last), in step order."""
+    """Complete checkpoints (the Trainer writes trainer_state.json last; weights must be there),
+    in step order."""
     ckpts = [
         p
         for p in d.glob("checkpoint-*")
-        if re.fullmatch(r"checkpoint-\d+", p.name) and (p / "trainer_state.json").is_file()
+        if re.fullmatch(r"checkpoint-\d+", p.name)
+        and (p / "trainer_state.json").is_file()
+        and is_model_dir(p)
     ]
     return sorted(ckpts, key=lambda p: int(p.name.split("-")[1]))
 
@@ -521,9 +503,15 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def run_training(cfg: RunConfig) -> dict:
-    """The whole run without Prefect (the flow calls the same steps as tasks)."""
-    run = TrainingRun(cfg)
+def run_training(cfg: RunConfig, *, stage: int | None = None) -> dict:
+    """The whole run without Prefect (the flow calls the same steps as tasks), on this process or
+    on every rank of a launch (`accelerate launch ... -m sparks.cli train CONFIG`). With `stage`,
+    only that stage's training (what a launched stage of a flow runs)."""
+    run = TrainingRun(cfg, ranks=current_ranks(cfg.distributed.timeout_minutes))
+    if stage is not None:
+        run.prepare()
+        run.build_pairs()
+        return run.train_stage(stage)
     run.prepare()
     run.build_pairs()
     run.base_snapshot()

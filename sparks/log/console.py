@@ -60,3 +60,10 @@ def quiet_console(path: Path) -> Path:
     except ImportError:
         pass
     return path
+
+
+def say(line: str) -> None:
+    """One console line, above the stage's progress bar when one is showing."""
+    from tqdm import tqdm
+
+    tqdm.write(line)

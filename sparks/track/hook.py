@@ -8,6 +8,11 @@ resumed run) is not redone. With `mode="process"` the snapshot runs from the sav
 separate process beside training (for sharded training, ZeRO-3 / FSDP, and models too large to
 pause), with every snapshot setting and on the device the settings name; collected at the end of
 training. A save whose model gives NaN/inf is recorded as a failed snapshot and training goes on.
+
+On several processes (`ranks`): with whole models on every rank (DDP) the main process snapshots
+and the others wait in training's next collective. With FSDP / FSDP2 every rank enters the gather
+of the full weights and the main process snapshots a plain copy (`sparks.track.sharded`); with
+DeepSpeed ZeRO-3 the hook switches to process mode on the consolidated checkpoints and says so.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from sparks.circuits.snapshot import (
     read_snapshot,
     save_snapshot,
 )
+from sparks.track.sharded import sharding, unsharded_copy
+from sparks.train.ranks import Ranks
 
 OnSnapshot = Callable[[int, CircuitSnapshot | FailedSnapshot, Path], None]
 
@@ -73,6 +80,7 @@ class CircuitSnapshotCallback(TrainerCallback):
         dtype: str = "float32",
         device: str | None = None,
         progress: bool = False,
+        ranks: Ranks | None = None,
     ):
         if mode not in ("inline", "process"):
             raise ValueError(f"unknown snapshot mode {mode!r}: use 'inline' or 'process'")
@@ -93,21 +101,52 @@ class CircuitSnapshotCallback(TrainerCallback):
         # what only the child process needs: it reads and encodes the pairs itself
         self.pairs_path, self.n_pairs, self.batch_size = pairs_path, n_pairs, batch_size
         self.dtype, self.device = dtype, device
+        self.ranks = ranks or Ranks()
         self.last_step = -1
         self.seconds = 0.0  # time spent in snapshots (inline mode)
         self._children: list[tuple[int, Path, subprocess.Popen]] = []
 
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if self.mode == "inline" and sharding(model) == "zero3":
+            if self.pairs_path is None:
+                raise ValueError(
+                    "a ZeRO-3 model is snapshotted from its saved checkpoints in their own "
+                    "process, which needs pairs_path"
+                )
+            self.mode = "process"
+            if state.is_world_process_zero:
+                print(
+                    "[sparks] DeepSpeed ZeRO-3 shards the model: each save is snapshotted from "
+                    "its consolidated checkpoint in its own process (snapshot.mode process)",
+                    file=sys.stderr,
+                )
+
     def on_save(self, args, state, control, model=None, **kwargs):
-        if not state.is_world_process_zero or state.global_step == self.last_step:
+        if state.global_step == self.last_step:
             return
         self.last_step = state.global_step
         ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if self.mode == "inline" and sharding(model) == "fsdp":
+            # every rank enters the gather; the main process snapshots while the others wait
+            done = self.ranks.on_main(lambda: (ckpt / "circuit").exists(), "a snapshot check")
+            if not done:
+                plain = unsharded_copy(model, is_main=self.ranks.is_main)
+                self.ranks.on_main(
+                    lambda: self._snapshot(ckpt, state.global_step, plain),
+                    f"the snapshot of step {self.step_offset + state.global_step}",
+                    share=False,
+                )
+            return
+        if state.is_world_process_zero:
+            self._snapshot(ckpt, state.global_step, model)
+
+    def _snapshot(self, ckpt: Path, global_step: int, model) -> None:
         out = ckpt / "circuit"
         for stale in ckpt.glob(".circuit.tmp-*"):  # left by a process killed mid-snapshot
             shutil.rmtree(stale, ignore_errors=True)
         if out.exists():
             return
-        step = self.step_offset + state.global_step
+        step = self.step_offset + global_step
         if self.mode == "process":
             self._children.append((step, out, self._spawn(ckpt, out, step)))
             return
@@ -134,12 +173,18 @@ class CircuitSnapshotCallback(TrainerCallback):
         return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
     def on_train_end(self, args, state, control, **kwargs):
+        """Wait for every snapshot process; one that died leaves its save without a snapshot,
+        which the pipeline builds from the checkpoint (and a rerun would too)."""
         for step, out, proc in self._children:
             _, err = proc.communicate()
-            if proc.returncode != 0:
-                raise RuntimeError(
-                    f"snapshot of step {step} failed in its own process: {err.strip().splitlines()[-1:]}"
+            if proc.returncode != 0 or not out.is_dir():
+                why = (err or "").strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
+                print(
+                    f"[sparks] the snapshot process of step {step} failed ({why[0]}); "
+                    "its save is snapshotted from the checkpoint after training",
+                    file=sys.stderr,
                 )
+                continue
             if self.on_snapshot:
                 self.on_snapshot(step, read_snapshot(out), out)
         self._children.clear()

@@ -15,7 +15,7 @@ from sparks.train.data import grpo_dataset, sft_dataset
 from sparks.train.rewards import correctness_reward, format_reward
 
 
-def _common(stage: StageSettings, out_dir: Path, seed: int) -> dict:
+def _common(stage: StageSettings, out_dir: Path, seed: int, timeout_minutes: float) -> dict:
     import torch
 
     cpu = not torch.cuda.is_available()
@@ -38,27 +38,33 @@ def _common(stage: StageSettings, out_dir: Path, seed: int) -> dict:
         lr_scheduler_type="constant_with_warmup",
         warmup_steps=min(5, stage.max_steps // 10),
         gradient_checkpointing=stage.gradient_checkpointing,
+        # ranks wait in training's collectives while the main process snapshots a save
+        ddp_timeout=int(timeout_minutes * 60),
     )
 
 
-def to_sft_config(stage: StageSettings, out_dir: Path, *, seed: int = 0):
+def to_sft_config(
+    stage: StageSettings, out_dir: Path, *, seed: int = 0, timeout_minutes: float = 60
+):
     """SFTConfig for an `sft` or `distill` stage (loss on the completion only)."""
     from trl import SFTConfig
 
     return SFTConfig(
-        **_common(stage, out_dir, seed),
+        **_common(stage, out_dir, seed, timeout_minutes),
         max_length=stage.max_length,
         completion_only_loss=True,
         dataset_num_proc=None,
     )
 
 
-def to_grpo_config(stage: StageSettings, out_dir: Path, *, seed: int = 0):
+def to_grpo_config(
+    stage: StageSettings, out_dir: Path, *, seed: int = 0, timeout_minutes: float = 60
+):
     """GRPOConfig for a `grpo` stage (batch sizes count completions, as in TRL)."""
     from trl import GRPOConfig
 
     return GRPOConfig(
-        **_common(stage, out_dir, seed),
+        **_common(stage, out_dir, seed, timeout_minutes),
         num_generations=stage.num_generations,
         max_completion_length=stage.max_completion_length,
         temperature=stage.temperature,
@@ -106,6 +112,7 @@ def build_trainer(
     *,
     seed: int = 0,
     callbacks=(),
+    timeout_minutes: float = 60,
 ):
     """An SFTTrainer or GRPOTrainer for `stage` on `records`, ready to `train()`."""
     from transformers.trainer_callback import ProgressCallback
@@ -115,7 +122,7 @@ def build_trainer(
 
         trainer = SFTTrainer(
             model=model,
-            args=to_sft_config(stage, out_dir, seed=seed),
+            args=to_sft_config(stage, out_dir, seed=seed, timeout_minutes=timeout_minutes),
             train_dataset=sft_dataset(records),
             processing_class=tokenizer,
             callbacks=list(callbacks),
@@ -126,7 +133,7 @@ def build_trainer(
         trainer = GRPOTrainer(
             model=model,
             reward_funcs=reward_functions(stage),
-            args=to_grpo_config(stage, out_dir, seed=seed),
+            args=to_grpo_config(stage, out_dir, seed=seed, timeout_minutes=timeout_minutes),
             train_dataset=grpo_dataset(records),
             processing_class=tokenizer,
             callbacks=list(callbacks),

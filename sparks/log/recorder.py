@@ -1,0 +1,185 @@
+"""The path a snapshot takes after it is built: ledger row -> MLflow -> figures.
+
+`Recorder` belongs to the main process of a run (the other ranks of a multi-process run have
+none). It holds what a run reports as it goes:
+1. `on_snapshot`: a save's snapshot (or its failure) becomes ledger rows, MLflow metrics
+   (`circuit/*`, `head/L*H*`), a heatmap, and a refreshed trajectory figure.
+2. `on_log`: the trainer's metrics, on the run's global step axis (`MetricsToRecorder`).
+3. `on_evaluation`: a save's pass@1 and per-problem tables.
+4. `finish`: the final ledger, figure and table, and the ledger half of the run's summary.
+
+A rerun of a killed run logs no step twice: what MLflow already has is read back at `resume`.
+It lives under `sparks/log/` because it drives the tracker and the figures (the end of the data's
+path); the pipeline only tells it what happened.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+from transformers import TrainerCallback
+
+from sparks.circuits.snapshot import CircuitSnapshot, FailedSnapshot, read_snapshot
+from sparks.files import is_write_error, write_failure
+from sparks.log.console import say
+from sparks.log.figures import heatmap, trajectory
+from sparks.log.tracking import Tracker
+from sparks.track.ledger import build_ledger, head_table, step_summary
+
+CURVE_KEYS = ("reward", "loss")
+
+
+class Recorder:
+    """Ledger, MLflow and figures of one run, fed one snapshot, log line and evaluation at a time."""
+
+    def __init__(self, tracker: Tracker, out: Path, name: str, *, top_k: int):
+        self.tracker, self.out, self.name, self.top_k = tracker, Path(out), name, top_k
+        self.tables: list[pd.DataFrame] = []
+        self.curves: dict[str, dict[int, float]] = {}
+        self.logged_steps: set[int] = set()
+        self.eval_logged: set[int] = set()
+        self.loss_logged: set[int] = set()
+
+    def resume(self, snapshots: list[Path], *, eval_key: str | None) -> None:
+        """Read back what a killed or earlier run already recorded: snapshots on disk (ledger) and
+        the steps MLflow has (so nothing is logged twice)."""
+        self.tables = [head_table(read_snapshot(p)) for p in snapshots]
+        # circuit/failed is logged at every save, failed or not
+        self.logged_steps = self.tracker.metric_steps("circuit/heads") | self.tracker.metric_steps(
+            "circuit/failed"
+        )
+        self.eval_logged = self.tracker.metric_steps(eval_key) if eval_key else set()
+        self.loss_logged = self.tracker.metric_steps("loss")
+
+    # 1. snapshots -----------------------------------------------------------------------------
+    def on_snapshot(self, step: int, snap: CircuitSnapshot | FailedSnapshot, path: Path) -> None:
+        """Ledger row, MLflow metrics and artifacts, and a refreshed trajectory for one snapshot."""
+        self.tables = [t for t in self.tables if t.step.iloc[0] != step] + [head_table(snap)]
+        self.tables.sort(key=lambda t: t.step.iloc[0])
+        ledger = build_ledger(self.tables)
+        row = step_summary(ledger).set_index("step").loc[step]
+        now = ledger[ledger.step == step]
+        if isinstance(snap, FailedSnapshot):
+            # no circuit to report: the save is marked failed, the run goes on
+            say(f"[sparks] snapshot of step {step} failed ({path}): {snap.reason}")
+            if step not in self.logged_steps:
+                self.tracker.log_metrics({"circuit/failed": 1.0}, step)
+                self.tracker.set_tags({f"sparks.snapshot_failed.step-{step}": snap.reason[:500]})
+                self.logged_steps.add(step)
+            self.write_ledger(ledger)
+            return
+        metrics = {
+            f"circuit/{k}": int(row[k]) for k in ("heads", "emergent", "activated", "pruned")
+        }
+        metrics["circuit/failed"] = 0.0
+        metrics["circuit/faithfulness"] = snap.faithfulness.get(self.top_k, float("nan"))
+        metrics["circuit/completeness_error"] = snap.completeness_error
+        metrics["circuit/seconds"] = snap.seconds
+        metrics.update({f"head/{h}": s for h, s in zip(now["head"], now["share"], strict=True)})
+        if step not in self.logged_steps:
+            self.tracker.log_metrics(metrics, step)
+            self.logged_steps.add(step)
+        say(
+            f"[sparks] snapshot step {step}: {int(row.heads)} heads ({int(row.emergent)} emergent, "
+            f"+{int(row.activated)} -{int(row.pruned)}), faithfulness "
+            f"{metrics['circuit/faithfulness']:.2f}, {snap.seconds:.1f}s"
+        )
+        figs = self.out / "figures"
+        figs.mkdir(exist_ok=True)
+        hm = heatmap(
+            now,
+            figs / f"heatmap-step{step}.png",
+            title=f"{self.name}: step {step}, {len(snap.heads)} circuit heads",
+        )
+        self.tracker.log_artifact(hm, f"snapshots/step-{step}")
+        self.tracker.log_artifact(path, f"snapshots/step-{step}")
+        self.write_ledger(ledger)
+        self.tracker.log_artifact(self.trajectory(ledger), "figures")
+
+    # 2. trainer metrics -----------------------------------------------------------------------
+    def on_log(self, metrics: dict[str, float], step: int) -> None:
+        """Trainer metrics at the run's global `step`; a resumed run's redone steps go once."""
+        if not ("loss" in metrics and step in self.loss_logged):
+            self.tracker.log_metrics(metrics, step)
+        for k in CURVE_KEYS:
+            if k in metrics:
+                self.curves.setdefault(k, {})[step] = float(metrics[k])
+
+    def read_curves(self, trainer_state: Path, offset: int) -> None:
+        """Loss and reward curves from a checkpoint's trainer_state.json (a stage trained in other
+        processes), on the run's step axis."""
+        history = json.loads(Path(trainer_state).read_text()).get("log_history", [])
+        for entry in history:
+            for k in CURVE_KEYS:
+                if k in entry and "step" in entry:
+                    self.curves.setdefault(k, {})[offset + int(entry["step"])] = float(entry[k])
+
+    # 3. evaluations ---------------------------------------------------------------------------
+    def on_evaluation(self, step: int, results: dict) -> None:
+        """A save's metrics per benchmark and its per-problem tables, once per step."""
+        metrics = {b: r.metrics for b, r in results.items()}
+        say(
+            f"[sparks] evaluation step {step}: "
+            + ", ".join(f"{b} pass@1 {m['pass@1']:.3f}" for b, m in metrics.items())
+        )
+        if step in self.eval_logged:
+            return
+        self.tracker.log_metrics(
+            {f"eval/{b}/{k}": v for b, m in metrics.items() for k, v in m.items()}, step
+        )
+        for b, r in results.items():
+            self.tracker.log_table(r.table.to_dict(orient="records"), f"eval/step-{step}/{b}.json")
+        self.eval_logged.add(step)
+
+    # 4. the end -------------------------------------------------------------------------------
+    def trajectory(self, ledger: pd.DataFrame) -> Path:
+        curves = {k: pd.Series(v).sort_index() for k, v in self.curves.items() if v}
+        return trajectory(
+            ledger,
+            curves,
+            self.out / "figures" / "trajectory.png",
+            title=f"{self.name}: attention heads across saves",
+        )
+
+    def write_ledger(self, ledger: pd.DataFrame) -> None:
+        tmp = self.out / ".ledger.parquet.tmp"
+        try:
+            ledger.to_parquet(tmp, index=False)
+        except Exception as e:
+            tmp.unlink(missing_ok=True)
+            if is_write_error(e):
+                raise write_failure(self.out / "ledger.parquet", e) from e
+            raise
+        tmp.replace(self.out / "ledger.parquet")
+
+    def finish(self) -> dict:
+        """Write the final ledger, figure and table; the ledger's part of the run's summary."""
+        ledger = build_ledger(self.tables)
+        self.write_ledger(ledger)
+        self.tracker.log_artifact(self.trajectory(ledger), "figures")
+        self.tracker.log_table(ledger.to_dict(orient="records"), "ledger.json")
+        last = ledger[ledger.step == ledger.step.max()]
+        return {
+            "saves": int(ledger.step.nunique()),
+            "final_heads": last.loc[last.in_circuit, "head"].tolist(),
+            "emergent": last.loc[last.emergent, "head"].tolist(),
+        }
+
+
+class MetricsToRecorder(TrainerCallback):
+    """Trainer logs -> the recorder, on the run's global step axis (main process only)."""
+
+    def __init__(self, recorder: Recorder, offset: int):
+        self.recorder, self.offset = recorder, offset
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        metrics = {
+            k: v
+            for k, v in logs.items()
+            if isinstance(v, (int, float)) and k not in ("epoch", "step")
+        }
+        self.recorder.on_log(metrics, self.offset + state.global_step)

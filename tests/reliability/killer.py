@@ -5,6 +5,8 @@
 With PHASE and N the process sends itself SIGKILL (a real kill: no handler, no cleanup) the N-th
 time it is inside PHASE, at the moment named below; without them the run goes to the end. The
 library is not changed: the kill points wrap library calls from outside, for this process only.
+Under a multi-process launch (`accelerate launch tests/reliability/killer.py ...`) every rank
+runs it; with KILL_RANK=R only rank R is killed.
 """
 
 from __future__ import annotations
@@ -82,7 +84,8 @@ def install(phase: str, n: int) -> None:
 
 def main() -> None:
     config = json.loads(open(sys.argv[1]).read())
-    if len(sys.argv) > 2:
+    rank = os.environ.get("RANK", "0")
+    if len(sys.argv) > 2 and os.environ.get("KILL_RANK", rank) == rank:
         install(sys.argv[2], int(sys.argv[3]))
     from sparks.config import validate_config
     from sparks.pipeline import run_training

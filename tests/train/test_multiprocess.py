@@ -1,0 +1,175 @@
+"""Training on 2 real processes (DDP over gloo, `accelerate launch`), as a user launches it:
+every rank trains, the main process does everything else, and the end state is a one-process
+run's (a save, a valid snapshot and ledger rows at every step the config names, one FINISHED
+MLflow run, no metric twice, weights in every final/). Then a rank is killed mid-stage in process
+mode, and the `post-train` flow with `distributed.processes: 2` resumes and completes the run."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from sparks.circuits.snapshot import FailedSnapshot, read_snapshot
+from sparks.pipeline import is_model_dir
+
+ROOT = Path(__file__).resolve().parents[2]
+KILLER = ROOT / "tests" / "reliability" / "killer.py"
+LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--config_file"]
+LAUNCH += [str(ROOT / "configs/accelerate/multi_gpu.yaml"), "--num_processes", "2"]
+LAUNCH += ["--mixed_precision", "no"]
+SAVES = ["stage0-sft/checkpoint-2", "stage0-sft/checkpoint-4"]
+SAVES += ["stage1-grpo/checkpoint-1", "stage1-grpo/checkpoint-2"]
+
+
+def _config(cwd: Path, name: str, mode: str) -> dict:
+    return {
+        "name": name,
+        "seed": 1,
+        "output_dir": str(cwd / name),
+        # a world of its own: the launched ranks build it from scratch, once, in cwd
+        "world": {"seed": 7, "n_train": 200, "n_test": 40, "n_pairs": 16},
+        "stages": [
+            {"method": "sft", "max_steps": 4, "save_steps": 2, "learning_rate": 3e-3},
+            {
+                "method": "grpo",
+                "max_steps": 2,
+                "save_steps": 1,
+                "learning_rate": 3e-4,
+                "num_generations": 4,
+                "max_completion_length": 12,
+            },
+        ],
+        "snapshot": {"mode": mode, "steps": 2, "top_k": 40, "n_pairs": 8, "batch_size": 8},
+        "evaluation": {
+            "benchmarks": ["world"],
+            "every": 2,
+            "n": 1,
+            "max_tokens": 8,
+            "limit": 4,
+            "backend": "transformers",
+        },
+        # a fresh SQLite store: created by the main process only
+        "tracking": {"mlflow_uri": f"sqlite:///{cwd}/{name}.db", "experiment": "ranks"},
+    }
+
+
+def _launch(cwd: Path, cfg: dict, *, kill: tuple[str, int] | None = None, env=None):
+    """`accelerate launch -m sparks.cli train CONFIG`, or with `kill` the same run through
+    killer.py, which SIGKILLs rank KILL_RANK the n-th time it is inside the phase."""
+    path = cwd / f"{cfg['name']}.json"  # JSON is YAML too: both `sparks train` and killer.py read it
+    path.write_text(json.dumps(cfg))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = ["--main_process_port", str(s.getsockname()[1])]
+    what = ["-m", "sparks.cli", "train", str(path)]
+    if kill:
+        what = [str(KILLER), str(path), kill[0], str(kill[1])]
+    return subprocess.run(
+        [*LAUNCH, *port, *what],
+        cwd=cwd,
+        env=os.environ | {"PYTHONPATH": str(ROOT)} | (env or {}),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def end_state(out: Path, uri: str) -> dict:
+    """What a finished run must hold, whatever the number of processes."""
+    snaps = {}
+    for c in [out / "base", *sorted(out.glob("stage*/checkpoint-*"))]:
+        snap = read_snapshot(c / "circuit")  # raises on a missing or half-written snapshot
+        assert not isinstance(snap, FailedSnapshot), c
+        snaps[str(c.relative_to(out))] = snap.step
+    ledger = pd.read_parquet(out / "ledger.parquet")
+    run_id = json.loads((out / "mlflow_run.json").read_text())["run_id"]
+    client = MlflowClient(uri)
+    run = client.get_run(run_id)
+    runs = client.search_runs([run.info.experiment_id])
+    twice = {
+        k: n
+        for k in run.data.metrics
+        if (
+            n := [
+                s
+                for s, c in Counter(m.step for m in client.get_metric_history(run_id, k)).items()
+                if c > 1
+            ]
+        )
+    }
+    return {
+        "checkpoints": sorted(str(p.relative_to(out)) for p in out.glob("stage*/checkpoint-*")),
+        "snapshot steps": snaps,
+        "ledger steps": sorted(ledger.step.unique().tolist()),
+        "ledger rows per step": sorted(Counter(ledger.step).values())
+        == [ledger["head"].nunique()] * ledger.step.nunique(),
+        "runs": [r.info.status for r in runs],
+        "logged twice": twice,
+        "loss steps": sorted(m.step for m in client.get_metric_history(run_id, "loss")),
+        "final weights": [is_model_dir(out / s / "final") for s in ("stage0-sft", "stage1-grpo")],
+        "leftovers": sorted(str(p) for p in out.rglob(".*.tmp-*")),
+    }
+
+
+EXPECTED = {
+    "checkpoints": SAVES,
+    "snapshot steps": {"base": 0} | dict(zip(SAVES, [2, 4, 5, 6], strict=True)),
+    "ledger steps": [0, 2, 4, 5, 6],
+    "ledger rows per step": True,
+    "runs": ["FINISHED"],
+    "logged twice": {},
+    "loss steps": [1, 2, 3, 4, 5, 6],
+    "final weights": [True, True],
+    "leftovers": [],
+}
+
+
+@pytest.fixture(scope="module")
+def cwd(tmp_path_factory):
+    return tmp_path_factory.mktemp("ranks")
+
+
+def test_two_ranks_inline_from_a_fresh_world_and_store_end_as_one_process_would(cwd):
+    cfg = _config(cwd, "inline", "inline")
+    r = _launch(cwd, cfg)
+    assert r.returncode == 0, r.stderr[-4000:]
+    summary = json.loads(r.stdout[r.stdout.index("{") :])  # printed once, by the main process
+    assert summary["processes"] == 2 and summary["saves"] == 5
+    out = Path(cfg["output_dir"])
+    assert end_state(out, cfg["tracking"]["mlflow_uri"]) == EXPECTED
+    # both ranks trained: each wrote its RNG state into every save
+    for save in SAVES:
+        assert {p.name for p in (out / save).glob("rng_state_*.pth")} == {
+            "rng_state_0.pth",
+            "rng_state_1.pth",
+        }
+
+
+def test_a_rank_killed_mid_stage_in_process_mode_then_the_flow_on_two_processes_resumes(
+    cwd, prefect_server, monkeypatch
+):
+    cfg = _config(cwd, "killed", "process")
+    # rank 1 SIGKILLs itself in its third SFT step: checkpoint-2 is saved, the stage is not done;
+    # the launcher then stops rank 0 (and the run) with an error
+    r = _launch(cwd, cfg, kill=("trainer-step", 3), env={"KILL_RANK": "1"})
+    assert r.returncode != 0 and "SIGKILL" in r.stderr, r.stderr[-3000:]
+    out = Path(cfg["output_dir"])
+    assert (out / "stage0-sft" / "checkpoint-2").is_dir()
+    assert not (out / "stage0-sft" / "final").exists() and not (out / "stage1-grpo").exists()
+
+    from flows.train import post_train
+    from sparks.config import validate_config
+
+    monkeypatch.chdir(cwd)
+    summary = post_train(validate_config(cfg | {"distributed": {"processes": 2}}))
+    assert summary["processes"] == 2 and summary["saves"] == 5
+    assert end_state(out, cfg["tracking"]["mlflow_uri"]) == EXPECTED

@@ -284,6 +284,31 @@ class DistributedSettings(_Section):
     )
 
 
+class ClusterSettings(_Section):
+    """Where the per-checkpoint tasks of `analyze` and `evaluate-checkpoints` run: one after
+    another here, on a local Dask cluster started for the flow run, or on an existing one."""
+
+    workers: int = Field(
+        1,
+        ge=1,
+        le=512,
+        description="Checkpoints worked on at once by a local Dask cluster started for the flow "
+        "run (one process per worker; on a GPU machine one GPU per worker, dask-cuda); 1: one "
+        "after another, no cluster.",
+    )
+    address: str | None = Field(
+        None,
+        description="An existing Dask scheduler, e.g. tcp://10.0.0.5:8786, whose workers run the "
+        "tasks (they need sparks installed and the checkpoints' paths); overrides workers.",
+    )
+    gpus_per_task: int = Field(
+        0,
+        ge=0,
+        description="With address: each task asks for this many of a worker's 'GPU' resources "
+        "(start GPU workers with `dask worker ADDRESS --resources GPU=1`, one per GPU).",
+    )
+
+
 class TrackingSettings(_Section):
     mlflow_uri: str | None = Field(
         None, description="MLflow tracking URI; default: ./mlflow/data (a file store)."

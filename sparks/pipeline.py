@@ -21,11 +21,9 @@ Layout of `output_dir`:
 from __future__ import annotations
 
 import json
-import os
-import re
 import shutil
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sparks.circuits.attribute import choose_metric
@@ -39,18 +37,25 @@ from sparks.circuits.snapshot import (
 )
 from sparks.config import WORLD, RunConfig
 from sparks.evaluate.evaluate import benchmarks_for, evaluate_model, sampling_for
-from sparks.evaluate.generate import generate
-from sparks.files import atomic_dir, atomic_write_text, is_write_error, read_jsonl, write_failure
-from sparks.grading import is_correct
+from sparks.evaluate.teacher import teacher_solutions
+from sparks.files import atomic_dir, atomic_write_text, is_write_error, write_failure
 from sparks.log.console import say
 from sparks.log.recorder import MetricsToRecorder, Recorder
 from sparks.log.tracking import Tracker
-from sparks.models import WEIGHT_PATTERNS, load_model, load_tokenizer
+from sparks.models import load_model, load_tokenizer
 from sparks.pairs import pairs_for_run
 from sparks.track.hook import CircuitSnapshotCallback, preserved_rng
-from sparks.train.data import load_problems, prompt_messages
+from sparks.train.data import load_problems
 from sparks.train.launch import launch_stage, launched
 from sparks.train.ranks import Ranks, current_ranks
+from sparks.train.saves import (
+    checkpoints,
+    evaluation_files,
+    is_model_dir,
+    last_checkpoint,
+    model_from_checkpoint,
+    publish_model,
+)
 from sparks.train.trainers import build_trainer
 from sparks.world.build import world_for
 
@@ -212,10 +217,15 @@ class TrainingRun:
         info = {"stage": i, "method": stage.method}
         if is_model_dir(final):
             return info | {"skipped": "already trained"}
-        resume = _last_checkpoint(sdir)
+        resume = last_checkpoint(sdir)
         if resume and int(resume.name.split("-")[1]) >= stage.max_steps:
             # trained to the end but killed before the final save: the last checkpoint is the model
-            self.ranks.on_main(lambda: self._final_from(resume, final), "writing final/")
+            self.ranks.on_main(
+                lambda: model_from_checkpoint(
+                    resume, final, self.tokenizer, dtype=self.cfg.model.dtype
+                ),
+                "writing final/",
+            )
             return info | {"steps": stage.max_steps, "resumed_from": resume.name}
         if self.cfg.distributed.processes > 1 and not self.ranks.distributed and not launched():
             return info | self._launch(i)
@@ -281,7 +291,7 @@ class TrainingRun:
         )
         launch_stage(self.cfg.distributed, self.out / "config.json", i)
         self._reload()
-        last = _last_checkpoint(self.stage_dir(i))
+        last = last_checkpoint(self.stage_dir(i))
         if last is not None:
             self.recorder.read_curves(last / "trainer_state.json", self.step_offset(i))
         return {"steps": self.cfg.stages[i].max_steps, "processes": n}
@@ -297,29 +307,10 @@ class TrainingRun:
             if is_write_error(e):
                 raise write_failure(final, e) from e
             raise
-        self.ranks.on_main(lambda: self._publish(tmp, final), "writing final/")
-
-    def _publish(self, tmp: Path, final: Path) -> None:
-        try:
-            self.tokenizer.save_pretrained(str(tmp))
-            if not is_model_dir(tmp):
-                raise RuntimeError(
-                    f"the trainer wrote no weights into {final}: with a sharded model, the launch "
-                    "config must save full weights (FULL_STATE_DICT / zero3_save_16bit_model)"
-                )
-            shutil.rmtree(final, ignore_errors=True)  # a weightless final/ from an older run
-            os.replace(tmp, final)
-        except BaseException as e:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if is_write_error(e):
-                raise write_failure(final, e) from e
-            raise
-
-    def _final_from(self, ckpt: Path, final: Path) -> None:
-        shutil.rmtree(final, ignore_errors=True)  # a weightless final/ from an older run
-        with atomic_dir(final) as tmp:
-            load_model(ckpt, dtype=self.cfg.model.dtype).save_pretrained(str(tmp))
-            self.tokenizer.save_pretrained(str(tmp))
+        self.ranks.on_main(
+            lambda: (self.tokenizer.save_pretrained(str(tmp)), publish_model(tmp, final)),
+            "writing final/",
+        )
 
     def _snapshot_unfinished(self, i: int) -> None:
         """Snapshot saved checkpoints that have none (a run or a snapshot process killed), from disk."""
@@ -337,34 +328,11 @@ class TrainingRun:
             self.recorder.on_snapshot(step, snap, ckpt / "circuit")
 
     def teacher_records(self, i: int) -> list[dict]:
-        """Distillation data: the teacher's own solutions, kept where they are correct (rejection
-        sampling), cached in the stage directory so a rerun does not sample again."""
+        """Distillation data for stage `i`: the teacher's correct solutions, cached in its directory."""
         cache = self.stage_dir(i) / "teacher_solutions.jsonl"
-        if cache.is_file():
-            return read_jsonl(cache)
-        stage, ev = self.cfg.stages[i], self.cfg.evaluation
-        teacher_tok = load_tokenizer(stage.teacher)
-        prompts = [
-            teacher_tok.apply_chat_template(
-                prompt_messages(r["problem"]), tokenize=False, add_generation_prompt=True
-            )
-            for r in self.records
-        ]
-        spec = replace(sampling_for(ev), n=1)  # one solution per problem, kept if correct
-        result = generate(stage.teacher, prompts, spec, backend=ev.backend)
-        kept = [
-            r | {"solution": row[0].text}
-            for r, row in zip(self.records, result.completions, strict=True)
-            if is_correct(row[0].text, r["answer"])
-        ]
-        if not kept:
-            raise ValueError(
-                f"teacher {stage.teacher} solved none of {len(self.records)} problems: nothing to distill; "
-                "use a stronger teacher or more max_tokens"
-            )
-        self.stage_dir(i).mkdir(parents=True, exist_ok=True)
-        atomic_write_text(cache, "".join(json.dumps(r) + "\n" for r in kept))
-        return kept
+        return teacher_solutions(
+            self.cfg.stages[i].teacher, self.records, self.cfg.evaluation, cache
+        )
 
     # evaluation -------------------------------------------------------------------------------
     def _eval_inputs(self):
@@ -450,43 +418,6 @@ def _clear_stale(d: Path) -> None:
     read; the snapshot is built again)."""
     for stale in d.glob(".circuit.tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
-
-
-def evaluation_files(out: Path, stages: list[tuple[str, int]]) -> dict[int, Path]:
-    """metrics.json of the base model (step 0) and of every evaluated save, by the run's global
-    step; `stages` is each stage's (method, max_steps), in order."""
-    found, offset = {}, 0
-    if (out / "base" / "eval" / "metrics.json").is_file():
-        found[0] = out / "base" / "eval" / "metrics.json"
-    for i, (method, max_steps) in enumerate(stages):
-        for c in checkpoints(out / f"stage{i}-{method}"):
-            if (c / "eval" / "metrics.json").is_file():
-                found[offset + int(c.name.split("-")[1])] = c / "eval" / "metrics.json"
-        offset += max_steps
-    return found
-
-
-def is_model_dir(d: Path) -> bool:
-    """A saved model: its config and weights (a tokenizer-only or half-written one is not)."""
-    return (d / "config.json").is_file() and any(any(d.glob(p)) for p in WEIGHT_PATTERNS)
-
-
-def checkpoints(d: Path) -> list[Path]:
-    """Complete checkpoints (the Trainer writes trainer_state.json last; weights must be there),
-    in step order."""
-    ckpts = [
-        p
-        for p in d.glob("checkpoint-*")
-        if re.fullmatch(r"checkpoint-\d+", p.name)
-        and (p / "trainer_state.json").is_file()
-        and is_model_dir(p)
-    ]
-    return sorted(ckpts, key=lambda p: int(p.name.split("-")[1]))
-
-
-def _last_checkpoint(d: Path) -> Path | None:
-    ckpts = checkpoints(d)
-    return ckpts[-1] if ckpts else None
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

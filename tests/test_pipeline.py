@@ -20,11 +20,10 @@ def test_a_failed_snapshot_is_marked_in_the_ledger_and_mlflow(tmp_path):
     run = TrainingRun(cfg)
     run.out.mkdir(parents=True)
     run.tracker.start({}, {})
-    run.logged_steps = set()
     g = Graph(2, 2, 1)
     reason = "the metric (batch 1, IG alphas [1.0]) is not finite (NaN or inf): the model diverged"
     for step in (0, 5):
-        run.on_snapshot(step, FailedSnapshot(step, g, reason), tmp_path / f"s{step}")
+        run.recorder.on_snapshot(step, FailedSnapshot(step, g, reason), tmp_path / f"s{step}")
     run.tracker.end()
     ledger = pd.read_parquet(run.out / "ledger.parquet")
     assert ledger.failed.all() and not ledger.in_circuit.any()

@@ -22,8 +22,8 @@ from pathlib import Path
 import pandas as pd
 
 from sparks.circuits.snapshot import read_snapshot
-from sparks.pipeline import checkpoints, evaluation_files
 from sparks.track.ledger import build_ledger, head_table
+from sparks.train.saves import checkpoints, evaluation_files
 
 MLFLOW_PREFIX = "mlflow:"
 

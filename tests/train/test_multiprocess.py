@@ -19,7 +19,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sparks.circuits.snapshot import FailedSnapshot, read_snapshot
-from sparks.pipeline import is_model_dir
+from sparks.train.saves import is_model_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 KILLER = ROOT / "tests" / "reliability" / "killer.py"
@@ -65,7 +65,9 @@ def _config(cwd: Path, name: str, mode: str) -> dict:
 def _launch(cwd: Path, cfg: dict, *, kill: tuple[str, int] | None = None, env=None):
     """`accelerate launch -m sparks.cli train CONFIG`, or with `kill` the same run through
     killer.py, which SIGKILLs rank KILL_RANK the n-th time it is inside the phase."""
-    path = cwd / f"{cfg['name']}.json"  # JSON is YAML too: both `sparks train` and killer.py read it
+    path = (
+        cwd / f"{cfg['name']}.json"
+    )  # JSON is YAML too: both `sparks train` and killer.py read it
     path.write_text(json.dumps(cfg))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

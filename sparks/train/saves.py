@@ -1,0 +1,105 @@
+"""What a run leaves on disk, read back: its saves (checkpoints), their order and global steps,
+the stage models (`final/`) and evaluation files. A save counts only when it is complete: the
+Trainer writes trainer_state.json last, and the weights must be there (a rank that lost the race
+for a directory, or a save killed halfway, never passes for a done one).
+
+    OUTPUT_DIR/config.json                     the run's config (written by the run)
+    OUTPUT_DIR/stage{i}-{method}/checkpoint-N  save N of stage i: global step offset(i) + N
+    OUTPUT_DIR/stage{i}-{method}/final         the stage's model
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+from sparks.files import atomic_dir, is_write_error, write_failure
+from sparks.models import WEIGHT_PATTERNS
+
+
+def is_model_dir(d: Path) -> bool:
+    """A saved model: its config and weights (a tokenizer-only or half-written one is not)."""
+    d = Path(d)
+    return (d / "config.json").is_file() and any(any(d.glob(p)) for p in WEIGHT_PATTERNS)
+
+
+def checkpoints(d: Path) -> list[Path]:
+    """Complete checkpoints of one stage directory, in step order."""
+    ckpts = [
+        p
+        for p in Path(d).glob("checkpoint-*")
+        if re.fullmatch(r"checkpoint-\d+", p.name)
+        and (p / "trainer_state.json").is_file()
+        and is_model_dir(p)
+    ]
+    return sorted(ckpts, key=lambda p: int(p.name.split("-")[1]))
+
+
+def last_checkpoint(d: Path) -> Path | None:
+    ckpts = checkpoints(d)
+    return ckpts[-1] if ckpts else None
+
+
+def save_step(ckpt: Path) -> int:
+    """N of checkpoint-N: the stage's own step."""
+    return int(Path(ckpt).name.split("-")[1])
+
+
+def is_run_dir(d: Path) -> bool:
+    return (Path(d) / "config.json").is_file() and (Path(d) / "run.json").is_file()
+
+
+def run_saves(run_dir: Path) -> list[tuple[int, Path]]:
+    """Every complete save of a run directory with its global step, in order."""
+    cfg = json.loads((Path(run_dir) / "config.json").read_text())
+    found, offset = [], 0
+    for i, stage in enumerate(cfg["stages"]):
+        for c in checkpoints(Path(run_dir) / f"stage{i}-{stage['method']}"):
+            found.append((offset + save_step(c), c))
+        offset += stage["max_steps"]
+    return found
+
+
+def evaluation_files(out: Path, stages: list[tuple[str, int]]) -> dict[int, Path]:
+    """metrics.json of the base model (step 0) and of every evaluated save, by the run's global
+    step; `stages` is each stage's (method, max_steps), in order."""
+    found, offset = {}, 0
+    if (out / "base" / "eval" / "metrics.json").is_file():
+        found[0] = out / "base" / "eval" / "metrics.json"
+    for i, (method, max_steps) in enumerate(stages):
+        for c in checkpoints(out / f"stage{i}-{method}"):
+            if (c / "eval" / "metrics.json").is_file():
+                found[offset + save_step(c)] = c / "eval" / "metrics.json"
+        offset += max_steps
+    return found
+
+
+def publish_model(tmp: Path, final: Path) -> None:
+    """Rename a complete model directory `tmp` to `final` (replacing a weightless one); on any
+    failure `tmp` is removed and `final` is left as it was."""
+    try:
+        if not is_model_dir(tmp):
+            raise RuntimeError(
+                f"the trainer wrote no weights into {final}: with a sharded model, the launch "
+                "config must save full weights (FULL_STATE_DICT / zero3_save_16bit_model)"
+            )
+        shutil.rmtree(final, ignore_errors=True)  # a weightless final/ of an older run
+        os.replace(tmp, final)
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if is_write_error(e):
+            raise write_failure(final, e) from e
+        raise
+
+
+def model_from_checkpoint(ckpt: Path, final: Path, tokenizer, *, dtype: str) -> None:
+    """`final/` from a checkpoint (a run killed after its last save, before the final one)."""
+    from sparks.models import load_model
+
+    shutil.rmtree(final, ignore_errors=True)  # a weightless final/ of an older run
+    with atomic_dir(final) as tmp:
+        load_model(ckpt, dtype=dtype).save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))

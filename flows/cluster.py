@@ -8,7 +8,8 @@ that dies has its task rerun on another by the scheduler, and GPU hosts get one 
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 from sparks.config import ClusterSettings
 
@@ -48,3 +49,31 @@ def resources(cluster: ClusterSettings) -> AbstractContextManager:
     import dask
 
     return dask.annotate(resources={"GPU": cluster.gpus_per_task})
+
+
+@contextmanager
+def api_for_workers(cluster: ClusterSettings) -> Iterator[None]:
+    """Without a Prefect server (a CLI run), start one for the flow run: Dask workers report
+    their task runs to it (each would otherwise start a temporary server of its own)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    if (cluster.workers == 1 and cluster.address is None) or PREFECT_API_URL.value():
+        yield
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()
+    server.start()
+    try:
+        with temporary_settings({PREFECT_API_URL: server.api_url}):
+            try:
+                yield
+            finally:
+                from prefect.events.worker import EventsWorker
+                from prefect.logging.handlers import APILogWorker
+
+                # the run's logs and events reach the server before it stops
+                APILogWorker.drain_all(timeout=5)
+                EventsWorker.drain_all(timeout=5)
+    finally:
+        server.stop()

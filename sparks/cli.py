@@ -149,6 +149,88 @@ def _compare(args: argparse.Namespace) -> None:
     print_comparison(run_compare(cfg))
 
 
+def _cluster(args: argparse.Namespace):
+    from sparks.config import ClusterSettings
+
+    return ClusterSettings(workers=args.workers, address=args.address)
+
+
+def _run_snapshot_settings(targets: list[str]):
+    """A run directory's own snapshot settings (its saves are snapshotted as the run would)."""
+    import json
+
+    from sparks.config import SnapshotSettings
+    from sparks.train.saves import is_run_dir
+
+    for t in targets:
+        if is_run_dir(Path(t)):
+            return SnapshotSettings(**json.loads((Path(t) / "config.json").read_text())["snapshot"])
+    return SnapshotSettings()
+
+
+def _analyze(args: argparse.Namespace) -> None:
+    from flows.analyze import AnalyzeConfig, analyze
+    from flows.cluster import api_for_workers
+    from sparks.demo import prefect_env
+
+    settings = _run_snapshot_settings(args.targets)
+    update = {k: v for k, v in (("steps", args.steps), ("top_k", args.top_k)) if v is not None}
+    cfg = AnalyzeConfig(
+        checkpoints=args.targets,
+        base=args.base,
+        pairs=args.pairs,
+        snapshot=settings.model_copy(update=update),
+        cluster=_cluster(args),
+    )
+    prefect_env()
+    with api_for_workers(cfg.cluster):
+        out = analyze(cfg)
+    for c, heads in out["heads"].items():
+        extra = (
+            f"; emergent: {', '.join(out['emergent'][c]) or 'none'}" if "emergent" in out else ""
+        )
+        print(f"{c}: {len(heads)} heads ({', '.join(heads)}){extra}")
+
+
+def _evaluate_checkpoints(args: argparse.Namespace) -> None:
+    from flows.evaluate import EvaluateConfig, evaluate_checkpoints
+    from sparks.config import EvaluationSettings
+    from sparks.demo import prefect_env
+
+    ev = EvaluationSettings(
+        benchmarks=args.benchmark or args.default_benchmarks,
+        sources=_benchmark_files(args, args.benchmark or args.default_benchmarks),
+        n=args.n,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        max_tokens=args.max_tokens,
+        seed=args.seed,
+        limit=args.limit,
+        backend=args.backend,
+        overlong=args.overlong,
+    )
+    prefect_env()
+    out = evaluate_checkpoints(
+        EvaluateConfig(
+            checkpoints=args.targets, name=args.name, evaluation=ev, cluster=_cluster(args)
+        )
+    )
+    for c, per in out.items():
+        print(f"{c}: " + ", ".join(f"{b} pass@1 {m['pass@1']:.3f}" for b, m in per.items()))
+
+
+def _add_cluster_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="checkpoints at once on a local Dask cluster (1: serial)",
+    )
+    p.add_argument(
+        "--address", default=None, help="an existing Dask scheduler, e.g. tcp://10.0.0.5:8786"
+    )
+
+
 def _mlflow_sync(args: argparse.Namespace) -> None:
     from sparks.log.tracking import upload_pending
 
@@ -458,6 +540,30 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--experiment", default=None, help="MLflow experiment (sparks-compare)")
     cmp.add_argument("--mlflow-uri", default=None, help="MLflow tracking URI")
     cmp.set_defaults(func=_compare)
+
+    an = sub.add_parser(
+        "analyze",
+        help="snapshot the saves of a run directory (or checkpoints) that have no snapshot, "
+        "fanned out over a Dask cluster; with --base, their emergent heads",
+    )
+    an.add_argument("targets", nargs="+", metavar="RUN_OR_CHECKPOINT")
+    an.add_argument("--pairs", default=None, help="pairs JSONL (default: the run's pairs.jsonl)")
+    an.add_argument("--base", default=None, metavar="DIR", help="the base model's checkpoint")
+    an.add_argument("--steps", type=int, default=None, help="IG steps (default: the run's)")
+    an.add_argument("--top-k", type=int, default=None, help="edges kept (default: the run's)")
+    _add_cluster_options(an)
+    an.set_defaults(func=_analyze)
+
+    evc = sub.add_parser(
+        "evaluate-checkpoints",
+        help="evaluate every save of a run directory (or checkpoints), fanned out over Dask; "
+        "one MLflow run",
+    )
+    evc.add_argument("targets", nargs="+", metavar="RUN_OR_CHECKPOINT")
+    evc.add_argument("--name", default="evaluate", help="MLflow run name")
+    _add_eval_options(evc, default_benchmarks=["world"])
+    _add_cluster_options(evc)
+    evc.set_defaults(func=_evaluate_checkpoints)
 
     sync = sub.add_parser(
         "mlflow-sync", help="upload what a run kept locally while MLflow was unreachable"

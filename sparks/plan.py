@@ -76,9 +76,16 @@ def _model(plan: Plan, what: str, path: str) -> dict | None:
 
 
 def estimate_memory(
-    cfg: RunConfig, shape: dict, *, pair_tokens: int, gpu_gb: float = 80.0
+    cfg: RunConfig,
+    shape: dict,
+    *,
+    pair_tokens: int,
+    gpu_gb: float = 80.0,
+    processes: int = 1,
+    sharded: str = "replicated",
 ) -> dict[str, float]:
-    """Peak GPU memory estimates in GiB: per stage's training, one snapshot, evaluation."""
+    """Peak GPU memory estimates in GiB: per stage's training (per rank of `processes`, with the
+    model `replicated`, `zero2` or `sharded`), one snapshot, evaluation."""
     from sparks.circuits.budget import graph_bytes, layer_bytes
     from sparks.shapes import parameter_count
 
@@ -99,7 +106,12 @@ def estimate_memory(
         per_token = (2 * L * D * e + act_token / L) if s.gradient_checkpointing else act_token
         # weights + gradients + AdamW's two moments (float32), activations, the logits of one
         # sequence at a time (TRL takes log-probabilities row by row)
-        train = n * (2 * e + 8) + tokens * per_token + seq * V * (e + 4)
+        state = n * (2 * e + 8)  # per rank of a data-parallel (replicated) launch
+        if sharded == "zero2":  # gradients and optimizer state split over the ranks
+            state = n * e + n * (e + 8) / processes
+        elif sharded == "sharded":  # FSDP / ZeRO-3: weights too
+            state /= processes
+        train = state + tokens * per_token + seq * V * (e + 4)
         if s.method == "grpo" and s.beta > 0:
             train += n * e  # the reference model
         if s.method == "grpo" and s.use_vllm:
@@ -121,6 +133,55 @@ def estimate_memory(
         n * e / ev.tensor_parallel_size / GB
     )
     return out
+
+
+def _processes(plan: Plan, cfg: RunConfig) -> tuple[int, str]:
+    """The launch: processes, who does what, and what cannot start here. Returns the processes
+    and how the model is held (replicated, zero2, sharded)."""
+    from sparks.train.launch import LaunchError, launch_problems, read_launch_config
+
+    d = cfg.distributed
+    if d.processes == 1:
+        plan.add("processes: 1 (training, snapshots and evaluation in this process)")
+        return 1, "replicated"
+    problems, notes = launch_problems(d)
+    plan.problems += problems
+    try:
+        lc = read_launch_config(d)
+    except LaunchError:
+        return d.processes, "replicated"
+    kind = lc.get("distributed_type", "NO")
+    stage = (lc.get("deepspeed_config") or {}).get("zero_stage")
+    sharded = {"FSDP": "sharded"}.get(kind) or (
+        {3: "sharded", 2: "zero2"}.get(stage, "replicated") if kind == "DEEPSPEED" else "replicated"
+    )
+    how = {
+        "replicated": "each rank holds the whole model",
+        "zero2": "ZeRO-2: optimizer state and gradients split",
+        "sharded": "parameters sharded",
+    }[sharded]
+    plan.add(
+        f"processes: {d.processes} (accelerate launch, {Path(d.launch_config).name}: {kind}, {how})"
+    )
+    snap = {
+        "replicated": "rank 0 snapshots each save while the others wait in training's next "
+        "collective",
+        "zero2": "rank 0 snapshots each save while the others wait in training's next collective",
+        "sharded": "every rank gathers the full weights at each save, rank 0 snapshots them"
+        if kind == "FSDP"
+        else "each save is snapshotted from its consolidated checkpoint in its own process",
+    }[sharded]
+    if cfg.snapshot.mode == "process":
+        snap = "rank 0 starts each save's snapshot in its own process, beside training"
+    plan.add("  every rank trains; rank 0 prepares the inputs (world, pairs), evaluates and logs to MLflow")
+    plan.add(f"  snapshots: {snap}")
+    plan.add(
+        f"  a rank waits at most {d.timeout_minutes:g} min for the others "
+        "(distributed.timeout_minutes), then the run stops with an error"
+    )
+    for n in notes:
+        plan.add(f"  note: {n}")
+    return d.processes, sharded
 
 
 def dry_run(cfg: RunConfig, *, gpu_gb: float = 80.0) -> Plan:
@@ -173,6 +234,7 @@ def dry_run(cfg: RunConfig, *, gpu_gb: float = 80.0) -> Plan:
         f"{evals} evaluations on {', '.join(ev.benchmarks)} (n={ev.n}, T={ev.temperature}, "
         f"max_tokens {ev.max_tokens}, {ev.backend})"
     )
+    processes, sharded = _processes(plan, cfg)
     if shape is not None:
         max_len = shape.get("max_position_embeddings")
         if max_len and ev.max_tokens >= max_len:
@@ -182,8 +244,15 @@ def dry_run(cfg: RunConfig, *, gpu_gb: float = 80.0) -> Plan:
             )
         prefix = ps.prefix_tokens if mode == "contrast" else 0
         plan.add(f"peak GPU memory estimates ({cfg.model.dtype}; a {gpu_gb:.0f} GB GPU assumed):")
+        per_rank = f", training per rank of {processes}" if processes > 1 else ""
+        plan.lines[-1] = plan.lines[-1].replace(" assumed):", f" assumed{per_rank}):")
         for what, gb in estimate_memory(
-            cfg, shape, pair_tokens=256 + prefix, gpu_gb=gpu_gb
+            cfg,
+            shape,
+            pair_tokens=256 + prefix,
+            gpu_gb=gpu_gb,
+            processes=processes,
+            sharded=sharded,
         ).items():
             flag = "  <- over" if gb > gpu_gb else ""
             plan.add(f"  {what:64} {gb:7.1f} GB{flag}")

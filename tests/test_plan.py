@@ -90,3 +90,46 @@ def test_the_think_on_off_config_is_shipped_and_fits_one_gpu():
     est = estimate_memory(as_run, SHAPES["Qwen/Qwen3-8B"], pair_tokens=256)
     snapshot = next(v for k, v in est.items() if k.startswith("snapshot (1 pair"))
     assert snapshot < 80, est  # one pair and one IG step per pass fit one 80 GB GPU
+
+
+def _launch(tmp_path, launch: dict | str, processes: int = 2):
+    from sparks.config import validate_config
+
+    path = launch
+    if isinstance(launch, dict):
+        path = tmp_path / "launch.yaml"
+        path.write_text(yaml.safe_dump(launch))
+    cfg = validate_config({"distributed": {"processes": processes, "launch_config": str(path)}})
+    return dry_run(cfg)
+
+
+def test_the_dry_run_says_who_does_what_on_several_processes(tmp_path):
+    plan = _launch(tmp_path, "configs/accelerate/multi_gpu.yaml")
+    assert not plan.problems
+    text = plan.text()
+    assert "processes: 2 (accelerate launch, multi_gpu.yaml" in text
+    assert "every rank trains; rank 0 prepares the inputs" in text
+    assert "rank 0 snapshots each save" in text and "waits at most 60 min" in text
+    fsdp = _launch(tmp_path, "configs/accelerate/fsdp.yaml").text()
+    assert "every rank gathers the full weights" in fsdp
+    assert "accelerate ignores FSDP on a CPU" in fsdp  # said, not silently plain DDP
+
+
+@pytest.mark.parametrize(
+    "launch, expected",
+    [
+        ("configs/accelerate/deepspeed_zero3.yaml", "needs DeepSpeed, which is not installed"),
+        (
+            {"distributed_type": "MULTI_CPU", "use_cpu": True},
+            "use_cpu: true, which makes accelerate start ONE process",
+        ),
+        (
+            "configs/accelerate/nope.yaml",
+            "distributed.launch_config configs/accelerate/nope.yaml not found",
+        ),
+    ],
+    ids=["deepspeed-missing", "use-cpu-one-process", "missing-file"],
+)
+def test_a_launch_that_cannot_start_here_is_refused(tmp_path, launch, expected):
+    plan = _launch(tmp_path, launch)
+    assert len(plan.problems) == 1 and expected in plan.problems[0], plan.problems

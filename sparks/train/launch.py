@@ -83,7 +83,7 @@ def launch_problems(d: DistributedSettings, *, gpus: int | None = None) -> tuple
         )
     if not gpus:
         notes.append(f"no GPU: {d.processes} processes train over gloo on the CPU")
-        if kind in ("FSDP", "DEEPSPEED"):
+        if kind == "FSDP":
             notes.append(
                 f"{name}: accelerate ignores {kind} on a CPU and runs plain data parallelism "
                 "(every rank holds the whole model)"

@@ -44,7 +44,12 @@ from sparks.log.recorder import MetricsToRecorder, Recorder
 from sparks.log.tracking import Tracker
 from sparks.models import load_model, load_tokenizer
 from sparks.pairs import pairs_for_run
-from sparks.track.hook import CircuitSnapshotCallback, preserved_rng
+from sparks.track.hook import (
+    CircuitSnapshotCallback,
+    clear_stale,
+    preserved_rng,
+    snapshot_missing,
+)
 from sparks.train.data import load_problems
 from sparks.train.launch import launch_stage, launched
 from sparks.train.ranks import Ranks, current_ranks
@@ -55,6 +60,7 @@ from sparks.train.saves import (
     last_checkpoint,
     model_from_checkpoint,
     publish_model,
+    save_step,
 )
 from sparks.train.trainers import build_trainer
 from sparks.world.build import world_for
@@ -185,7 +191,7 @@ class TrainingRun:
         out = self.out / "base" / "circuit"
         if out.exists():
             return read_snapshot(out).heads
-        _clear_stale(out.parent)
+        clear_stale(out.parent)
         model = load_model(self.base_model, dtype=self.cfg.model.dtype)
         with preserved_rng():
             snap = self._build(model, step=0)
@@ -316,16 +322,16 @@ class TrainingRun:
         """Snapshot saved checkpoints that have none (a run or a snapshot process killed), from disk."""
         if not self.cfg.snapshot.enabled:
             return
-        for ckpt in checkpoints(self.stage_dir(i)):
-            if (ckpt / "circuit").exists():
-                continue
-            _clear_stale(ckpt)
-            step = self.step_offset(i) + int(ckpt.name.split("-")[1])
-            with preserved_rng():
-                snap = self._build(load_model(ckpt, dtype=self.cfg.model.dtype), step=step)
-            self.snapshot_seconds += snap.seconds
-            save_snapshot(snap, ckpt / "circuit")
-            self.recorder.on_snapshot(step, snap, ckpt / "circuit")
+        saves = [(self.step_offset(i) + save_step(c), c) for c in checkpoints(self.stage_dir(i))]
+        started = time.perf_counter()
+        snapshot_missing(
+            saves,
+            self.batches,
+            dtype=self.cfg.model.dtype,
+            on_snapshot=self.recorder.on_snapshot,
+            **self.settings,
+        )
+        self.snapshot_seconds += time.perf_counter() - started
 
     def teacher_records(self, i: int) -> list[dict]:
         """Distillation data for stage `i`: the teacher's correct solutions, cached in its directory."""
@@ -411,13 +417,6 @@ class TrainingRun:
             "snapshot_seconds": round(self.snapshot_seconds, 1),
             "processes": max(self.ranks.world_size, self.cfg.distributed.processes),
         }
-
-
-def _clear_stale(d: Path) -> None:
-    """Remove the temporary snapshot directories a killed run left in `d` (never renamed: never
-    read; the snapshot is built again)."""
-    for stale in d.glob(".circuit.tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

@@ -173,7 +173,9 @@ def _processes(plan: Plan, cfg: RunConfig) -> tuple[int, str]:
     }[sharded]
     if cfg.snapshot.mode == "process":
         snap = "rank 0 starts each save's snapshot in its own process, beside training"
-    plan.add("  every rank trains; rank 0 prepares the inputs (world, pairs), evaluates and logs to MLflow")
+    plan.add(
+        "  every rank trains; rank 0 prepares the inputs (world, pairs), evaluates and logs to MLflow"
+    )
     plan.add(f"  snapshots: {snap}")
     plan.add(
         f"  a rank waits at most {d.timeout_minutes:g} min for the others "

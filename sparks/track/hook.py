@@ -142,8 +142,7 @@ class CircuitSnapshotCallback(TrainerCallback):
 
     def _snapshot(self, ckpt: Path, global_step: int, model) -> None:
         out = ckpt / "circuit"
-        for stale in ckpt.glob(".circuit.tmp-*"):  # left by a process killed mid-snapshot
-            shutil.rmtree(stale, ignore_errors=True)
+        clear_stale(ckpt)  # left by a process killed mid-snapshot
         if out.exists():
             return
         step = self.step_offset + global_step
@@ -188,3 +187,38 @@ class CircuitSnapshotCallback(TrainerCallback):
             if self.on_snapshot:
                 self.on_snapshot(step, read_snapshot(out), out)
         self._children.clear()
+
+
+def clear_stale(d: Path) -> None:
+    """Remove the temporary snapshot directories a killed process left in `d` (never renamed:
+    never read; the snapshot is built again)."""
+    for stale in Path(d).glob(".circuit.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def snapshot_missing(
+    saves: list[tuple[int, Path]],
+    batches: list[PairBatch],
+    *,
+    dtype: str = "float32",
+    on_snapshot: OnSnapshot | None = None,
+    **settings,
+) -> list[int]:
+    """Snapshot, from disk, the saves `(step, checkpoint)` that have no snapshot: those of a run,
+    or a snapshot process, killed before it was written. Returns the steps snapshotted."""
+    from sparks.models import load_model
+
+    done = []
+    for step, ckpt in saves:
+        if (ckpt / "circuit").exists():
+            continue
+        clear_stale(ckpt)
+        model = load_model(ckpt, dtype=dtype)
+        device = next(model.parameters()).device
+        with preserved_rng():
+            snap = build_or_fail(model, [b.to(device) for b in batches], step=step, **settings)
+        save_snapshot(snap, ckpt / "circuit")
+        if on_snapshot:
+            on_snapshot(step, snap, ckpt / "circuit")
+        done.append(step)
+    return done

@@ -133,3 +133,54 @@ def test_a_diverged_save_is_recorded_as_failed_and_training_goes_on(world, batch
     assert isinstance(snap, FailedSnapshot) and step == 4 and "not finite" in snap.reason
     back = read_snapshot(path)
     assert isinstance(back, FailedSnapshot) and back.reason == snap.reason
+
+
+def test_a_killed_snapshot_process_leaves_its_save_for_the_catch_up(
+    world, tokenizer, batches, tmp_path, capsys
+):
+    """A snapshot child that dies (SIGKILL here) does not fail training: the hook says so in one
+    line, reports nothing for that save and leaves no snapshot, so the pipeline's catch-up (and a
+    rerun) builds exactly that one from its checkpoint."""
+    import signal
+
+    from transformers import TrainerCallback
+
+    class KillChild(TrainerCallback):  # runs right after the hook has started the child
+        def __init__(self, hook):
+            self.hook = hook
+
+        def on_save(self, args, state, control, **kwargs):
+            self.hook._children[-1][2].send_signal(signal.SIGKILL)
+
+    model = load_model(world.model_dir)
+    records = load_problems("world", world=world, max_samples=32)
+    seen = []
+    hook = CircuitSnapshotCallback(
+        batches[:1],
+        steps=2,
+        top_k=30,
+        on_snapshot=lambda *a: seen.append(a),
+        mode="process",
+        pairs_path=world.pairs_path,
+    )
+    stage = STAGES["sft"].model_copy(update={"max_steps": 2})
+    out = tmp_path / "k"
+    trainer = build_trainer(
+        stage, model, tokenizer, records, out, seed=3, callbacks=[hook, KillChild(hook)]
+    )
+    trainer.train()  # does not raise
+    assert seen == [] and not (out / "checkpoint-2" / "circuit").exists()
+    err = capsys.readouterr().err
+    assert (
+        "the snapshot process of step 2 failed" in err and "snapshotted from the checkpoint" in err
+    )
+
+    # the catch-up the pipeline runs after training (and a rerun before it): exactly that save
+    from sparks.track.hook import snapshot_missing
+    from sparks.train.saves import checkpoints
+
+    saves = [(int(c.name.split("-")[1]), c) for c in checkpoints(out)]
+    assert snapshot_missing(saves, batches[:1], steps=2, top_k=30) == [2]
+    assert read_snapshot(out / "checkpoint-2" / "circuit").step == 2
+    assert not list((out / "checkpoint-2").glob(".circuit.tmp-*"))
+    assert snapshot_missing(saves, batches[:1], steps=2, top_k=30) == []  # nothing twice

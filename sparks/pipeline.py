@@ -10,8 +10,14 @@
    then every `evaluation.every`-th save is evaluated (vLLM by default) and logged at its step.
 4. summarise: ledger table, final figure, a summary dict.
 
+The pipeline only orders these steps. Who does each on several processes is `sparks.train.ranks`'
+(every rank trains, the main process does the rest); what a snapshot becomes (ledger, MLflow,
+figures) is `sparks.log.recorder`'s; what is on disk is `sparks.train.saves`'. With
+`distributed.processes` > 1 a stage's training is launched under accelerate (`sparks.train.launch`)
+and this process reads back what the launched main process recorded.
+
 Layout of `output_dir`:
-    run.json, pairs.jsonl, mlflow_run.json, pending.jsonl (only while MLflow is unreachable)
+    run.json, config.json, pairs.jsonl, mlflow_run.json, pending.jsonl (while MLflow is away)
     base/circuit/                       snapshot of the base model (step 0)
     base/eval/, stage{i}-{method}/checkpoint-N/eval/   per-problem tables and metrics.json
     stage{i}-{method}/checkpoint-N/circuit/   one snapshot per save; final/ is the stage's model

@@ -56,10 +56,13 @@ def _snapshot(args: argparse.Namespace) -> None:
     if getattr(snap, "reason", None):
         print(f"snapshot of step {args.step} failed, recorded in {args.out}: {snap.reason}")
         return
-    faith = snap.faithfulness.get(args.top_k)
+    size = f"top-{args.top_k} circuit"
+    if args.top_k >= snap.n_edges:
+        size = f"circuit: the whole graph (--top-k {args.top_k} >= its {snap.n_edges} edges)"
     print(
-        f"snapshot written to {args.out}: {len(snap.heads)} heads in the top-{args.top_k} circuit "
-        f"({', '.join(snap.heads)}); faithfulness {faith:.3f}; {snap.seconds:.1f}s"
+        f"snapshot written to {args.out}: {len(snap.heads)} heads in the {size} "
+        f"({', '.join(snap.heads)}); faithfulness {snap.circuit_faithfulness:.3f}; "
+        f"{snap.seconds:.1f}s"
     )
 
 

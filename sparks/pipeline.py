@@ -91,9 +91,7 @@ class TrainingRun:
             tracker = Tracker(
                 self.cfg.tracking.mlflow_uri, self.cfg.tracking.experiment, self.cfg.name, self.out
             )
-            self.recorder = Recorder(
-                tracker, self.out, self.cfg.name, top_k=self.cfg.snapshot.top_k
-            )
+            self.recorder = Recorder(tracker, self.out, self.cfg.name)
 
     @property
     def tracker(self) -> Tracker:

@@ -70,6 +70,16 @@ class CircuitSnapshot:
         return self.circuit.heads
 
     @property
+    def n_edges(self) -> int:
+        """Edges the model's graph has (a top_k above it keeps the whole graph)."""
+        return int(self.graph.valid.sum())
+
+    @property
+    def circuit_faithfulness(self) -> float:
+        """Faithfulness of the top-k circuit (the whole graph when top_k is above its edges)."""
+        return self.faithfulness.get(min(self.settings["top_k"], self.n_edges), float("nan"))
+
+    @property
     def completeness_error(self) -> float:
         """|sum of the input node's edge scores - (m_corrupt - m_clean)| / |m_corrupt - m_clean|:
         how far the first-order (IG) scores are from the real metric change. More IG steps lower

@@ -34,8 +34,8 @@ CURVE_KEYS = ("reward", "loss")
 class Recorder:
     """Ledger, MLflow and figures of one run, fed one snapshot, log line and evaluation at a time."""
 
-    def __init__(self, tracker: Tracker, out: Path, name: str, *, top_k: int):
-        self.tracker, self.out, self.name, self.top_k = tracker, Path(out), name, top_k
+    def __init__(self, tracker: Tracker, out: Path, name: str):
+        self.tracker, self.out, self.name = tracker, Path(out), name
         self.tables: list[pd.DataFrame] = []
         self.curves: dict[str, dict[int, float]] = {}
         self.logged_steps: set[int] = set()
@@ -74,7 +74,7 @@ class Recorder:
             f"circuit/{k}": int(row[k]) for k in ("heads", "emergent", "activated", "pruned")
         }
         metrics["circuit/failed"] = 0.0
-        metrics["circuit/faithfulness"] = snap.faithfulness.get(self.top_k, float("nan"))
+        metrics["circuit/faithfulness"] = snap.circuit_faithfulness
         metrics["circuit/completeness_error"] = snap.completeness_error
         metrics["circuit/seconds"] = snap.seconds
         metrics.update({f"head/{h}": s for h, s in zip(now["head"], now["share"], strict=True)})

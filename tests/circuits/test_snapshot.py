@@ -181,3 +181,17 @@ def test_cli_bad_input_fails_in_one_line_and_writes_nothing(world, tmp_path, cas
     if case != "bad_metric":  # argparse prints its usage block before its own error line
         assert len(lines) == 1 and lines[0].startswith("sparks: error: ")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_top_k_above_the_graphs_edges_is_the_whole_graph(world, tmp_path, capsys):
+    """`sparks snapshot --top-k` above the model's edge count once wrote the snapshot, then exited
+    1 with a TypeError: the circuit is the whole graph, the summary says so, exit 0."""
+    from sparks.cli import main
+
+    out = tmp_path / "whole"
+    argv = ["snapshot", str(world.model_dir), "--pairs", str(world.pairs_path), "--out", str(out)]
+    assert main(argv + ["--top-k", "100000", "--steps", "1", "--n-pairs", "2"]) == 0
+    snap = read_snapshot(out)
+    line = capsys.readouterr().out
+    assert f"the whole graph (--top-k 100000 >= its {snap.n_edges} edges)" in line
+    assert "faithfulness nan" not in line and snap.circuit_faithfulness == snap.circuit_faithfulness

@@ -1,68 +1,104 @@
-"""How many EAP-IG steps a checkpoint needs: circuits at several step counts against a reference.
+"""IG quadrature against the paper's 100 steps: every rule at several step counts, per checkpoint.
 
-For each step count m: the snapshot time, the completeness error (how far the input node's edge
-scores are from the real metric change), and how much of the reference circuit (the most steps)
-the m-step circuit recovers: top-k edge overlap, head-set Jaccard, Spearman rank correlation of
-the reference's top 100 edges. Trained models are often less linear along the IG path than
-untrained ones and may need more steps than the default 5.
+For each checkpoint (LABEL=MODEL_DIR, or `shape:HUB_ID` for random weights of a real shape with the
+world's tokenizer) and each rule (right, left, midpoint, gauss) at m steps: the completeness error
+(|input node's score sum - metric change| / |change|), how many of the reference's top-k edges the
+m-step top-k recovers, the head-set Jaccard of the two circuits, and the attribution time. The
+reference is the left rule at 100 steps (hannamw/EAP-IG's sums, the paper's count). `auto` rows:
+what `steps: auto` chose for the default rule and what it cost. Prints one markdown table.
 
-    .venv/bin/python benchmarks/ig_steps.py MODEL_DIR --pairs PAIRS.jsonl [--steps 1 5 10 20 50]
-        [--top-k 30] [--n-pairs 16]
+    .venv/bin/python benchmarks/ig_steps.py base=DIR sft=DIR grpo=DIR shape:Qwen/Qwen2.5-0.5B \
+        --pairs PAIRS.jsonl [--steps 1 2 3 5 8 16 32] [--top-k 30] [--n-pairs 16]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
 from pathlib import Path
 
 import torch
-from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sparks.circuits.attribute import IG_SCHEDULES, attribute  # noqa: E402
+from sparks.circuits.graph import find_circuit  # noqa: E402
 from sparks.circuits.pairs import encode_pairs, load_pairs  # noqa: E402
-from sparks.circuits.snapshot import build_snapshot  # noqa: E402
+from sparks.circuits.steps import attribute_auto, completeness_error  # noqa: E402
 from sparks.models import load_model, load_tokenizer  # noqa: E402
+
+REFERENCE = ("left", 100)
+
+
+def _model(spec: str, world_model: str):
+    """A checkpoint, or random weights of a real architecture's shape (world tokenizer's vocab)."""
+    if not spec.startswith("shape:"):
+        return load_model(spec), load_tokenizer(spec)
+    from sparks.shapes import random_model
+
+    tok = load_tokenizer(world_model)
+    model = random_model(spec.removeprefix("shape:"), seed=0, vocab_size=len(tok))
+    return model.eval(), tok
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("model")
+    ap.add_argument("checkpoints", nargs="+", metavar="LABEL=MODEL_DIR|shape:HUB_ID")
     ap.add_argument("--pairs", required=True)
-    ap.add_argument("--steps", type=int, nargs="+", default=[1, 5, 10, 20, 50])
+    ap.add_argument("--world-model", default=None, help="tokenizer for shape: models")
+    ap.add_argument("--steps", type=int, nargs="+", default=[1, 2, 3, 5, 8, 16, 32])
     ap.add_argument("--top-k", type=int, default=30)
     ap.add_argument("--n-pairs", type=int, default=16)
+    ap.add_argument("--metric", default="logit_diff")
+    ap.add_argument("--json", default=None, help="also write the rows here")
     args = ap.parse_args()
-    model = load_model(args.model)
-    tok = load_tokenizer(args.model)
-    batches = encode_pairs(tok, load_pairs(args.pairs)[: args.n_pairs], batch_size=args.n_pairs)
-    snaps = {
-        m: build_snapshot(model, batches, steps=m, top_k=args.top_k, n_boot=20)
-        for m in sorted(args.steps)
-    }
-    ref = snaps[max(snaps)]
-    valid = ref.graph.valid
-    top_ref = ref.edge_scores.abs().masked_fill(~valid, -1).flatten().topk(100).indices
-    print(f"model {args.model}: {args.n_pairs} pairs, top_k {args.top_k}, reference m={max(snaps)}")
-    print(
-        f"{'m':>4} {'seconds':>8} {'completeness err':>17} {'top-k overlap':>14} "
-        f"{'head Jaccard':>13} {'Spearman top100':>16}"
-    )
-    ref_heads = set(ref.heads)
-    for m, s in snaps.items():
-        overlap = int((s.circuit.edges & ref.circuit.edges).sum()) / max(
-            1, int(ref.circuit.edges.sum())
-        )
-        heads = set(s.heads)
-        jac = len(heads & ref_heads) / max(1, len(heads | ref_heads))
-        rho = spearmanr(
-            s.edge_scores.flatten()[top_ref].numpy(), ref.edge_scores.flatten()[top_ref].numpy()
-        ).statistic
-        print(
-            f"{m:4d} {s.seconds:8.2f} {s.completeness_error:16.1%} {overlap:14.0%} "
-            f"{jac:13.2f} {rho:16.3f}"
-        )
+    rows = []
+    print("| checkpoint | rule | m | completeness error | top-k recovered | head Jaccard | seconds |")
+    print("|---|---|---|---|---|---|---|")
+    for item in args.checkpoints:
+        label, _, where = item.rpartition("=") if "=" in item else (item, "", item)
+        model, tok = _model(where, args.world_model)
+        pairs = load_pairs(args.pairs)[: args.n_pairs]
+        batches = encode_pairs(tok, pairs, batch_size=args.n_pairs)
+        kw = dict(metric=args.metric)
+        ref, ref_s = _timed(lambda: attribute(model, batches, steps=100, schedule="left", **kw))
+        ref_c = find_circuit(ref.graph, ref.scores, top_k=args.top_k)
+        ref_heads = set(ref_c.heads)
+
+        def row(rule, m, attr, secs, label=label, ref_c=ref_c, ref_heads=ref_heads):
+            c = find_circuit(attr.graph, attr.scores, top_k=args.top_k)
+            got = int((c.edges & ref_c.edges).sum()) / max(1, int(ref_c.edges.sum()))
+            heads = set(c.heads)
+            jac = len(heads & ref_heads) / max(1, len(heads | ref_heads))
+            r = dict(checkpoint=label, rule=rule, m=m, completeness=completeness_error(attr),
+                     recovered=got, jaccard=jac, seconds=secs)  # fmt: skip
+            rows.append(r)
+            print(
+                f"| {label} | {rule} | {m} | {r['completeness']:.1%} | {got:.0%} | {jac:.2f} "
+                f"| {secs:.2f} |",
+                flush=True,
+            )
+
+        row("left (reference)", 100, ref, ref_s)
+        for rule in IG_SCHEDULES:
+            for m in args.steps:
+                attr, secs = _timed(lambda r=rule, m=m: attribute(model, batches, steps=m, schedule=r, **kw))  # noqa: E501
+                row(rule, m, attr, secs)
+        for rule in ("gauss", "midpoint"):
+            (attr, choice), secs = _timed(
+                lambda r=rule: attribute_auto(model, batches, schedule=r, top_k=args.top_k, **kw)
+            )
+            row(f"{rule} auto (tried {'/'.join(map(str, choice.tried))})", choice.steps, attr, secs)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

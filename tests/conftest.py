@@ -8,7 +8,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from sparks.world.build import World, WorldSpec, build_world
+# No hub is reachable here: say so before anything imports datasets or huggingface_hub (both read
+# these once, at import), so a load that must fail fails at once instead of after network retries
+# (about 25 s each; subprocesses inherit it).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+from sparks.world.build import World, WorldSpec, build_world  # noqa: E402
 
 TEST_WORLD = WorldSpec(seed=0, n_train=400, n_test=60, n_pairs=24)
 

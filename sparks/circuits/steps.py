@@ -1,0 +1,104 @@
+"""IG steps chosen by completeness: `steps: auto`.
+
+EAP-IG's edge scores are a quadrature of gradients along the path from the corrupted to the clean
+input. How many points a checkpoint needs is not known in advance (trained models often need more
+than their base), so `attribute_auto` raises the step count until the scores are good enough:
+
+1. Attribute at the rule's first step count (right / left: 2, midpoint: 1, gauss: 2).
+2. Completeness error: |sum of the input node's edge scores - (m_corrupt - m_clean)| / |change|,
+   how far the first-order scores are from the metric change they should add up to.
+3. Stop when the error is within `tolerance` and, since errors cancel across edges, the top-k
+   edges are the same at the last two step counts; else go to the next count:
+   right / left double (2, 4, 8, ...) and midpoint triples (1, 3, 9, ...), reusing every gradient
+   already computed (the old points are among the new ones; only the new points are run);
+   gauss has no nested points and runs 2, 3, 5, 8, 13, ... afresh.
+4. At `max_steps` the last scores are kept and the snapshot is flagged `capped`, not failed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+from sparks.circuits.attribute import Attribution, attribute, ig_points
+from sparks.circuits.graph import select_edges
+
+GAUSS_STEPS = (2, 3, 5, 8, 13, 21, 34, 55, 89, 144)
+
+
+@dataclass(frozen=True)
+class StepChoice:
+    """What `steps: auto` did: the step count kept, the counts tried, the error reached."""
+
+    steps: int
+    tried: tuple[int, ...]
+    completeness_error: float
+    capped: bool
+    passes: int  # IG points actually run (reused ones counted once)
+
+
+def completeness_error(attr: Attribution) -> float:
+    """|input node's score sum - metric change| / |change| (NaN when the metric does not move)."""
+    change = float(attr.m_corrupt.mean() - attr.m_clean.mean())
+    if abs(change) < 1e-12:
+        return float("nan")
+    return abs(float(attr.node_scores[0]) - change) / abs(change)
+
+
+def _next(schedule: str, m: int) -> int:
+    if schedule == "gauss":
+        return next((s for s in GAUSS_STEPS if s > m), 2 * m)
+    return 3 * m if schedule == "midpoint" else 2 * m
+
+
+def _first(schedule: str) -> int:
+    return 1 if schedule == "midpoint" else 2
+
+
+def _new_points(schedule: str, old: int, new: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The points of the `new`-step rule that the `old`-step rule did not have, weighted for the
+    `new`-step rule; None-equivalent (all points) when the rule does not nest."""
+    alphas, weights = ig_points(new, schedule)
+    if schedule == "gauss" or old == 0:
+        return alphas, weights
+    have = ig_points(old, schedule)[0]
+    fresh = ~torch.isclose(alphas[:, None], have[None, :], atol=1e-12).any(1)
+    return alphas[fresh], weights[fresh]
+
+
+def _top(attr: Attribution, top_k: int) -> torch.Tensor:
+    return select_edges(attr.graph, attr.scores, top_k=top_k)
+
+
+def attribute_auto(
+    model,
+    batches,
+    *,
+    schedule: str = "gauss",
+    top_k: int = 200,
+    tolerance: float = 0.02,
+    max_steps: int = 64,
+    **kwargs,
+) -> tuple[Attribution, StepChoice]:
+    """Attribution with as many IG steps as completeness asks for (see the module docstring)."""
+    m, attr, prev_top, tried, passes = 0, None, None, [], 0
+    while True:
+        nxt = _first(schedule) if m == 0 else _next(schedule, m)
+        if nxt > max_steps and m > 0:
+            break
+        points = _new_points(schedule, m, nxt)
+        part = attribute(model, batches, steps=nxt, schedule=schedule, points=points, **kwargs)
+        passes += len(points[0])
+        if attr is not None and schedule != "gauss":
+            # nested rules: the old points' weights scale by old/new, the new ones are as run
+            part = replace(part, per_pair=part.per_pair + attr.per_pair * (m / nxt))
+        attr, m = part, nxt
+        tried.append(m)
+        top = _top(attr, top_k)
+        err = completeness_error(attr)
+        stable = prev_top is not None and bool(torch.equal(top, prev_top))
+        if stable and (err <= tolerance or err != err):
+            return attr, StepChoice(m, tuple(tried), err, False, passes)
+        prev_top = top
+    return attr, StepChoice(m, tuple(tried), completeness_error(attr), True, passes)

@@ -43,10 +43,44 @@ def _model(spec: str, world_model: str):
     return model.eval(), tok
 
 
-def _timed(fn):
+def _timed(fn, *args, **kwargs):
     start = time.perf_counter()
-    out = fn()
+    out = fn(*args, **kwargs)
     return out, time.perf_counter() - start
+
+
+def bench(label: str, model, batches, args, rows: list[dict]) -> None:
+    """Every rule at every step count on one checkpoint, against the left rule at 100 steps."""
+    kw = dict(metric=args.metric)
+    ref, ref_s = _timed(attribute, model, batches, steps=100, schedule="left", **kw)
+    ref_c = find_circuit(ref.graph, ref.scores, top_k=args.top_k)
+    ref_heads = set(ref_c.heads)
+
+    def row(rule, m, attr, secs):
+        c = find_circuit(attr.graph, attr.scores, top_k=args.top_k)
+        got = int((c.edges & ref_c.edges).sum()) / max(1, int(ref_c.edges.sum()))
+        heads = set(c.heads)
+        jac = len(heads & ref_heads) / max(1, len(heads | ref_heads))
+        r = dict(checkpoint=label, rule=rule, m=m, completeness=completeness_error(attr),
+                 recovered=got, jaccard=jac, seconds=secs)  # fmt: skip
+        rows.append(r)
+        print(
+            f"| {label} | {rule} | {m} | {r['completeness']:.1%} | {got:.0%} | {jac:.2f} "
+            f"| {secs:.2f} |",
+            flush=True,
+        )
+
+    row("left (reference)", 100, ref, ref_s)
+    for rule in args.rules:
+        for m in args.steps:
+            attr, secs = _timed(attribute, model, batches, steps=m, schedule=rule, **kw)
+            row(rule, m, attr, secs)
+    for rule in ("gauss", "midpoint"):
+        (attr, choice), secs = _timed(
+            attribute_auto, model, batches, schedule=rule, top_k=args.top_k, **kw
+        )
+        tried = "/".join(map(str, choice.tried))
+        row(f"{rule} auto (tried {tried}, {choice.passes} points run)", choice.steps, attr, secs)
 
 
 def main() -> None:
@@ -58,45 +92,19 @@ def main() -> None:
     ap.add_argument("--top-k", type=int, default=30)
     ap.add_argument("--n-pairs", type=int, default=16)
     ap.add_argument("--metric", default="logit_diff")
+    ap.add_argument("--rules", nargs="*", default=list(IG_SCHEDULES), help="fixed-m rules to run")
     ap.add_argument("--json", default=None, help="also write the rows here")
     args = ap.parse_args()
     rows = []
-    print("| checkpoint | rule | m | completeness error | top-k recovered | head Jaccard | seconds |")
+    print(
+        "| checkpoint | rule | m | completeness error | top-k recovered | head Jaccard | seconds |"
+    )
     print("|---|---|---|---|---|---|---|")
     for item in args.checkpoints:
-        label, _, where = item.rpartition("=") if "=" in item else (item, "", item)
+        label, _, where = item.partition("=") if "=" in item else (item, "", item)
         model, tok = _model(where, args.world_model)
         pairs = load_pairs(args.pairs)[: args.n_pairs]
-        batches = encode_pairs(tok, pairs, batch_size=args.n_pairs)
-        kw = dict(metric=args.metric)
-        ref, ref_s = _timed(lambda: attribute(model, batches, steps=100, schedule="left", **kw))
-        ref_c = find_circuit(ref.graph, ref.scores, top_k=args.top_k)
-        ref_heads = set(ref_c.heads)
-
-        def row(rule, m, attr, secs, label=label, ref_c=ref_c, ref_heads=ref_heads):
-            c = find_circuit(attr.graph, attr.scores, top_k=args.top_k)
-            got = int((c.edges & ref_c.edges).sum()) / max(1, int(ref_c.edges.sum()))
-            heads = set(c.heads)
-            jac = len(heads & ref_heads) / max(1, len(heads | ref_heads))
-            r = dict(checkpoint=label, rule=rule, m=m, completeness=completeness_error(attr),
-                     recovered=got, jaccard=jac, seconds=secs)  # fmt: skip
-            rows.append(r)
-            print(
-                f"| {label} | {rule} | {m} | {r['completeness']:.1%} | {got:.0%} | {jac:.2f} "
-                f"| {secs:.2f} |",
-                flush=True,
-            )
-
-        row("left (reference)", 100, ref, ref_s)
-        for rule in IG_SCHEDULES:
-            for m in args.steps:
-                attr, secs = _timed(lambda r=rule, m=m: attribute(model, batches, steps=m, schedule=r, **kw))  # noqa: E501
-                row(rule, m, attr, secs)
-        for rule in ("gauss", "midpoint"):
-            (attr, choice), secs = _timed(
-                lambda r=rule: attribute_auto(model, batches, schedule=r, top_k=args.top_k, **kw)
-            )
-            row(f"{rule} auto (tried {'/'.join(map(str, choice.tried))})", choice.steps, attr, secs)
+        bench(label, model, encode_pairs(tok, pairs, batch_size=args.n_pairs), args, rows)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

@@ -10,12 +10,29 @@ import argparse
 import sys
 from pathlib import Path
 
+from sparks.config import DEFAULT_SCHEDULE  # noqa: E402  (pydantic only: `sparks` stays light)
+
 USER_ERRORS: tuple[type[Exception], ...] = (
     ValueError,
     FileNotFoundError,
     FileExistsError,
     RuntimeError,
 )
+
+
+def _steps(text: str) -> int | str:
+    """--steps: a whole number from 1, or auto."""
+    if text == "auto":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give a whole number of steps or auto"
+        ) from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n}: steps must be at least 1 (1 is plain EAP)")
+    return n
 
 
 def _world_build(args: argparse.Namespace) -> None:
@@ -42,6 +59,8 @@ def _snapshot(args: argparse.Namespace) -> None:
         args.pairs,
         args.out,
         steps=args.steps,
+        steps_tolerance=args.steps_tolerance,
+        max_steps=args.max_steps,
         top_k=args.top_k,
         batch_size=args.batch_size,
         metric=args.metric,
@@ -433,8 +452,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     snap.add_argument("--out", required=True, metavar="DIR", help="snapshot directory to create")
     snap.add_argument(
-        "--steps", type=int, default=5, help="integrated-gradient steps (1 = plain EAP)"
+        "--steps",
+        type=_steps,
+        default=5,
+        help="integrated-gradient steps (1 = plain EAP), or auto: raised until the completeness "
+        "error is within --steps-tolerance and the top-k edges hold still",
     )
+    snap.add_argument(
+        "--steps-tolerance", type=float, default=0.02, help="--steps auto: error to reach (0.02)"
+    )
+    snap.add_argument("--max-steps", type=int, default=64, help="--steps auto: the cap (64)")
     snap.add_argument("--top-k", type=int, default=200, help="edges kept in the circuit")
     snap.add_argument("--batch-size", type=int, default=16, help="pairs per batch")
     snap.add_argument(
@@ -448,9 +475,10 @@ def build_parser() -> argparse.ArgumentParser:
     snap.add_argument("--step", type=int, default=0, help="training step recorded in the snapshot")
     snap.add_argument(
         "--schedule",
-        default="right",
-        choices=("right", "left"),
-        help="IG points k/m: right k=1..m (default), left k=0..m-1 (as hannamw/EAP-IG)",
+        default=DEFAULT_SCHEDULE,
+        choices=("midpoint", "gauss", "right", "left"),
+        help="IG quadrature: midpoint (default), gauss (Gauss-Legendre), right k/m (k=1..m), "
+        "left k/m (k=0..m-1, as hannamw/EAP-IG)",
     )
     snap.add_argument(
         "--tokens-per-pass",
@@ -552,7 +580,9 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("targets", nargs="+", metavar="RUN_OR_CHECKPOINT")
     an.add_argument("--pairs", default=None, help="pairs JSONL (default: the run's pairs.jsonl)")
     an.add_argument("--base", default=None, metavar="DIR", help="the base model's checkpoint")
-    an.add_argument("--steps", type=int, default=None, help="IG steps (default: the run's)")
+    an.add_argument(
+        "--steps", type=_steps, default=None, help="IG steps or auto (default: the run's)"
+    )
     an.add_argument("--top-k", type=int, default=None, help="edges kept (default: the run's)")
     _add_cluster_options(an)
     an.set_defaults(func=_analyze)

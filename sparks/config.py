@@ -9,11 +9,12 @@ A bad file fails in `load_config` with one line naming the file, the field and w
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Annotated, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 WORLD = "world"  # the embedded world: its tiny model, tasks and pairs, built on demand
+DEFAULT_SCHEDULE = "midpoint"  # chosen from benchmarks/ig_steps.py (README: IG quadrature)
 
 
 class ConfigError(ValueError):
@@ -147,10 +148,23 @@ class PairsPlan(NamedTuple):
 
 class SnapshotSettings(_Section):
     enabled: bool = Field(True, description="Build a circuit snapshot at every save.")
-    steps: int = Field(5, ge=1, le=1000, description="Integrated-gradient steps (1 = plain EAP).")
-    schedule: Literal["right", "left"] = Field(
-        "right",
-        description="IG points k/m: right k=1..m (sparks), left k=0..m-1 (hannamw/EAP-IG).",
+    steps: Annotated[int, Field(ge=1, le=1000)] | Literal["auto"] = Field(
+        5,
+        description="Integrated-gradient steps (1 = plain EAP), or auto: raised until the "
+        "completeness error is within steps_tolerance and the top-k edges hold still "
+        "(sparks/circuits/steps.py).",
+    )
+    schedule: Literal["right", "left", "midpoint", "gauss"] = Field(
+        DEFAULT_SCHEDULE,
+        description="IG quadrature: midpoint (k + 1/2)/m, gauss (Gauss-Legendre), right k/m "
+        "(k=1..m) or left k/m (k=0..m-1, hannamw/EAP-IG's). README: IG quadrature says why "
+        "midpoint is the default.",
+    )
+    steps_tolerance: float = Field(
+        0.02, gt=0, le=1, description="steps auto: completeness error to reach (0.02 = 2 %)."
+    )
+    max_steps: int = Field(
+        64, ge=1, le=1000, description="steps auto: the cap; a save that reaches it is flagged."
     )
     metric: Literal["auto", "logit_diff", "logprob", "kl", "kl_prefix"] = Field(
         "auto",
@@ -182,6 +196,8 @@ class SnapshotSettings(_Section):
         """These settings as `sparks.circuits.snapshot_checkpoint`'s keyword arguments."""
         return dict(
             steps=self.steps,
+            steps_tolerance=self.steps_tolerance,
+            max_steps=self.max_steps,
             top_k=self.top_k,
             batch_size=self.batch_size,
             metric=self.metric,
@@ -388,13 +404,21 @@ def load_config(path: str | Path, *, model: type[BaseModel] | None = None, **ove
     return validate_config(raw, source=str(path), model=model)
 
 
+def _union_tag(part) -> bool:
+    return isinstance(part, str) and (
+        part.startswith(("constrained-", "literal[")) or part in ("int", "str", "float")
+    )
+
+
 def validate_config(raw: dict, *, source: str = "config", model: type[BaseModel] | None = None):
     """Validate a mapping as a RunConfig (or `model`); the error names the first bad field and what to do."""
     try:
         return (model or RunConfig).model_validate(raw)
     except ValidationError as e:
         err = e.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        # a union's member tags (constrained-int, literal['auto']) are not field names
+        loc = [p for p in err["loc"] if not _union_tag(p)]
+        field = ".".join(str(p) for p in loc) or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown setting: check its spelling against configs/demo.yaml"

@@ -167,6 +167,8 @@ class TrainingRun:
         )
         self.settings = dict(
             steps=s.steps,
+            steps_tolerance=s.steps_tolerance,
+            max_steps=s.max_steps,
             metric=choose_metric(s.metric, self.batches),
             top_k=s.top_k,
             schedule=s.schedule,

@@ -124,8 +124,9 @@ def estimate_memory(
         n * e + pair_tokens * (graph_token + act_token + V * 4 * 3)
     ) / GB
     # the default sizes passes to half the free memory: at most this, never more than the GPU
-    full = n * e + pairs * pair_tokens * (graph_token + cfg.snapshot.steps * act_token)
-    out[f"snapshot (default: <= {pairs} pairs x {cfg.snapshot.steps} steps per pass)"] = (
+    steps = cfg.snapshot.max_steps if cfg.snapshot.steps == "auto" else cfg.snapshot.steps
+    full = n * e + pairs * pair_tokens * (graph_token + steps * act_token)
+    out[f"snapshot (default: <= {pairs} pairs x {steps} steps per pass)"] = (
         min(full, n * e + 0.5 * (gpu_gb * GB - n * e)) / GB
     )
     ev = cfg.evaluation
@@ -133,6 +134,12 @@ def estimate_memory(
         n * e / ev.tensor_parallel_size / GB
     )
     return out
+
+
+def _steps_text(s) -> str:
+    if s.steps == "auto":
+        return f"auto steps (completeness error <= {s.steps_tolerance:.0%}, at most {s.max_steps})"
+    return f"{s.steps} steps"
 
 
 def _processes(plan: Plan, cfg: RunConfig) -> tuple[int, str]:
@@ -213,7 +220,7 @@ def dry_run(cfg: RunConfig, *, gpu_gb: float = 80.0) -> Plan:
             "contrast": "kl_prefix",
         }[mode]
     plan.add(
-        f"snapshots: EAP-IG {cfg.snapshot.steps} steps ({cfg.snapshot.schedule} schedule), metric "
+        f"snapshots: EAP-IG {_steps_text(cfg.snapshot)} ({cfg.snapshot.schedule} quadrature), metric "
         f"{metric}, top {cfg.snapshot.top_k} edges, {cfg.snapshot.n_pairs} pairs, "
         f"{cfg.snapshot.mode} mode"
     )

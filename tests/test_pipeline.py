@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from sparks.circuits.graph import Graph
@@ -64,3 +65,54 @@ def test_a_non_world_model_with_the_default_benchmarks_builds_numbers_pairs_from
     pairs = [json.loads(line) for line in open(info["path"])]
     assert {p["tokenizer"] for p in pairs} == {tokenizer_fingerprint(load_tokenizer(foreign_model))}
     assert all(p["problem_id"].startswith("world-") for p in pairs)
+
+
+def test_auto_steps_are_recorded_per_save_in_the_snapshot_ledger_and_mlflow(
+    world, batches, tmp_path
+):
+    """`snapshot.steps: auto`: the step count chosen, the completeness error reached and whether
+    the cap was hit go into the snapshot's settings, the ledger and MLflow, save by save."""
+    import pandas as pd
+
+    from sparks.circuits.snapshot import build_snapshot, read_snapshot, save_snapshot
+    from sparks.models import load_model
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    cfg = validate_config(
+        {
+            "output_dir": str(tmp_path / "out"),
+            "snapshot": {"steps": "auto", "steps_tolerance": 0.05, "max_steps": 8},
+            "tracking": {"mlflow_uri": uri, "experiment": "auto"},
+        }
+    )
+    run = TrainingRun(cfg)
+    run.out.mkdir(parents=True)
+    run.tracker.start({}, {})
+    model = load_model(world.model_dir)
+    s = cfg.snapshot
+    for step, tol in ((0, s.steps_tolerance), (3, 0.0)):  # the second can only stop at the cap
+        snap = build_snapshot(
+            model, batches[:1], step=step, steps="auto", top_k=30, n_boot=5,
+            steps_tolerance=tol, max_steps=s.max_steps,
+        )  # fmt: skip
+        save_snapshot(snap, tmp_path / f"s{step}")
+        run.recorder.on_snapshot(step, read_snapshot(tmp_path / f"s{step}"), tmp_path / f"s{step}")
+    run.tracker.end()
+    first, capped = read_snapshot(tmp_path / "s0"), read_snapshot(tmp_path / "s3")
+    assert (
+        first.settings["steps_auto"]
+        and first.settings["steps"] == first.settings["steps_tried"][-1]
+    )
+    assert capped.settings["steps_capped"] and capped.settings["steps"] <= 8
+    ledger = pd.read_parquet(run.out / "ledger.parquet").groupby("step").first()
+    assert ledger.ig_steps.tolist() == [first.settings["steps"], capped.settings["steps"]]
+    assert ledger.completeness_error.tolist() == pytest.approx(
+        [first.completeness_error, capped.completeness_error]
+    )
+    client = MlflowClient(uri)
+    hist = {
+        k: [(m.step, m.value) for m in client.get_metric_history(run.tracker.run_id, k)]
+        for k in ("circuit/ig_steps", "circuit/ig_capped")
+    }
+    assert hist["circuit/ig_steps"] == [(0, first.settings["steps"]), (3, capped.settings["steps"])]
+    assert hist["circuit/ig_capped"] == [(0, 0.0), (3, 1.0)]

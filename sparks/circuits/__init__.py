@@ -4,20 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sparks.config import DEFAULT_SCHEDULE
+
 
 def snapshot_checkpoint(
     model_dir: str | Path,
     pairs_path: str | Path,
     out_dir: str | Path,
     *,
-    steps: int = 5,
+    steps: int | str = 5,
     top_k: int = 200,
     batch_size: int = 16,
     metric: str = "auto",
     n_pairs: int | None = None,
     step: int = 0,
     dtype: str = "float32",
-    schedule: str = "right",
+    schedule: str = DEFAULT_SCHEDULE,
+    steps_tolerance: float = 0.02,
+    max_steps: int = 64,
     tokens_per_pass: int | None = None,
     device: str | None = None,
     record_failure: bool = False,
@@ -40,7 +44,8 @@ def snapshot_checkpoint(
         )
     if metric != "auto" and metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
-    ig_alphas(steps, schedule)  # refuses an unknown schedule or steps < 1 before any loading
+    # refuses an unknown schedule or steps < 1 before any loading
+    ig_alphas(1 if steps == "auto" else steps, schedule)
     check_checkpoint(model_dir)
     check_architecture(model_dir)
     pairs = load_pairs(pairs_path)[:n_pairs]
@@ -62,6 +67,8 @@ def snapshot_checkpoint(
         schedule=schedule,
         tokens_per_pass=tokens_per_pass,
         progress=progress,
+        steps_tolerance=steps_tolerance,
+        max_steps=max_steps,
     )
     save_snapshot(snap, out_dir)
     return snap

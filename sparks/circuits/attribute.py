@@ -36,7 +36,7 @@ from sparks.circuits.graph import Graph
 from sparks.circuits.intervene import EdgePatch, GradientProbe, graph_hooks, norm_eps
 from sparks.circuits.pairs import PairBatch
 
-IG_SCHEDULES = ("right", "left")
+IG_SCHEDULES = ("right", "left", "midpoint", "gauss")
 
 
 class NonFiniteError(ArithmeticError):
@@ -177,21 +177,39 @@ def _finite(x: torch.Tensor, what: str) -> torch.Tensor:
     return x
 
 
-def ig_alphas(steps: int, schedule: str = "right") -> torch.Tensor:
-    """Interpolation points alpha (0 = corrupted, 1 = clean), in the order they are run.
+def ig_points(steps: int, schedule: str = "right") -> tuple[torch.Tensor, torch.Tensor]:
+    """IG quadrature on [0, 1]: interpolation points alpha (0 = corrupted, 1 = clean), in the
+    order they are run (highest first), and their weights (summing to 1).
 
-    right: k/m for k = m..1 (sparks' default: a right Riemann sum, ends on the clean input, so the
-    first pass doubles as the clean run); left: k/m for k = m-1..0 (hannamw/EAP-IG's schedule, a
-    left Riemann sum that starts on the corrupted input). Both converge to the same integral; at
-    small m they differ by about (g(clean) - g(corrupt)) / m."""
+    right: k/m, k = m..1, equal weights (a right Riemann sum; ends on the clean input, so the
+    first pass doubles as the clean run). left: k/m, k = m-1..0 (hannamw/EAP-IG's). Both are first
+    order: at small m they differ by about (g(clean) - g(corrupt)) / m. midpoint: (k + 1/2)/m,
+    second order. gauss: Gauss-Legendre nodes and weights, exact for polynomials of degree
+    2m - 1. Rules without the point alpha = 1 run the clean input first with weight 0."""
     if schedule not in IG_SCHEDULES:
         raise ValueError(f"unknown IG schedule {schedule!r}: use one of {', '.join(IG_SCHEDULES)}")
     if steps < 1:
         raise ValueError(
             f"IG steps must be at least 1 (got {steps}): 1 is plain EAP, 5 to 8 the paper's usual"
         )
-    top = steps if schedule == "right" else steps - 1
-    return torch.arange(top, top - steps, -1, dtype=torch.float64) / steps
+    k = torch.arange(steps - 1, -1, -1, dtype=torch.float64)
+    equal = torch.full((steps,), 1.0 / steps, dtype=torch.float64)
+    if schedule == "right":
+        return (k + 1) / steps, equal
+    if schedule == "left":
+        return k / steps, equal
+    if schedule == "midpoint":
+        return (k + 0.5) / steps, equal
+    import numpy as np
+
+    x, w = np.polynomial.legendre.leggauss(steps)  # on [-1, 1], ascending
+    alphas = torch.from_numpy((x[::-1] + 1) / 2).to(torch.float64)
+    return alphas, torch.from_numpy(w[::-1] / 2).to(torch.float64)
+
+
+def ig_alphas(steps: int, schedule: str = "right") -> torch.Tensor:
+    """The interpolation points of `ig_points`, in run order."""
+    return ig_points(steps, schedule)[0]
 
 
 def attribute(
@@ -204,6 +222,7 @@ def attribute(
     tokens_per_pass: int | None = None,
     progress: bool = False,
     keep_reference: int = 0,
+    points: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> Attribution:
     """EAP-IG edge scores of `model` over `batches` of clean/corrupted pairs (steps=1: plain EAP).
 
@@ -216,7 +235,9 @@ def attribute(
         raise ValueError(f"steps must be >= 1, got {steps}")
     spec = metric_spec(metric)
     check_metric_fits(metric, batches)
-    alphas = ig_alphas(steps, schedule)
+    # `points`: run only these (alpha, weight) pairs of the `steps`-point rule (steps: auto reuses
+    # the points it already ran and adds the new ones)
+    alphas, weights = points if points is not None else ig_points(steps, schedule)
     adapter = adapter_for(model)
     graph = graph_of(adapter)
     dtype = next(model.parameters()).dtype
@@ -229,7 +250,7 @@ def attribute(
             adapter,
             width=b.width,
             pairs=len(b.last),
-            steps=steps,
+            steps=len(alphas),
             dtype=dtype,
             positions=positions(b, metric).shape[1],
             tokens_per_pass=tokens_per_pass,
@@ -244,16 +265,17 @@ def attribute(
             e_clean, e_corr = adapter.embed(b.clean_ids), adapter.embed(b.corrupt_ids)
         acc = ref = None
         # The first pass leads with alpha = 1, the clean input itself (e_clean - 0 * diff is
-        # e_clean exactly), so it doubles as the clean run; on the left schedule that row block
-        # only gives the clean run (weight 0 in the metric's sum).
-        chunks = list(alphas.split(per_pass))
-        if schedule == "left":
+        # e_clean exactly), so it doubles as the clean run; in rules without that point the row
+        # block only gives the clean run (weight 0 in the metric's sum). Each point's gradient is
+        # weighted by its quadrature weight through the metric's sum.
+        chunks, chunk_w = list(alphas.split(per_pass)), list(weights.split(per_pass))
+        if alphas[0] != 1:
             chunks[0] = torch.cat([alphas.new_ones(1), chunks[0]])
-        for ci, a in enumerate(chunks):
+            chunk_w[0] = torch.cat([weights.new_zeros(1), chunk_w[0]])
+        for a, w in zip(chunks, chunk_w, strict=True):
             n = len(a)
-            weight = torch.ones(n, dtype=e_clean.dtype, device=e_clean.device)
-            if ci == 0 and schedule == "left":
-                weight[0] = 0
+            # float32 at least: a bf16 weight would round the quadrature weights
+            weight = w.to(e_clean.device, torch.promote_types(e_clean.dtype, torch.float32))
             one_minus = (1 - a).to(e_clean.device, e_clean.dtype)[:, None, None, None]
             e = (e_clean - one_minus * (e_clean - e_corr)).flatten(0, 1)  # [n*B, P, D]
             bb = b.repeat(n)
@@ -292,7 +314,7 @@ def attribute(
                 _finite(g, f"the gradient at {'.'.join(map(str, key))} ({where})")
             acc.add(probe.resid, grads, n)
             del probe, grads, out
-        s = acc.scores() / steps
+        s = acc.scores()  # the weights sum to 1: the integral's mean
         per_pair.append(_finite(s * valid, f"the edge scores (batch {bi + 1})").detach())
     if not per_pair:
         raise ValueError("no prompt pairs to attribute: the pairs file or dataset is empty")

@@ -27,6 +27,8 @@ from sparks.circuits.adapters import adapter_for
 from sparks.circuits.attribute import NonFiniteError, attribute, faithfulness, graph_of
 from sparks.circuits.graph import Circuit, Graph, find_circuit, head_stability
 from sparks.circuits.pairs import PairBatch
+from sparks.circuits.steps import attribute_auto
+from sparks.config import DEFAULT_SCHEDULE
 from sparks.files import atomic_dir
 
 FORMAT = 1
@@ -113,9 +115,11 @@ def build_snapshot(
     top_k: int = 200,
     n_boot: int = 50,
     faithfulness_pairs: int = 8,
-    schedule: str = "right",
+    schedule: str = DEFAULT_SCHEDULE,
     tokens_per_pass: int | None = None,
     progress: bool = False,
+    steps_tolerance: float = 0.02,
+    max_steps: int = 64,
 ) -> CircuitSnapshot:
     """Attribute, extract the circuit and measure it; `model` is left in the mode it was in.
 
@@ -127,16 +131,32 @@ def build_snapshot(
     model.eval()
     try:
         graph = graph_of(adapter_for(model))
-        attr = attribute(
-            model,
-            batches,
-            steps=steps,
+        common = dict(
             metric=metric,
             schedule=schedule,
             tokens_per_pass=tokens_per_pass,
             progress=progress,
             keep_reference=max(1, faithfulness_pairs),
         )
+        auto = {}
+        if steps == "auto":
+            attr, choice = attribute_auto(
+                model,
+                batches,
+                top_k=top_k,
+                tolerance=steps_tolerance,
+                max_steps=max_steps,
+                **common,
+            )
+            steps = choice.steps
+            auto = {
+                "steps_auto": True,
+                "steps_tried": list(choice.tried),
+                "steps_tolerance": steps_tolerance,
+                "steps_capped": choice.capped,
+            }
+        else:
+            attr = attribute(model, batches, steps=steps, **common)
         scores = attr.scores
         circuit = find_circuit(graph, scores, top_k=top_k)
         n_valid = int(graph.valid.sum())
@@ -164,6 +184,7 @@ def build_snapshot(
             "n_boot": n_boot,
             "faithfulness_pairs": int(attr.reference.batch.last.shape[0]),
             "schedule": schedule,
+            **auto,
         },
         graph=graph,
         edge_scores=scores,

@@ -76,6 +76,9 @@ class Recorder:
         metrics["circuit/failed"] = 0.0
         metrics["circuit/faithfulness"] = snap.circuit_faithfulness
         metrics["circuit/completeness_error"] = snap.completeness_error
+        metrics["circuit/ig_steps"] = snap.settings["steps"]
+        if snap.settings.get("steps_auto"):
+            metrics["circuit/ig_capped"] = float(snap.settings["steps_capped"])
         metrics["circuit/seconds"] = snap.seconds
         metrics.update({f"head/{h}": s for h, s in zip(now["head"], now["share"], strict=True)})
         if step not in self.logged_steps:
@@ -84,7 +87,7 @@ class Recorder:
         say(
             f"[sparks] snapshot step {step}: {int(row.heads)} heads ({int(row.emergent)} emergent, "
             f"+{int(row.activated)} -{int(row.pruned)}), faithfulness "
-            f"{metrics['circuit/faithfulness']:.2f}, {snap.seconds:.1f}s"
+            f"{metrics['circuit/faithfulness']:.2f}, {snap.seconds:.1f}s" + _auto_note(snap)
         )
         figs = self.out / "figures"
         figs.mkdir(exist_ok=True)
@@ -166,6 +169,15 @@ class Recorder:
             "final_heads": last.loc[last.in_circuit, "head"].tolist(),
             "emergent": last.loc[last.emergent, "head"].tolist(),
         }
+
+
+def _auto_note(snap: CircuitSnapshot) -> str:
+    """steps: auto: the count chosen and the completeness error reached (and a capped flag)."""
+    s = snap.settings
+    if not s.get("steps_auto"):
+        return ""
+    capped = f", CAPPED at {s['steps']} (raise snapshot.max_steps)" if s["steps_capped"] else ""
+    return f", {s['steps']} IG steps (completeness error {snap.completeness_error:.1%}){capped}"
 
 
 class MetricsToRecorder(TrainerCallback):

@@ -35,6 +35,7 @@ from sparks.circuits.snapshot import (
     read_snapshot,
     save_snapshot,
 )
+from sparks.config import DEFAULT_SCHEDULE
 from sparks.track.sharded import sharding, unsharded_copy
 from sparks.train.ranks import Ranks
 
@@ -66,10 +67,12 @@ class CircuitSnapshotCallback(TrainerCallback):
         self,
         batches: list[PairBatch],
         *,
-        steps: int = 5,
+        steps: int | str = 5,
         metric: str = "logit_diff",
         top_k: int = 200,
-        schedule: str = "right",
+        schedule: str = DEFAULT_SCHEDULE,
+        steps_tolerance: float = 0.02,
+        max_steps: int = 64,
         tokens_per_pass: int | None = None,
         step_offset: int = 0,
         on_snapshot: OnSnapshot | None = None,
@@ -96,6 +99,8 @@ class CircuitSnapshotCallback(TrainerCallback):
             schedule=schedule,
             tokens_per_pass=tokens_per_pass,
             progress=progress,
+            steps_tolerance=steps_tolerance,
+            max_steps=max_steps,
         )
         self.step_offset, self.on_snapshot, self.mode = step_offset, on_snapshot, mode
         # what only the child process needs: it reads and encodes the pairs itself
@@ -162,6 +167,7 @@ class CircuitSnapshotCallback(TrainerCallback):
         cmd += ["--pairs", str(self.pairs_path), "--out", str(out), "--step", str(step)]
         cmd += ["--steps", str(s["steps"]), "--top-k", str(s["top_k"]), "--metric", s["metric"]]
         cmd += ["--schedule", s["schedule"], "--batch-size", str(self.batch_size)]
+        cmd += ["--steps-tolerance", str(s["steps_tolerance"]), "--max-steps", str(s["max_steps"])]
         cmd += ["--dtype", self.dtype, "--record-failure"]
         if self.n_pairs is not None:
             cmd += ["--n-pairs", str(self.n_pairs)]

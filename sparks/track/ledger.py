@@ -33,6 +33,8 @@ def head_table(snap: CircuitSnapshot | FailedSnapshot) -> pd.DataFrame:
                 "stability": [float("nan")] * n,
                 "in_circuit": [False] * n,
                 "failed": [True] * n,
+                "ig_steps": [float("nan")] * n,
+                "completeness_error": [float("nan")] * n,
             }
         )
     scores = snap.head_scores().flatten().double()
@@ -54,6 +56,8 @@ def head_table(snap: CircuitSnapshot | FailedSnapshot) -> pd.DataFrame:
             "stability": snap.head_stability.flatten().double().numpy(),
             "in_circuit": [n in members for n in names],
             "failed": False,
+            "ig_steps": float(snap.settings["steps"]),  # chosen per save with steps: auto
+            "completeness_error": snap.completeness_error,
         }
     )
 

@@ -230,3 +230,66 @@ def test_a_diverged_model_is_reported_not_scored(world, batches):
         model.model.layers[1].mlp.down_proj.weight[0, 0] = float("nan")
     with pytest.raises(NonFiniteError, match="clean run.*not finite"):
         attribute(model, batches[:1], steps=2)
+
+
+@pytest.mark.parametrize("schedule", ["right", "left", "midpoint", "gauss"])
+def test_each_ig_rule_integrates_polynomials_as_its_order_says(schedule):
+    """Quadrature on [0, 1]: weights sum to 1, points in run order (clean side first), and the
+    integral of x^d is exact up to the rule's degree (Riemann 0, midpoint 1, Gauss-Legendre 2m-1),
+    and not beyond it; exp(x), whose integral is e - 1, converges at the rule's order."""
+    import math
+
+    from sparks.circuits.attribute import ig_points
+
+    exact = {"right": lambda m: 0, "left": lambda m: 0, "midpoint": lambda m: 1}
+    errors = []
+    for m in (1, 2, 3, 5, 8, 16):
+        a, w = ig_points(m, schedule)
+        assert len(a) == len(w) == m and abs(float(w.sum()) - 1) < 1e-12
+        assert bool((a[:-1] > a[1:]).all()) and 0 <= float(a.min()) and float(a.max()) <= 1
+        degree = exact.get(schedule, lambda m: 2 * m - 1)(m)
+        for d in range(degree + 1):
+            assert abs(float((w * a**d).sum()) - 1 / (d + 1)) < 1e-12, (m, d)
+        d = degree + 1
+        if m <= 5:  # beyond: inexact (Gauss's error at high m falls below rounding)
+            assert abs(float((w * a**d).sum()) - 1 / (d + 1)) > 1e-13, "exact beyond its degree?"
+        errors.append(abs(float((w * a.exp()).sum()) - (math.e - 1)))
+    order = {"right": 1, "left": 1, "midpoint": 2, "gauss": 4}[schedule]
+    # from m = 8 to 16 the error falls by at least 2^order (Gauss: to rounding level)
+    assert errors[-1] <= max(errors[-2] / 2**order * 1.1, 1e-14)
+
+
+def test_rules_agree_where_they_coincide_and_converge_together(qwen64, batches):
+    """Through the whole attribution: Gauss-Legendre and midpoint share their 1-point rule
+    (alpha 1/2, weight 1), so their scores are identical; at 5 steps Gauss and midpoint are
+    closer to a 64-step midpoint reference than the right Riemann sum at 5 steps."""
+    b = batches[:1]
+    g1 = attribute(qwen64, b, steps=1, schedule="gauss").per_pair
+    m1 = attribute(qwen64, b, steps=1, schedule="midpoint").per_pair
+    assert torch.allclose(g1, m1, rtol=1e-6, atol=1e-9)
+    ref = attribute(qwen64, b, steps=64, schedule="midpoint").scores
+    err = {
+        s: float((attribute(qwen64, b, steps=5, schedule=s).scores - ref).norm())
+        for s in ("right", "midpoint", "gauss")
+    }
+    assert err["gauss"] < err["right"] and err["midpoint"] < err["right"], err
+
+
+@pytest.mark.parametrize("schedule", ["right", "midpoint", "gauss"])
+def test_auto_steps_reuse_what_they_ran_and_stop_on_completeness(qwen64, batches, schedule):
+    """`steps: auto`: nested rules run each point once and end with exactly the scores of a direct
+    attribution at the chosen count; every rule stops once completeness is within the tolerance
+    and the top-k edges held still, or at the cap, flagged."""
+    from sparks.circuits.steps import attribute_auto, completeness_error
+
+    b = batches[:1]
+    attr, choice = attribute_auto(qwen64, b, schedule=schedule, top_k=30, tolerance=0.05)
+    direct = attribute(qwen64, b, steps=choice.steps, schedule=schedule)
+    torch.testing.assert_close(attr.per_pair, direct.per_pair, rtol=1e-5, atol=1e-8)
+    assert choice.tried[-1] == choice.steps and len(choice.tried) >= 2
+    if schedule == "right":  # nested: each point once
+        assert choice.passes == choice.steps
+    assert choice.capped or choice.completeness_error <= 0.05
+    assert choice.completeness_error == pytest.approx(completeness_error(direct), rel=1e-4)
+    _, capped = attribute_auto(qwen64, b, schedule=schedule, top_k=30, tolerance=0.0, max_steps=8)
+    assert capped.capped and capped.steps <= 8

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from sparks.circuits.snapshot import SnapshotError, build_snapshot, read_snapshot, write_snapshot
+from sparks.config import DEFAULT_SCHEDULE
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def test_snapshot_holds_circuit_stability_and_faithfulness(snap):
         "n_pairs": 8,
         "n_boot": 20,
         "faithfulness_pairs": 4,
-        "schedule": "right",
+        "schedule": DEFAULT_SCHEDULE,
     }
     assert 0 < int(snap.circuit.edges.sum()) <= 40
     assert snap.heads and all(h.startswith("L") and "H" in h for h in snap.heads)

@@ -51,13 +51,6 @@ class Ranks:
     def label(self) -> str:
         return f"rank {self.rank}/{self.world_size}"
 
-    def barrier(self) -> None:
-        """Every rank waits here until all have arrived (no-op on one process)."""
-        if self.distributed:
-            import torch.distributed as dist
-
-            dist.barrier(group=self.group)
-
     def _broadcast(self, outcome: tuple[bool, Any] | None) -> tuple[bool, Any]:
         import torch.distributed as dist
 

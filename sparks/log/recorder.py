@@ -76,7 +76,7 @@ class Recorder:
         metrics["circuit/failed"] = 0.0
         metrics["circuit/faithfulness"] = snap.circuit_faithfulness
         metrics["circuit/completeness_error"] = snap.completeness_error
-        metrics["circuit/ig_steps"] = snap.settings["steps"]
+        metrics["circuit/ig_steps"] = snap.settings.get("steps", float("nan"))
         if snap.settings.get("steps_auto"):
             metrics["circuit/ig_capped"] = float(snap.settings["steps_capped"])
         metrics["circuit/seconds"] = snap.seconds

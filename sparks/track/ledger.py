@@ -56,7 +56,7 @@ def head_table(snap: CircuitSnapshot | FailedSnapshot) -> pd.DataFrame:
             "stability": snap.head_stability.flatten().double().numpy(),
             "in_circuit": [n in members for n in names],
             "failed": False,
-            "ig_steps": float(snap.settings["steps"]),  # chosen per save with steps: auto
+            "ig_steps": float(snap.settings.get("steps", "nan")),  # per save with steps: auto
             "completeness_error": snap.completeness_error,
         }
     )

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sparks.circuits.attribute import IG_SCHEDULES, attribute  # noqa: E402
 from sparks.circuits.graph import find_circuit  # noqa: E402
 from sparks.circuits.pairs import encode_pairs, load_pairs  # noqa: E402
-from sparks.circuits.steps import attribute_auto, completeness_error  # noqa: E402
+from sparks.circuits.steps import attribute_auto  # noqa: E402
 from sparks.models import load_model, load_tokenizer  # noqa: E402
 
 REFERENCE = ("left", 100)
@@ -61,7 +61,7 @@ def bench(label: str, model, batches, args, rows: list[dict]) -> None:
         got = int((c.edges & ref_c.edges).sum()) / max(1, int(ref_c.edges.sum()))
         heads = set(c.heads)
         jac = len(heads & ref_heads) / max(1, len(heads | ref_heads))
-        r = dict(checkpoint=label, rule=rule, m=m, completeness=completeness_error(attr),
+        r = dict(checkpoint=label, rule=rule, m=m, completeness=attr.completeness_error,
                  recovered=got, jaccard=jac, seconds=secs)  # fmt: skip
         rows.append(r)
         print(

@@ -170,14 +170,13 @@ def _processes(plan: Plan, cfg: RunConfig) -> tuple[int, str]:
     plan.add(
         f"processes: {d.processes} (accelerate launch, {Path(d.launch_config).name}: {kind}, {how})"
     )
-    snap = {
-        "replicated": "rank 0 snapshots each save while the others wait in training's next "
-        "collective",
-        "zero2": "rank 0 snapshots each save while the others wait in training's next collective",
-        "sharded": "every rank gathers the full weights at each save, rank 0 snapshots them"
-        if kind == "FSDP"
-        else "each save is snapshotted from its consolidated checkpoint in its own process",
-    }[sharded]
+    snap = "rank 0 snapshots each save while the others wait in training's next collective"
+    if sharded == "sharded":
+        snap = (
+            "every rank gathers the full weights at each save, rank 0 snapshots them"
+            if kind == "FSDP"
+            else "each save is snapshotted from its consolidated checkpoint in its own process"
+        )
     if cfg.snapshot.mode == "process":
         snap = "rank 0 starts each save's snapshot in its own process, beside training"
     plan.add(

@@ -149,6 +149,22 @@ class Attribution:
         """[n_up]: first-order change of the metric when the node's whole output is corrupted."""
         return self.scores.sum(1)
 
+    @property
+    def completeness_error(self) -> float:
+        return completeness_gap(
+            float(self.node_scores[0]), float(self.m_clean.mean()), float(self.m_corrupt.mean())
+        )
+
+
+def completeness_gap(input_score: float, m_clean: float, m_corrupt: float) -> float:
+    """|sum of the input node's edge scores - (m_corrupt - m_clean)| / |m_corrupt - m_clean|:
+    how far the first-order (IG) scores are from the real metric change. NaN when the metric
+    does not move."""
+    change = m_corrupt - m_clean
+    if abs(change) < 1e-12:
+        return float("nan")
+    return abs(input_score - change) / abs(change)
+
 
 def graph_of(adapter: DecoderAdapter) -> Graph:
     return Graph(adapter.n_layers, adapter.n_heads, adapter.n_kv_heads)

@@ -24,7 +24,13 @@ from pathlib import Path
 import torch
 
 from sparks.circuits.adapters import adapter_for
-from sparks.circuits.attribute import NonFiniteError, attribute, faithfulness, graph_of
+from sparks.circuits.attribute import (
+    NonFiniteError,
+    attribute,
+    completeness_gap,
+    faithfulness,
+    graph_of,
+)
 from sparks.circuits.graph import Circuit, Graph, find_circuit, head_stability
 from sparks.circuits.pairs import PairBatch
 from sparks.circuits.steps import attribute_auto
@@ -83,13 +89,9 @@ class CircuitSnapshot:
 
     @property
     def completeness_error(self) -> float:
-        """|sum of the input node's edge scores - (m_corrupt - m_clean)| / |m_corrupt - m_clean|:
-        how far the first-order (IG) scores are from the real metric change. More IG steps lower
-        it; trained models often need more than untrained ones. NaN when the metric does not move."""
-        change = self.m_corrupt - self.m_clean
-        if abs(change) < 1e-12:
-            return float("nan")
-        return abs(float(self.node_scores[0]) - change) / abs(change)
+        """How far the first-order (IG) scores are from the real metric change (`completeness_gap`).
+        More IG steps lower it; trained models often need more than untrained ones."""
+        return completeness_gap(float(self.node_scores[0]), self.m_clean, self.m_corrupt)
 
     def head_scores(self) -> torch.Tensor:
         """[n_layers, n_heads] node score of each head."""

@@ -44,14 +44,6 @@ class StepChoice:
     passes: int  # IG points actually run (reused ones counted once)
 
 
-def completeness_error(attr: Attribution) -> float:
-    """|input node's score sum - metric change| / |change| (NaN when the metric does not move)."""
-    change = float(attr.m_corrupt.mean() - attr.m_clean.mean())
-    if abs(change) < 1e-12:
-        return float("nan")
-    return abs(float(attr.node_scores[0]) - change) / abs(change)
-
-
 def _next(schedule: str, m: int) -> int:
     if m == 0:
         return 2
@@ -104,9 +96,9 @@ def attribute_auto(
         attr, m = part, nxt
         tried.append(m)
         top = _top(attr, top_k)
-        err = completeness_error(attr)
+        err = attr.completeness_error
         stable = prev_top is not None and _overlap(top, prev_top) >= STABLE_OVERLAP
         if stable and (err <= tolerance or err != err):
             return attr, StepChoice(m, tuple(tried), err, False, passes)
         prev_top = top
-    return attr, StepChoice(m, tuple(tried), completeness_error(attr), True, passes)
+    return attr, StepChoice(m, tuple(tried), attr.completeness_error, True, passes)

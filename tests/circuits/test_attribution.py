@@ -280,7 +280,7 @@ def test_auto_steps_reuse_what_they_ran_and_stop_on_completeness(qwen64, batches
     """`steps: auto`: nested rules run each point once and end with exactly the scores of a direct
     attribution at the chosen count; every rule stops once completeness is within the tolerance
     and the top-k edges held still, or at the cap, flagged."""
-    from sparks.circuits.steps import attribute_auto, completeness_error
+    from sparks.circuits.steps import attribute_auto
 
     b = batches[:1]
     attr, choice = attribute_auto(qwen64, b, schedule=schedule, top_k=30, tolerance=0.05)
@@ -290,6 +290,6 @@ def test_auto_steps_reuse_what_they_ran_and_stop_on_completeness(qwen64, batches
     if schedule == "right":  # nested: each point once
         assert choice.passes == choice.steps
     assert choice.capped or choice.completeness_error <= 0.05
-    assert choice.completeness_error == pytest.approx(completeness_error(direct), rel=1e-4)
+    assert choice.completeness_error == pytest.approx(direct.completeness_error, rel=1e-4)
     _, capped = attribute_auto(qwen64, b, schedule=schedule, top_k=30, tolerance=0.0, max_steps=8)
     assert capped.capped and capped.steps <= 8

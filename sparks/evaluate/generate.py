@@ -120,8 +120,14 @@ def _generate_vllm(
                 _kill_session(proc)
         if proc.returncode != 0 or not resp.is_file():
             text = log.read_text()
+            reason = _reason(text)
+            if proc.returncode < 0:  # on a CPU the engine runs in the worker: it was the engine
+                reason = (
+                    f"vLLM's engine process {proc.pid} died (signal {-proc.returncode}: killed, "
+                    "or out of memory?)"
+                )
             raise GenerationError(
-                f"vLLM failed on {model_dir} (exit {proc.returncode}): {_reason(text)}; "
+                f"vLLM failed on {model_dir} (exit {proc.returncode}): {reason}; "
                 f"its log ends:\n{text[-2000:]}",
                 partial=_finished(Path(str(resp) + ".partial.jsonl")),
             )

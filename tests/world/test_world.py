@@ -112,14 +112,3 @@ def test_tiny_model_loads_in_transformers_and_generates(world):
     )
     assert [len(r) for r in result.completions] == [2, 2]
     assert all(0 < c.n_tokens <= 8 for r in result.completions for c in r)
-
-
-@pytest.mark.slow
-def test_tiny_model_loads_in_vllm_and_generates(world, tokenizer):
-    prompts = [chat_prompt(tokenizer, t["problem"]) for t in world.tasks("test")[:3]]
-    result = generate(
-        world.model_dir, prompts, SamplingSpec(n=2, max_tokens=12, temperature=0.8), backend="vllm"
-    )
-    assert [len(r) for r in result.completions] == [2, 2, 2]
-    assert all(1 <= c.n_tokens <= 12 for r in result.completions for c in r)
-    assert result.generated_tokens > 0 and result.engine_seconds > 0

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flows.cluster import resources, task_runner
 from sparks.config import ClusterSettings, EvaluationSettings, TrackingSettings
-from sparks.train.saves import is_run_dir, run_saves
+from sparks.train.saves import is_model_dir, is_run_dir, run_saves
 
 
 class EvaluateConfig(BaseModel):
@@ -41,7 +41,11 @@ def targets(config: EvaluateConfig) -> list[tuple[str, int]]:
     found = []
     for i, c in enumerate(config.checkpoints):
         if is_run_dir(Path(c)):
-            found += [(str(p), step) for step, p in run_saves(Path(c))]
+            for step, p in run_saves(Path(c)):
+                if is_model_dir(p):
+                    found.append((str(p), step))
+                else:  # retention removed its weights: its run evaluation (if any) is in eval/
+                    print(f"[sparks] {p}: weights removed by checkpoint retention, not evaluated")
         else:
             found.append((c, config.steps[i] if config.steps else i))
     return found

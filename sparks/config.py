@@ -325,6 +325,30 @@ class ClusterSettings(_Section):
     )
 
 
+class CheckpointSettings(_Section):
+    """What each save keeps on disk. Circuits (`circuit/`), evaluations (`eval/`), the trainer
+    state and the ledger are never removed; only optimizer/scheduler/RNG state and, if asked,
+    weights, and only once a save is no longer needed for them (`sparks.train.retention`)."""
+
+    keep_state: int = Field(
+        1,
+        ge=1,
+        description="The newest saves of each stage that keep their optimizer, scheduler and RNG "
+        "state (what resuming needs); older saves drop it as soon as a newer save is complete.",
+    )
+    keep_weights: bool = Field(
+        True,
+        description="Keep the weights of every save (analyses, ablations and evaluations read "
+        "them). false: a save older than the newest keep_state drops its weights once its "
+        "snapshot and evaluation are done; its circuit and evaluation stay.",
+    )
+    check_disk: bool = Field(
+        True,
+        description="Before training, refuse a run whose saves (under these settings) cannot fit "
+        "in the free space at output_dir.",
+    )
+
+
 class TrackingSettings(_Section):
     mlflow_uri: str | None = Field(
         None, description="MLflow tracking URI; default: ./mlflow/data (a file store)."
@@ -350,6 +374,7 @@ class RunConfig(_Section):
     evaluation: EvaluationSettings = EvaluationSettings()
     tracking: TrackingSettings = TrackingSettings()
     distributed: DistributedSettings = DistributedSettings()
+    checkpoints: CheckpointSettings = CheckpointSettings()
 
     def resolved_pairs(self) -> PairsPlan:
         """Which pairs this run builds: mode auto is the world's pairs for the world model and

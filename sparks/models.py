@@ -7,7 +7,14 @@ import json
 from pathlib import Path
 
 DTYPES = ("float32", "bfloat16", "float16", "float64")
-WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin.index.json")
+# weights as save_pretrained and accelerate write them (not training_args.bin, not optimizer.bin)
+WEIGHT_PATTERNS = (
+    "*.safetensors",
+    "pytorch_model*.bin",
+    "*.safetensors.index.json",
+    "pytorch_model*.bin.index.json",
+    "pytorch_model_fsdp_*",
+)
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -26,6 +33,12 @@ def check_checkpoint(path: str | Path) -> Path:
             f"{p} has no config.json: pass a directory written by save_pretrained"
         )
     if not any(any(p.glob(pat)) for pat in WEIGHT_PATTERNS):
+        if (p / "retention.json").is_file():
+            raise ModelNotFoundError(
+                f"{p}: its weights were removed after its snapshot and evaluation "
+                "(checkpoints.keep_weights: false); its circuit/ and eval/ are kept: use a save "
+                "that kept its weights, or the stage's final/"
+            )
         raise ModelNotFoundError(
             f"{p} has a config but no weights (*.safetensors or *.bin): the save is incomplete; use another checkpoint"
         )

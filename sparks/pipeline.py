@@ -57,15 +57,20 @@ from sparks.track.hook import (
     snapshot_missing,
 )
 from sparks.train.data import load_problems
-from sparks.train.launch import launch_stage, launched
+from sparks.train.disk import check_disk, run_shape
+from sparks.train.launch import is_deepspeed, launch_stage, launched
 from sparks.train.ranks import Ranks, current_ranks
+from sparks.train.retention import StatePruner, prune_stage
 from sparks.train.saves import (
     checkpoints,
+    clear_incomplete,
+    evaluated_saves,
     evaluation_files,
     is_model_dir,
     last_checkpoint,
     model_from_checkpoint,
     publish_model,
+    resume_point,
     save_step,
 )
 from sparks.train.trainers import build_trainer
@@ -120,6 +125,8 @@ class TrainingRun:
 
     def _open_run(self) -> None:
         cfg = self.cfg
+        # before anything is written: a run whose saves cannot fit is refused in one line
+        check_disk(cfg, run_shape(cfg), deepspeed=is_deepspeed(cfg.distributed))
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(
             self.out / "run.json",
@@ -225,11 +232,11 @@ class TrainingRun:
         stage, sdir = self.cfg.stages[i], self.stage_dir(i)
         final = sdir / "final"
         # saves a killed run (or a killed snapshot process) left without a snapshot
-        self.ranks.on_main(lambda: self._snapshot_unfinished(i), "catching up snapshots")
+        self.ranks.on_main(lambda: self._catch_up(i), "catching up snapshots and retention")
         info = {"stage": i, "method": stage.method}
         if is_model_dir(final):
             return info | {"skipped": "already trained"}
-        resume = last_checkpoint(sdir)
+        resume = resume_point(sdir)
         if resume and int(resume.name.split("-")[1]) >= stage.max_steps:
             # trained to the end but killed before the final save: the last checkpoint is the model
             self.ranks.on_main(
@@ -252,6 +259,7 @@ class TrainingRun:
         callbacks = [hook] if self.cfg.snapshot.enabled else []
         if self.recorder is not None:
             callbacks.append(MetricsToRecorder(self.recorder, self.step_offset(i)))
+            callbacks.append(StatePruner(sdir, self.cfg.checkpoints))
         trainer = build_trainer(
             stage,
             model,
@@ -266,12 +274,14 @@ class TrainingRun:
             result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         except Exception as e:
             if is_write_error(e):  # a checkpoint that could not be written: say where, in one line
+                if self.ranks.is_main:
+                    clear_incomplete(sdir)  # the half-written save frees its space
                 raise write_failure(sdir, e) from e
             raise
         self.snapshot_seconds += hook.seconds
         self._save_final(trainer, final)
         # process-mode snapshots whose process died are built now, from their checkpoints
-        self.ranks.on_main(lambda: self._snapshot_unfinished(i), "catching up snapshots")
+        self.ranks.on_main(lambda: self._catch_up(i), "catching up snapshots and retention")
         return info | {
             "steps": trainer.state.global_step,
             "train_loss": result.training_loss,
@@ -324,6 +334,26 @@ class TrainingRun:
             "writing final/",
         )
 
+    def _catch_up(self, i: int) -> None:
+        """Saves without a snapshot get one, then retention applies to stage `i` (which finishes
+        a removal a kill interrupted)."""
+        clear_incomplete(self.stage_dir(i))
+        self._snapshot_unfinished(i)
+        self.retain(i)
+
+    def retain(self, i: int) -> int:
+        """Apply `checkpoints:` to stage `i`'s saves: older saves drop optimizer state, and (with
+        keep_weights false) weights once their snapshot and evaluation are on disk. Bytes freed."""
+        sdir, ev, snap = self.stage_dir(i), self.cfg.evaluation, self.cfg.snapshot
+        evaluated = {c.name for c in evaluated_saves(sdir, ev.every)} if ev.enabled else set()
+
+        def done(c: Path) -> bool:
+            return (not snap.enabled or (c / "circuit").is_dir()) and (
+                c.name not in evaluated or (c / "eval" / "metrics.json").is_file()
+            )
+
+        return prune_stage(sdir, self.cfg.checkpoints, weights_done=done)
+
     def _snapshot_unfinished(self, i: int) -> None:
         """Snapshot saved checkpoints that have none (a run or a snapshot process killed), from disk."""
         if not self.cfg.snapshot.enabled:
@@ -365,7 +395,7 @@ class TrainingRun:
         if i is None:
             targets = [(0, Path(self.base_model), self.out / "base" / "eval")]
         else:
-            ckpts = checkpoints(self.stage_dir(i))[ev.every - 1 :: ev.every]
+            ckpts = evaluated_saves(self.stage_dir(i), ev.every)
             targets = [
                 (self.step_offset(i) + int(c.name.split("-")[1]), c, c / "eval") for c in ckpts
             ]
@@ -391,6 +421,8 @@ class TrainingRun:
                     )
                 self.recorder.on_evaluation(step, results)
             done[step] = json.loads((out / "metrics.json").read_text())
+        if i is not None:
+            self.retain(i)  # what waited for these evaluations can go now
         return done
 
     # 4. summarise -----------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 Checks what can be checked without a hub or a GPU (the config, local model and data paths, pair
 and benchmark sources), then lists the stages with their steps, saves, snapshots and evaluations,
 and estimates peak GPU memory for training, snapshots and evaluation from the model's shape
-(its config.json, the hub cache, or `sparks.shapes`). Estimates, not measurements: they say
+(its config.json, the hub cache, or `sparks.shapes`), and the disk its saves take under the
+retention settings against the free space at output_dir (`sparks.train.disk`). Estimates, not measurements: they say
 which settings to lower before a run fails, and benchmarks/snapshot_memory.py measures.
 """
 
@@ -13,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sparks.config import WORLD, RunConfig
+from sparks.train.disk import DTYPE_BYTES, describe, estimate_disk, refusal, run_shape
 
 GB = 2**30
-DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
 @dataclass
@@ -264,4 +265,19 @@ def dry_run(cfg: RunConfig, *, gpu_gb: float = 80.0) -> Plan:
         ).items():
             flag = "  <- over" if gb > gpu_gb else ""
             plan.add(f"  {what:64} {gb:7.1f} GB{flag}")
+    _disk(plan, cfg)
     return plan
+
+
+def _disk(plan: Plan, cfg: RunConfig) -> None:
+    """Bytes per save and for the run under `checkpoints:`, against the free space at output_dir."""
+    from sparks.train.launch import is_deepspeed
+
+    shape = run_shape(cfg)
+    if shape is None:
+        plan.add("disk: model shape unknown offline: no estimate")
+        return
+    est = estimate_disk(cfg, shape, deepspeed=is_deepspeed(cfg.distributed))
+    plan.lines += describe(est, cfg)
+    if not est.fits:
+        plan.problems.append(refusal(est, cfg))

@@ -23,7 +23,7 @@ import pandas as pd
 
 from sparks.circuits.snapshot import read_snapshot
 from sparks.track.ledger import build_ledger, head_table
-from sparks.train.saves import checkpoints, evaluation_files
+from sparks.train.saves import checkpoints, evaluation_files, saves
 
 MLFLOW_PREFIX = "mlflow:"
 
@@ -227,9 +227,9 @@ def _run_dir(out: Path) -> tuple[list[Series], pd.DataFrame]:
     for i, label, start, rows in _split(cfg["name"], cfg, ledger):
         sdir = out / f"stage{i}-{cfg['stages'][i]['method']}"
         offset, hi = _stage_windows(cfg)[i][2:]
-        ckpts = checkpoints(sdir)
+        ckpts, weighted = saves(sdir), checkpoints(sdir)  # retention may have removed weights
         final = sdir / "final"
-        model = str(final) if final.is_dir() else (str(ckpts[-1]) if ckpts else None)
+        model = str(final) if final.is_dir() else (str(weighted[-1]) if weighted else None)
         series.append(
             Series(
                 label,

@@ -50,6 +50,16 @@ def read_launch_config(d: DistributedSettings) -> dict:
     return yaml.safe_load(p.read_text()) or {}
 
 
+def is_deepspeed(d: DistributedSettings) -> bool:
+    """Whether a multi-process launch runs DeepSpeed (its checkpoints carry float32 master weights)."""
+    if d.processes == 1:
+        return False
+    try:
+        return read_launch_config(d).get("distributed_type") == "DEEPSPEED"
+    except LaunchError:  # reported where the launch is checked
+        return False
+
+
 def launch_problems(d: DistributedSettings, *, gpus: int | None = None) -> tuple[list, list]:
     """(problems, notes) of launching `d` here: problems stop the launch, notes say what it does."""
     import importlib.util

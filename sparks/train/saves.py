@@ -6,6 +6,10 @@ for a directory, or a save killed halfway, never passes for a done one).
     OUTPUT_DIR/config.json                     the run's config (written by the run)
     OUTPUT_DIR/stage{i}-{method}/checkpoint-N  save N of stage i: global step offset(i) + N
     OUTPUT_DIR/stage{i}-{method}/final         the stage's model
+
+Checkpoint retention (`sparks.train.retention`) may remove a save's optimizer state and weights;
+such a save still counts (`saves`), with its circuit, evaluation and trainer state; `checkpoints`
+are the saves that still have weights.
 """
 
 from __future__ import annotations
@@ -19,23 +23,70 @@ from pathlib import Path
 from sparks.files import atomic_dir, is_write_error, write_failure
 from sparks.models import WEIGHT_PATTERNS
 
+MARKER = "retention.json"  # in a save: what checkpoint retention removed (sparks.train.retention)
+
 
 def is_model_dir(d: Path) -> bool:
     """A saved model: its config and weights (a tokenizer-only or half-written one is not)."""
-    d = Path(d)
-    return (d / "config.json").is_file() and any(any(d.glob(p)) for p in WEIGHT_PATTERNS)
+    return (Path(d) / "config.json").is_file() and has_weights(d)
 
 
-def checkpoints(d: Path) -> list[Path]:
-    """Complete checkpoints of one stage directory, in step order."""
-    ckpts = [
+def has_weights(d: Path) -> bool:
+    return any(any(Path(d).glob(p)) for p in WEIGHT_PATTERNS)
+
+
+def has_state(ckpt: Path) -> bool:
+    """Whether a save still has its optimizer state (what resuming needs)."""
+    c = Path(ckpt)
+    return any(
+        any(c.glob(p)) for p in ("optimizer.pt", "optimizer.bin", "optimizer_*", "global_step*")
+    )
+
+
+def pruned(ckpt: Path) -> dict:
+    """What retention removed from a save ({'state': 'removed', 'weights': 'removed'}), or {}."""
+    marker = Path(ckpt) / MARKER
+    return json.loads(marker.read_text()) if marker.is_file() else {}
+
+
+def saves(d: Path) -> list[Path]:
+    """Complete saves of one stage directory, in step order, with or without their weights (a
+    save whose weights retention removed keeps its circuit, evaluation and trainer state)."""
+    found = [
         p
         for p in Path(d).glob("checkpoint-*")
         if re.fullmatch(r"checkpoint-\d+", p.name)
         and (p / "trainer_state.json").is_file()
-        and is_model_dir(p)
+        and (is_model_dir(p) or pruned(p).get("weights"))
     ]
-    return sorted(ckpts, key=lambda p: int(p.name.split("-")[1]))
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def checkpoints(d: Path) -> list[Path]:
+    """Complete saves of one stage directory that have their weights, in step order."""
+    return [p for p in saves(d) if is_model_dir(p)]
+
+
+def resume_point(d: Path) -> Path | None:
+    """The save to resume a stage from: the newest with its optimizer state, else the newest with
+    weights (the optimizer then starts afresh)."""
+    ckpts = checkpoints(d)
+    with_state = [c for c in ckpts if has_state(c)]
+    return (with_state or ckpts or [None])[-1]
+
+
+def evaluated_saves(d: Path, every: int) -> list[Path]:
+    """The saves of a stage that the run evaluates: every `every`-th, counting saves whose
+    weights retention removed (so the choice does not move when weights go)."""
+    return saves(d)[every - 1 :: every]
+
+
+def clear_incomplete(d: Path) -> None:
+    """Remove checkpoint directories a failed or killed save left without trainer_state.json
+    (the Trainer writes it last): they hold space and are never read."""
+    for p in Path(d).glob("checkpoint-*"):
+        if p.is_dir() and not (p / "trainer_state.json").is_file():
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def last_checkpoint(d: Path) -> Path | None:
@@ -53,11 +104,12 @@ def is_run_dir(d: Path) -> bool:
 
 
 def run_saves(run_dir: Path) -> list[tuple[int, Path]]:
-    """Every complete save of a run directory with its global step, in order."""
+    """Every complete save of a run directory with its global step, in order (with or without
+    weights: see `is_model_dir`)."""
     cfg = json.loads((Path(run_dir) / "config.json").read_text())
     found, offset = [], 0
     for i, stage in enumerate(cfg["stages"]):
-        for c in checkpoints(Path(run_dir) / f"stage{i}-{stage['method']}"):
+        for c in saves(Path(run_dir) / f"stage{i}-{stage['method']}"):
             found.append((offset + save_step(c), c))
         offset += stage["max_steps"]
     return found
@@ -70,7 +122,7 @@ def evaluation_files(out: Path, stages: list[tuple[str, int]]) -> dict[int, Path
     if (out / "base" / "eval" / "metrics.json").is_file():
         found[0] = out / "base" / "eval" / "metrics.json"
     for i, (method, max_steps) in enumerate(stages):
-        for c in checkpoints(out / f"stage{i}-{method}"):
+        for c in saves(out / f"stage{i}-{method}"):
             if (c / "eval" / "metrics.json").is_file():
                 found[offset + save_step(c)] = c / "eval" / "metrics.json"
         offset += max_steps

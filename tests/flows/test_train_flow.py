@@ -38,6 +38,10 @@ def test_checkpoints_and_snapshots_at_every_save(finished):
     ):
         for s in steps:
             assert (out / stage / f"checkpoint-{s}" / "model.safetensors").is_file()
+            # default retention: every save keeps its weights; only the newest its optimizer state
+            newest = s == steps[-1]
+            assert (out / stage / f"checkpoint-{s}" / "optimizer.pt").is_file() == newest
+            assert (out / stage / f"checkpoint-{s}" / "rng_state.pth").is_file() == newest
             assert (out / stage / f"checkpoint-{s}" / "circuit" / "edges.parquet").is_file()
             has_eval = (out / stage / f"checkpoint-{s}" / "eval" / "world.parquet").is_file()
             assert has_eval == (s in evaluated), (stage, s)

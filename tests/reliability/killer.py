@@ -52,6 +52,7 @@ def install(phase: str, n: int) -> None:
     from mlflow.tracking import MlflowClient
 
     import sparks.evaluate.evaluate as evaluation
+    import sparks.train.retention as retention
 
     points = {
         # a trainer step: forward and backward done, the optimizer step not yet taken
@@ -78,6 +79,8 @@ def install(phase: str, n: int) -> None:
         "evaluation": lambda: kill_at(evaluation, "grade", n, after=False),
         # an MLflow upload: the server has the batch, the run has not moved on
         "mlflow-upload": lambda: kill_at(MlflowClient, "log_batch", n, after=True),
+        # checkpoint retention: what a save loses is recorded, nothing removed yet
+        "prune": lambda: kill_at(retention, "atomic_write_text", n, after=True),
     }
     points[phase]()
 

@@ -1,7 +1,8 @@
 """Real kills: a training run in a subprocess gets SIGKILL inside each dangerous phase in turn,
 and each rerun resumes. The end state must equal an uninterrupted run's: the same checkpoints, a
-valid snapshot at every save (none half-written), the same ledger, the same evaluations, and no
-MLflow metric logged twice at a step."""
+valid snapshot at every save (none half-written), the same ledger, the same evaluations, the same
+files kept by checkpoint retention (weights removed once snapshotted and evaluated, optimizer
+state only in each stage's newest save), and no MLflow metric logged twice at a step."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from collections import Counter
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from mlflow.tracking import MlflowClient
 
 from sparks.circuits.snapshot import FailedSnapshot, read_snapshot
+from sparks.train.saves import has_state, has_weights
 
 KILLER = Path(__file__).with_name("killer.py")
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,7 +27,9 @@ ROOT = Path(__file__).resolve().parents[2]
 # (phase, n): the n-th time this process is inside the phase. Each rerun starts where the last
 # one died, so together they walk through one run in order: the base snapshot's files, the MLflow
 # batch of its metrics, the base evaluation, the second SFT step, the first checkpoint's save, and
-# the ledger write after that checkpoint's snapshot.
+# the ledger write after that checkpoint's snapshot, and retention's first removal (the first
+# save's optimizer state, once the second save is complete): the rerun resumes from the newest
+# save that kept its state.
 KILLS = [
     ("snapshot-write", 1),
     ("mlflow-upload", 1),
@@ -32,6 +37,7 @@ KILLS = [
     ("trainer-step", 2),
     ("checkpoint-save", 1),
     ("ledger-write", 1),
+    ("prune", 1),
 ]
 
 
@@ -90,6 +96,14 @@ def _run(cfg: dict, cwd: Path, *phase) -> subprocess.CompletedProcess:
 def _state(out: Path, uri: str) -> dict:
     """What must be the same after kills and resumes as after one uninterrupted run."""
     ckpts = sorted(str(p.relative_to(out)) for p in out.glob("stage*/checkpoint-*"))
+    kept = {
+        c: [
+            what
+            for what, there in (("weights", has_weights), ("state", has_state))
+            if there(out / c)
+        ]
+        for c in ckpts
+    }
     snaps = {}
     for c in [out / "base", *sorted(out.glob("stage*/checkpoint-*"))]:
         snap = read_snapshot(c / "circuit")  # raises on a half-written or missing snapshot
@@ -109,6 +123,7 @@ def _state(out: Path, uri: str) -> dict:
             twice[key] = dup
     return {
         "checkpoints": ckpts,
+        "kept": kept,
         "snapshots": snaps,
         "ledger": ledger[ledger.in_circuit].groupby("step")["head"].apply(sorted).to_dict(),
         "evaluations": evals,
@@ -120,10 +135,11 @@ def _state(out: Path, uri: str) -> dict:
 def test_killed_in_every_phase_the_rerun_ends_where_an_uninterrupted_run_does(world, world_cache):
     cwd = world_cache
     uri_ref, uri = f"sqlite:///{cwd}/ref.db", f"sqlite:///{cwd}/kills.db"
-    ref = _config(cwd / "reference", uri_ref, world) | {"name": "reference"}
+    prune = {"checkpoints": {"keep_weights": False}}
+    ref = _config(cwd / "reference", uri_ref, world) | {"name": "reference"} | prune
     done = _run(ref, cwd)
     assert done.returncode == 0, done.stderr[-3000:]
-    cfg = _config(cwd / "killed", uri, world)
+    cfg = _config(cwd / "killed", uri, world) | prune
     killed = []
     for phase, n in KILLS:
         r = _run(cfg, cwd, phase, n)
@@ -135,7 +151,38 @@ def test_killed_in_every_phase_the_rerun_ends_where_an_uninterrupted_run_does(wo
     assert got["logged twice"] == {} and expected["logged twice"] == {}
     assert got["leftovers"] == [], "a half-written file or directory was left behind"
     assert got["checkpoints"] == expected["checkpoints"]
+    # each stage's newest save keeps weights and state; the others only their circuit and eval/
+    assert expected["kept"] == {
+        "stage0-sft/checkpoint-2": [],
+        "stage0-sft/checkpoint-4": ["weights", "state"],
+        "stage1-grpo/checkpoint-1": [],
+        "stage1-grpo/checkpoint-2": ["weights", "state"],
+    }
+    assert got["kept"] == expected["kept"]
     assert got["snapshots"] == expected["snapshots"]
     assert got["ledger"] == expected["ledger"]
     assert got["evaluations"] == expected["evaluations"]
     print(f"kills survived: {len(killed)} of {len(KILLS)} ({', '.join(killed)})")
+    _pruned_run_still_reads(cwd / "reference")
+
+
+def _pruned_run_still_reads(out: Path) -> None:
+    """compare, analyze and evaluate-checkpoints on a run whose older saves lost their weights:
+    every save is read from its circuit and eval/; what needs weights says so."""
+    from flows.analyze import AnalyzeConfig
+    from flows.analyze import targets as snapshot_targets
+    from flows.evaluate import EvaluateConfig
+    from flows.evaluate import targets as evaluation_targets
+    from sparks.analysis.series import load_sources
+    from sparks.models import ModelNotFoundError, check_checkpoint
+
+    sources = load_sources([str(out)])
+    steps = sorted(step for series in sources.series for step in series.saves)
+    assert steps == [2, 4, 5, 6], steps  # every save, pruned or not
+    assert {e for series in sources.series for e in series.evals} == {0, 4, 6}  # base too
+    found, _ = snapshot_targets(AnalyzeConfig(checkpoints=[str(out)]))
+    assert [step for _, step in found] == [2, 4, 5, 6]  # their snapshots are on disk: reused
+    evaluated = evaluation_targets(EvaluateConfig(checkpoints=[str(out)]))
+    assert [step for _, step in evaluated] == [4, 6]  # the weightless ones are said, not failed
+    with pytest.raises(ModelNotFoundError, match="weights were removed after its snapshot"):
+        check_checkpoint(out / "stage0-sft" / "checkpoint-2")

@@ -2,16 +2,13 @@
 
 - MLflow: a real tracking server is stopped while a run trains and started again later; training
   goes on, and what was logged while it was away arrives once, with nothing logged twice.
-- Disk full: a real kernel limit on file size (RLIMIT_FSIZE: writes beyond it fail with EFBIG, as
-  on a full disk) stops a snapshot and a checkpoint from being written; each fails in one line
-  naming the path, what was written before stays valid, and a rerun without the limit finishes.
+(A full disk: tests/reliability/test_disk_full.py, on a real filesystem that fills.)
 """
 
 from __future__ import annotations
 
 import json
 import os
-import resource
 import signal
 import socket
 import subprocess
@@ -24,7 +21,6 @@ from pathlib import Path
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from sparks.circuits.snapshot import read_snapshot
 from tests.reliability.test_kills import KILLER, ROOT, _config
 
 
@@ -132,81 +128,3 @@ def test_mlflow_lost_mid_run_and_back_gets_everything_once(world, world_cache):
             assert max(counts.values()) == 1, (key, counts)
     finally:
         _stop(server)
-
-
-def _limited(limit: int):
-    def set_limit():
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-    return set_limit
-
-
-def test_a_snapshot_that_cannot_be_written_fails_in_one_line(trained_run, tmp_path):
-    run = Path(trained_run.cfg.output_dir)
-    target = tmp_path / "snap"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sparks.cli",
-            "snapshot",
-            str(run / "stage0-sft" / "final"),
-            "--pairs",
-            str(run / "pairs.jsonl"),
-            "--out",
-            str(target),
-            "--steps",
-            "2",
-            "--n-pairs",
-            "8",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        preexec_fn=_limited(2_000),  # the edge table is about 5 kB
-    )
-    err = done.stderr.strip().splitlines()
-    assert done.returncode == 2, done.stderr[-2000:]
-    assert (
-        err[-1].startswith(f"sparks: error: cannot write {target}: ")
-        and "File too large" in err[-1]
-    )
-    assert not target.exists() and not list(tmp_path.glob(".snap.tmp-*"))
-
-
-def test_a_checkpoint_that_cannot_be_written_fails_in_one_line_and_the_rerun_resumes(
-    world, world_cache
-):
-    cwd = world_cache
-    out = cwd / "full"
-    # MLflow unreachable: what it keeps locally is small; the first checkpoint (4 MB) is not
-    cfg = _config(out, "http://127.0.0.1:9", world) | {"name": "full"}
-    cfg["evaluation"] = cfg["evaluation"] | {"enabled": False}
-    (cwd / "full.json").write_text(json.dumps(cfg))
-    env = os.environ | {"PYTHONPATH": str(ROOT)}
-    full = subprocess.run(
-        [sys.executable, "-m", "sparks.cli", "train", str(cwd / "full.json")],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        preexec_fn=_limited(1_000_000),
-    )
-    last = full.stderr.strip().splitlines()[-1]
-    assert full.returncode == 2, full.stderr[-3000:]
-    assert last.startswith(f"sparks: error: cannot write {out / 'stage0-sft'}"), last
-    # what was written before the failure is whole: the base snapshot and the ledger
-    assert read_snapshot(out / "base" / "circuit").heads
-    assert set(pd.read_parquet(out / "ledger.parquet").step) == {0}
-    assert not (out / "stage0-sft" / "checkpoint-2" / "trainer_state.json").exists()
-    again = subprocess.run(
-        [sys.executable, "-m", "sparks.cli", "train", str(cwd / "full.json")],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert set(pd.read_parquet(out / "ledger.parquet").step) == {0, 2, 4, 5, 6}

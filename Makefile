@@ -7,7 +7,7 @@ STAMP := $(VENV)/.sparks-installed
 HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
 OUT ?= runs/demo
 
-.PHONY: demo test venv lint clean-venv up down
+.PHONY: demo test venv lint clean-venv up down gpu-check gpu-check-smoke
 
 venv: $(STAMP)
 
@@ -37,6 +37,14 @@ $(CHROMIUM):
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check sparks flows tests benchmarks tools
 	$(BIN)/python -m pytest
+
+# The prepared GPU check (benchmarks/gpu_check.py): one table of every GPU figure, <= 8 min on one
+# GPU. `make gpu-check-smoke` runs it at tiny shapes on any machine (make test does too).
+gpu-check: $(STAMP)
+	$(BIN)/python benchmarks/gpu_check.py $(ARGS)
+
+gpu-check-smoke: $(STAMP)
+	$(BIN)/python benchmarks/gpu_check.py --cpu-smoke $(ARGS)
 
 up: $(STAMP)
 	$(BIN)/sparks up

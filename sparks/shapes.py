@@ -72,9 +72,17 @@ def parameter_count(shape: dict) -> int:
     return V * D * (1 if shape.get("tie_word_embeddings") else 2) + L * per_layer + D
 
 
-def random_model(name_or_shape: str | dict, *, dtype: str = "float32", seed: int = 0, **overrides):
+def random_model(
+    name_or_shape: str | dict,
+    *,
+    dtype: str = "float32",
+    seed: int = 0,
+    device: str = "cpu",
+    **overrides,
+):
     """A random-initialised causal LM of a real shape (`overrides` shrink it, e.g. layers or
-    vocab_size), with the residual writers scaled so that deep models stay finite."""
+    vocab_size), with the residual writers scaled so that deep models stay finite; built and
+    initialised on `device` (an 8B model initialised on a CPU first takes minutes)."""
     import torch
     import transformers
     from transformers import AutoModelForCausalLM
@@ -84,7 +92,8 @@ def random_model(name_or_shape: str | dict, *, dtype: str = "float32", seed: int
     family = shape.pop("model_type")
     config = getattr(transformers, CONFIG_CLASSES[family])(**shape)
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
     scale = (2 * config.num_hidden_layers) ** -0.5
     with torch.no_grad():
         for layer in model.model.layers:

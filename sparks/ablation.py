@@ -4,12 +4,20 @@
    a head set of a compare report by name (`heads_from` the report, `head_set` its name);
 2. one edited checkpoint per scale (o_proj columns scaled; `scale-{s}/model`), skipped if present;
 3. every variant evaluated on the same problems and sampling (`{variant}/eval/`), skipped if present;
-4. one MLflow run: eval/{bench}/{metric}/{variant} for every variant, a comparison table and figure.
+4. the study, problem by problem (`sparks.evaluate.study`), into `study/`: pass@1 per difficulty
+   bucket with intervals, flips against the baseline with the paired test, failure modes, as
+   tables (CSV and parquet), figures (`tradeoff.png`, `failure_modes.png`) and the sample viewer
+   (`viewer.html`); rebuilt from the evaluations each time, swapped in whole;
+5. one MLflow run: eval/{bench}/{metric}/{variant} for every variant, the study's per-bucket
+   pass@1 and flips, a comparison table and figure, and the study's files.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -77,9 +85,11 @@ def run_ablation(cfg: AblationConfig) -> dict:
         if not d.exists():
             write_scaled_checkpoint(cfg.model, heads, s, d)
         variants[variant_name(s)] = d
-    results = {}
+    results, samples = {}, {}
     for name, model_dir in variants.items():
         ev_dir = out / name / "eval"
+        if (ev_dir / "metrics.json").is_file() and not _has_responses(ev_dir):
+            shutil.rmtree(ev_dir)  # an older sparks' tables, without responses: evaluate again
         if not (ev_dir / "metrics.json").is_file():
             res = evaluate_model(
                 model_dir,
@@ -95,11 +105,81 @@ def run_ablation(cfg: AblationConfig) -> dict:
                     json.dumps({b: r.metrics for b, r in res.items()}, indent=2)
                 )
         results[name] = json.loads((ev_dir / "metrics.json").read_text())
-    _log(cfg, heads, results, out)
-    return {"heads": heads, "results": results, "output_dir": str(out)}
+        samples[name] = {b: pd.read_parquet(ev_dir / f"{b}.parquet") for b in problems}
+    scales = {BASELINE: 1.0} | {variant_name(s): s for s in cfg.scales}
+    study = write_study(out / "study", problems, samples, scales, title=_title(cfg, heads))
+    _log(cfg, heads, results, out, study)
+    return {"heads": heads, "results": results, "output_dir": str(out), "study": study}
 
 
-def _log(cfg: AblationConfig, heads: list[str], results: dict, out: Path) -> None:
+def _has_responses(ev_dir: Path) -> bool:
+    import pyarrow.parquet as pq
+
+    return all("response" in pq.read_schema(t).names for t in ev_dir.glob("*.parquet"))
+
+
+def _title(cfg: AblationConfig, heads: list[str]) -> str:
+    shown = ", ".join(heads[:8]) + (f" (+{len(heads) - 8})" if len(heads) > 8 else "")
+    return f"{cfg.name}: {Path(cfg.model).name}, heads {shown}"
+
+
+def write_study(
+    target: Path,
+    problems: dict[str, list[dict]],
+    samples: dict[str, dict[str, pd.DataFrame]],
+    scales: dict[str, float],
+    *,
+    title: str,
+    seed: int = 0,
+) -> dict:
+    """The study's tables, figures and viewer, built beside `target` and swapped in whole.
+    Returns the summary: per-bucket pass@1, flips with their test, mode counts, and the paths."""
+    from sparks.evaluate import study
+    from sparks.log import figures
+    from sparks.log.viewer import write_viewer
+
+    samples = {v: {b: study.with_modes(t) for b, t in ts.items()} for v, ts in samples.items()}
+    buckets = study.difficulty(problems, samples[BASELINE])
+    by_bucket = study.pass_by_bucket(samples, buckets, seed=seed)
+    flipped, tests = study.flips(samples, buckets)
+    modes = study.mode_counts(samples, buckets)
+    every = pd.concat(
+        [t.assign(variant=v, benchmark=b) for v, ts in samples.items() for b, t in ts.items()],
+        ignore_index=True,
+    ).merge(buckets, on=["benchmark", "problem_id"])
+    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    try:
+        tables = {"pass_by_bucket": by_bucket, "flips": flipped, "flip_tests": tests,
+                  "failure_modes": modes, "difficulty": buckets, "samples": every}  # fmt: skip
+        for name, t in tables.items():
+            t.to_parquet(tmp / f"{name}.parquet", index=False)
+            if name != "samples":  # responses belong in parquet and the viewer, not a CSV
+                t.to_csv(tmp / f"{name}.csv", index=False)
+        figures.tradeoff(by_bucket, scales, tmp / "tradeoff.png", title=title)
+        figures.failure_modes(modes, tmp / "failure_modes.png", title=title)
+        write_viewer(
+            tmp / "viewer.html", title=title, flipped=flipped, tests=tests, samples=samples,
+            problems=problems,
+        )  # fmt: skip
+        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+        if target.exists():
+            os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {
+        "dir": str(target),
+        "viewer": str(target / "viewer.html"),
+        "pass_by_bucket": by_bucket.to_dict(orient="records"),
+        "flips": tests.to_dict(orient="records"),
+        "failure_modes": modes[modes.samples > 0].to_dict(orient="records"),
+    }
+
+
+def _log(cfg: AblationConfig, heads: list[str], results: dict, out: Path, study: dict) -> None:
     tracker = Tracker(cfg.tracking.mlflow_uri, cfg.tracking.experiment, cfg.name, out)
     tracker.start(
         {
@@ -116,9 +196,24 @@ def _log(cfg: AblationConfig, heads: list[str], results: dict, out: Path) -> Non
         for b, m in per_bench.items():
             tracker.log_metrics({f"eval/{b}/{k}/{variant}": v for k, v in m.items()}, 0)
             rows.append({"variant": variant, "benchmark": b, **m})
+    for r in study["pass_by_bucket"]:
+        bucket = r["bucket"].replace(" ", "_")
+        tracker.log_metrics(
+            {f"study/{r['benchmark']}/{bucket}/pass_at_1/{r['variant']}": r["pass@1"]}, 0
+        )
+    for r in study["flips"]:
+        key = f"study/{r['benchmark']}/{{}}/{r['variant']}"
+        tracker.log_metrics(
+            {key.format("solved_to_failed"): r["solved->failed"],
+             key.format("failed_to_solved"): r["failed->solved"],
+             key.format("flip_p_value"): r["p_value"]}, 0,
+        )  # fmt: skip
     table = pd.DataFrame(rows)
     tracker.log_table(table.to_dict(orient="records"), "comparison.json")
     tracker.log_artifact(_figure(table, heads, out / "comparison.png"))
+    for f in sorted(Path(study["dir"]).iterdir()):
+        if f.suffix in (".png", ".html", ".csv"):
+            tracker.log_artifact(f, "study")
     tracker.end()
 
 

@@ -6,11 +6,22 @@ import doctest
 
 import pytest
 
+import sparks.evaluate.failures
+import sparks.evaluate.metrics
+import sparks.evaluate.study
 import sparks.grading
 import sparks.train.rewards
 
+MODULES = [
+    sparks.grading,
+    sparks.train.rewards,
+    sparks.evaluate.failures,
+    sparks.evaluate.metrics,
+    sparks.evaluate.study,
+]
 
-@pytest.mark.parametrize("module", [sparks.grading, sparks.train.rewards])
+
+@pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)
 def test_docstring_examples(module):
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0

@@ -52,7 +52,8 @@ def _answer(r: dict) -> str | None:
 
 
 def normalise_benchmark(records: list[dict], *, name: str) -> list[dict]:
-    """Records as {id, problem, answer}, whatever the source layout."""
+    """Records as {id, problem, answer}, whatever the source layout, plus `level` / `difficulty`
+    where the source has them (what a study's difficulty buckets read first)."""
     out = []
     for i, r in enumerate(records):
         problem, answer = r.get("problem", r.get("question")), _answer(r)
@@ -61,7 +62,10 @@ def normalise_benchmark(records: list[dict], *, name: str) -> list[dict]:
                 f"{name}: record {i} has no problem/question or no gradable answer (a boxed "
                 "choice letter alone is not one); give it an `answer` field or fix the file"
             )
-        out.append({"id": f"{name}-{r.get('id', i)}", "problem": str(problem), "answer": answer})
+        extra = {k: r[k] for k in ("level", "difficulty") if r.get(k) not in (None, "")}
+        out.append(
+            {"id": f"{name}-{r.get('id', i)}", "problem": str(problem), "answer": answer} | extra
+        )
     return out
 
 

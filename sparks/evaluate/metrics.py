@@ -29,7 +29,8 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 
 def grade(problems: list[dict], completions: list[list]) -> pd.DataFrame:
-    """One row per sample: problem_id, sample, answer (extracted), correct, length (tokens), truncated."""
+    """One row per sample: problem_id, sample, gold, answer (extracted), correct, length (tokens),
+    truncated, and the response itself (what failure modes and the sample viewer read)."""
     rows = []
     for p, samples in zip(problems, completions, strict=True):
         for j, c in enumerate(samples):
@@ -42,6 +43,7 @@ def grade(problems: list[dict], completions: list[list]) -> pd.DataFrame:
                     "correct": is_correct(c.text, p["answer"]),
                     "length": c.n_tokens,
                     "truncated": c.truncated,
+                    "response": c.text,
                 }
             )
     return pd.DataFrame(rows)

@@ -119,3 +119,55 @@ def trajectory(
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def tradeoff(by_bucket: pd.DataFrame, scales: dict[str, float], out: Path, *, title: str) -> Path:
+    """pass@1 by difficulty bucket against the heads' scale (the baseline at 1), one line per
+    bucket, one panel per benchmark, with the bootstrap intervals as bands."""
+    plt = pyplot()
+    table = by_bucket.assign(scale=by_bucket["variant"].map(scales)).sort_values("scale")
+    benches = sorted(table["benchmark"].unique())
+    fig, axes = plt.subplots(1, len(benches), figsize=(4.2 * len(benches), 3.4), squeeze=False)
+    for ax, bench in zip(axes[0], benches, strict=True):
+        for bucket, g in table[table.benchmark == bench].groupby("bucket", sort=True):
+            ax.plot(g["scale"], g["pass@1"], marker="o", label=f"{bucket} ({g.problems.iloc[0]})")
+            ax.fill_between(g["scale"], g["ci_low"], g["ci_high"], alpha=0.15)
+        ax.axvline(1.0, color="#888", lw=0.8, ls="--")
+        ax.set_xlabel("scale of the heads (1 = as trained)")
+        ax.set_ylabel("pass@1 (95% CI)")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(bench, fontsize=9)
+        ax.legend(fontsize=7, title="difficulty (problems)", title_fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+MODE_COLORS = {"correct": "#2e7d32", "loop": "#6a1b9a", "no_answer": "#9e9e9e",
+               "arithmetic": "#c62828", "wrong_answer": "#ef6c00"}  # fmt: skip
+
+
+def failure_modes(modes: pd.DataFrame, out: Path, *, title: str) -> Path:
+    """Share of samples in each failure mode, stacked, per variant x bucket (one panel per
+    benchmark)."""
+    plt = pyplot()
+    benches = sorted(modes["benchmark"].unique())
+    fig, axes = plt.subplots(1, len(benches), figsize=(5 * len(benches), 3.6), squeeze=False)
+    for ax, bench in zip(axes[0], benches, strict=True):
+        t = modes[modes.benchmark == bench]
+        grid = t.pivot_table(
+            index=["bucket", "variant"], columns="mode", values="share", sort=True
+        ).reindex(columns=list(MODE_COLORS), fill_value=0.0)
+        grid.plot.bar(stacked=True, ax=ax, color=list(MODE_COLORS.values()), width=0.8, rot=60)
+        ax.set_xticks(range(len(grid)), [f"{b} / {v}" for b, v in grid.index], fontsize=7)
+        ax.set_xlabel("")
+        ax.set_ylabel("share of samples")
+        ax.set_title(bench, fontsize=9)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

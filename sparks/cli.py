@@ -395,11 +395,73 @@ def _eval(args: argparse.Namespace) -> None:
 def _ablate(args: argparse.Namespace) -> None:
     from sparks.evaluate.interventions import write_scaled_checkpoint
 
+    scales = args.scale or [0.0]
+    if args.study or len(scales) > 1 or args.heads_from:
+        _ablation_study(args, scales)
+        return
+    if not args.heads:
+        raise ValueError("give the heads: --heads L12H3,L14H0, or --heads-from RUN_OR_REPORT")
     _benchmark_files(args, args.benchmark or [])  # every argument is checked before writing
-    out = write_scaled_checkpoint(args.model_dir, args.heads, args.scale, args.out)
-    print(f"edited checkpoint written to {out} (heads {args.heads} scaled by {args.scale})")
+    out = write_scaled_checkpoint(args.model_dir, args.heads, scales[0], args.out)
+    print(f"edited checkpoint written to {out} (heads {args.heads} scaled by {scales[0]})")
     if args.benchmark:
         _evaluate(str(out), args)
+
+
+def _ablation_study(args: argparse.Namespace, scales: list[float]) -> None:
+    """The whole study (baseline and every scale, same problems and sampling), as the
+    ablation-study flow runs it, written under --out."""
+    from sparks.ablation import run_ablation
+    from sparks.config import AblationConfig, EvaluationSettings, validate_config
+    from sparks.world.build import World
+
+    if args.results:
+        raise ValueError(
+            "--results is for one edited checkpoint (one --scale); a study writes its tables, "
+            f"figures and sample viewer under --out {args.out}"
+        )
+    if not args.benchmark:
+        raise ValueError("a study needs benchmarks: add --benchmark NAME (aime24, amc23, world)")
+    sources = _benchmark_files(args, args.benchmark)
+    if "world" in args.benchmark and "world" not in sources and args.world:
+        sources["world"] = str(World(Path(args.world)).tasks_path("test"))
+    evaluation = EvaluationSettings(
+        benchmarks=args.benchmark, sources=sources, limit=args.limit, n=args.n,
+        temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens,
+        seed=args.seed, backend=args.backend, overlong=args.overlong,
+    )  # fmt: skip
+    raw = {
+        "name": args.name, "model": args.model_dir, "scales": scales, "output_dir": args.out,
+        "heads": args.heads.split(",") if args.heads else [], "heads_from": args.heads_from,
+        "head_set": args.head_set, "evaluation": evaluation.model_dump(),
+        "tracking": {"mlflow_uri": args.mlflow_uri, "experiment": args.experiment},
+    }  # fmt: skip
+    result = run_ablation(validate_config(raw, source="sparks ablate", model=AblationConfig))
+    _print_study(result)
+
+
+def _print_study(result: dict) -> None:
+    study = result["study"]
+    print(f"heads: {', '.join(result['heads'])}")
+    print("pass@1 by difficulty (95% bootstrap interval over problems):")
+    for r in study["pass_by_bucket"]:
+        print(
+            f"  {r['variant']:12} {r['benchmark']:8} {r['bucket']:10} {r['pass@1']:.3f} "
+            f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]  ({r['problems']} problems)"
+        )
+    print("flips against the baseline (a problem is solved when half its samples are correct):")
+    for r in study["flips"]:
+        print(
+            f"  {r['variant']:12} {r['benchmark']:8} solved->failed {r['solved->failed']:3}  "
+            f"failed->solved {r['failed->solved']:3}  exact McNemar p {r['p_value']:.3g}"
+        )
+    print("failure modes (samples):")
+    for r in study["failure_modes"]:
+        print(
+            f"  {r['variant']:12} {r['benchmark']:8} {r['bucket']:10} {r['mode']:13} "
+            f"{r['samples']:4}  mean length {r['mean_length']:.1f}"
+        )
+    print(f"tables and figures in {study['dir']}; sample viewer: {study['viewer']}")
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -610,14 +672,34 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=_eval)
 
     ab = sub.add_parser(
-        "ablate", help="write a checkpoint with heads scaled (0 = ablated), then evaluate it"
+        "ablate",
+        help="scale a head set (0 = ablate) and evaluate: one edited checkpoint, or a whole "
+        "study (several --scale, or --heads-from, or --study) against the baseline",
     )
     ab.add_argument("model_dir", metavar="MODEL_DIR")
+    ab.add_argument("--heads", help="heads as L{layer}H{head}, comma-separated, e.g. L12H3,L14H0")
     ab.add_argument(
-        "--heads", required=True, help="heads as L{layer}H{head}, comma-separated, e.g. L12H3,L14H0"
+        "--heads-from",
+        metavar="RUN_OR_REPORT",
+        help="a run (emergent heads at its last save), a snapshot, or a compare report",
     )
-    ab.add_argument("--scale", type=float, default=0.0, help="0 ablates; 0.5 halves; 1.3 amplifies")
-    ab.add_argument("--out", required=True, metavar="DIR")
+    ab.add_argument("--head-set", help="with a compare report: the head set's name")
+    ab.add_argument(
+        "--scale",
+        type=float,
+        action="append",
+        help="0 ablates; 0.5 halves; 1.3 amplifies; repeat it for a study (default 0)",
+    )
+    ab.add_argument("--study", action="store_true", help="a study even with one --scale")
+    ab.add_argument("--name", default="ablation", help="the study's MLflow run name")
+    ab.add_argument("--mlflow-uri", default=None, help="tracking URI (default: the project store)")
+    ab.add_argument("--experiment", default="sparks-ablation", help="MLflow experiment")
+    ab.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="the edited checkpoint; for a study, its directory",
+    )
     _add_eval_options(ab, default_benchmarks=None)
     ab.set_defaults(func=_ablate)
 

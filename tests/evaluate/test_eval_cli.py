@@ -87,6 +87,40 @@ def test_ablate_writes_the_edited_checkpoint_then_evaluates_it(world, tmp_path):
     ]
 
 
+def test_ablate_with_several_scales_runs_the_whole_study(world, tmp_path):
+    """Baseline and every scale on the same problems; the study's tables, figures and viewer
+    under --out, printed per difficulty bucket, with flips and failure modes."""
+    done = _sparks(
+        "ablate", str(world.model_dir), "--heads", "L1H0,L2H3", "--scale", "0", "--scale", "2",
+        "--out", str(tmp_path / "study"), "--benchmark", "world", "--world", str(world.root),
+        "--limit", "6", "--n", "2", "--max-tokens", "8", "--backend", "transformers",
+        "--mlflow-uri", f"sqlite:///{tmp_path}/m.db", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = tmp_path / "study"
+    assert {p.name for p in out.iterdir()} == {
+        "baseline",
+        "scale_0",
+        "scale_2",
+        "study",
+        "comparison.png",
+        "mlflow_run.json",
+    }
+    table = pd.read_csv(out / "study" / "pass_by_bucket.csv")
+    assert set(table.variant) == {"baseline", "scale_0", "scale_2"}
+    assert set(table.bucket) <= {"level 1", "level 2", "level 3"} and len(table) >= 3
+    assert (table.ci_low <= table["pass@1"]).all() and (table["pass@1"] <= table.ci_high).all()
+    tests = pd.read_csv(out / "study" / "flip_tests.csv")
+    assert set(tests.variant) == {"scale_0", "scale_2"} and tests.p_value.between(0, 1).all()
+    modes = pd.read_csv(out / "study" / "failure_modes.csv")
+    assert modes.groupby(["variant", "bucket"]).samples.sum().sum() == 3 * 6 * 2
+    assert "pass@1 by difficulty" in done.stdout and "exact McNemar p" in done.stdout
+    assert f"sample viewer: {out / 'study' / 'viewer.html'}" in done.stdout
+    page = (out / "study" / "viewer.html").read_text()
+    flipped = pd.read_csv(out / "study" / "flips.csv")
+    assert page.count('<section class="flip"') == len(flipped)  # one section per flipped problem
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [

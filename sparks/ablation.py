@@ -97,6 +97,7 @@ def run_ablation(cfg: AblationConfig) -> dict:
                 spec,
                 backend=cfg.evaluation.backend,
                 overlong=cfg.evaluation.overlong,
+                enable_thinking=cfg.enable_thinking,
             )
             with atomic_dir(ev_dir) as tmp:
                 for b, r in res.items():

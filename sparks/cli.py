@@ -395,6 +395,19 @@ def _eval(args: argparse.Namespace) -> None:
 def _ablate(args: argparse.Namespace) -> None:
     from sparks.evaluate.interventions import write_scaled_checkpoint
 
+    if args.config:  # a study described by a file (configs/ablation/)
+        from sparks.ablation import run_ablation
+        from sparks.config import AblationConfig, load_config
+
+        cfg = load_config(args.config, model=AblationConfig, output_dir=args.out)
+        if args.model_dir:
+            cfg = cfg.model_copy(update={"model": args.model_dir})
+        _print_study(run_ablation(cfg))
+        return
+    if args.model_dir is None:
+        raise ValueError("give the model: sparks ablate MODEL_DIR ..., or --config FILE")
+    if args.out is None:
+        raise ValueError("give --out DIR: the edited checkpoint, or a study's directory")
     scales = args.scale or [0.0]
     if args.study or len(scales) > 1 or args.heads_from:
         _ablation_study(args, scales)
@@ -676,7 +689,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="scale a head set (0 = ablate) and evaluate: one edited checkpoint, or a whole "
         "study (several --scale, or --heads-from, or --study) against the baseline",
     )
-    ab.add_argument("model_dir", metavar="MODEL_DIR")
+    ab.add_argument("model_dir", metavar="MODEL_DIR", nargs="?")
+    ab.add_argument(
+        "--config",
+        metavar="FILE",
+        help="a study as a YAML file (AblationConfig; configs/ablation/); MODEL_DIR and --out "
+        "override its model and output_dir",
+    )
     ab.add_argument("--heads", help="heads as L{layer}H{head}, comma-separated, e.g. L12H3,L14H0")
     ab.add_argument(
         "--heads-from",
@@ -696,7 +715,6 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--experiment", default="sparks-ablation", help="MLflow experiment")
     ab.add_argument(
         "--out",
-        required=True,
         metavar="DIR",
         help="the edited checkpoint; for a study, its directory",
     )

@@ -481,6 +481,11 @@ class AblationConfig(_Section):
     output_dir: str = Field(
         "runs/ablation", description="Edited checkpoints and evaluation tables go here."
     )
+    enable_thinking: bool | None = Field(
+        None,
+        description="Qwen3-style chat templates: evaluate every variant with thinking on (true) "
+        "or off (false), e.g. a think-off model's compensatory heads; None: the template's default.",
+    )
     evaluation: EvaluationSettings = EvaluationSettings()
     tracking: TrackingSettings = TrackingSettings()
 

@@ -40,6 +40,27 @@ def test_every_shipped_config_passes_its_dry_run(path):
         for part in ("train stage0", "snapshot (1 pair x 1 step per pass)", "evaluation weights"):
             line = next(ln for ln in text.splitlines() if part in ln)
             assert float(line.split()[-2]) < 80, line  # fits one 80 GB GPU
+    # disk per save and for the run under the retention settings, against the free space
+    assert "  per save: weights " in text and " + optimizer state " in text
+    assert f"free at {cfg.output_dir}: " in text and ", at the peak " in text
+
+
+ABLATIONS = sorted(Path("configs/ablation").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", ABLATIONS, ids=[p.stem for p in ABLATIONS])
+def test_every_shipped_ablation_study_config_is_valid_and_sweeps_its_heads(path):
+    """The paper's sweeps: a run's emergent heads over [0, 0.5, (1), 1.5, 2], a think-off model's
+    compensatory heads scaled down; each names where its heads come from."""
+    from sparks.config import AblationConfig
+
+    cfg = load_config(path, model=AblationConfig)
+    assert cfg.heads_from and not cfg.heads and len(cfg.scales) >= 3
+    assert cfg.evaluation.benchmarks == ["aime24", "amc23"] and cfg.evaluation.n == 16
+    if cfg.enable_thinking is False:
+        assert cfg.head_set == "think/compensatory" and max(cfg.scales) < 1
+    else:
+        assert {0.0, 0.5, 1.5, 2.0} <= set(cfg.scales)
 
 
 def test_dry_run_cli_prints_the_plan_and_refuses_a_missing_model(tmp_path):

@@ -139,6 +139,30 @@ def test_ablate_bad_input_fails_in_one_line(world, tmp_path, args, expected):
     assert done.stderr.strip().count("\n") == 0
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--config", "nope.yaml"], "config file nope.yaml not found"),
+        (["MODEL", "--heads", "L1H0", "--scale", "0", "--scale", "2", "--out", "o"],
+         "a study needs benchmarks: add --benchmark NAME"),
+        (["MODEL", "--heads", "L1H0", "--scale", "0", "--scale", "2", "--out", "o", "--benchmark",
+          "world", "--results", "r"], "--results is for one edited checkpoint"),
+        (["MODEL", "--heads", "L1H0"], "give --out DIR"),
+    ],
+)  # fmt: skip
+def test_a_bad_study_request_fails_in_one_line_before_anything_is_written(
+    world, tmp_path, monkeypatch, capsys, args, expected
+):
+    from sparks.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    args = [str(world.model_dir) if a == "MODEL" else a for a in args]
+    assert main(["ablate", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and expected in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_eval_of_a_checkpoint_without_weights_says_so(world, tmp_path):
     import shutil
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from sparks.circuits.snapshot import SnapshotError, build_snapshot, read_snapshot, write_snapshot
 from sparks.config import DEFAULT_SCHEDULE
+from tests.cli import sparks as _sparks
 
 
 @pytest.fixture(scope="module")
@@ -102,12 +101,6 @@ def test_a_failed_write_leaves_nothing_and_existing_snapshots_are_kept(snap, tmp
 def test_reading_a_non_snapshot_says_so(tmp_path):
     with pytest.raises(SnapshotError, match="not a circuit snapshot"):
         read_snapshot(tmp_path)
-
-
-def _sparks(*args, cwd):
-    return subprocess.run(
-        [sys.executable, "-m", "sparks.cli", *args], cwd=cwd, capture_output=True, text=True
-    )
 
 
 def test_cli_writes_a_snapshot(world, tmp_path):

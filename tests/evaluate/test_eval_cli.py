@@ -9,11 +9,7 @@ import sys
 import pandas as pd
 import pytest
 
-
-def _sparks(*args, cwd):
-    return subprocess.run(
-        [sys.executable, "-m", "sparks.cli", *args], cwd=cwd, capture_output=True, text=True
-    )
+from tests.cli import sparks as _sparks
 
 
 @pytest.mark.slow

@@ -65,6 +65,7 @@ def test_summary_metrics_on_known_samples():
         "correct",
         "length",
         "truncated",
+        "response",
     ]
     assert table["correct"].tolist() == [True, True, False, False, False, False, True, False]
     m = summarise(table)

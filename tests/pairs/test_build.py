@@ -4,20 +4,13 @@ tokenizer; `sparks snapshot` takes each result as it is; pairs for another token
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from sparks.circuits.pairs import PairsError, encode_pairs, load_pairs
 from sparks.models import load_tokenizer, tokenizer_fingerprint
 from sparks.pairs import build_pairs
-
-
-def _sparks(*args, cwd):
-    return subprocess.run(
-        [sys.executable, "-m", "sparks.cli", *args], capture_output=True, text=True, cwd=cwd
-    )
+from tests.cli import sparks as _sparks
 
 
 def _snapshot(model, pairs, out, cwd, *extra):

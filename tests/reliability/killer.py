@@ -1,6 +1,7 @@
 """Run a training run (`sparks.pipeline.run_training`) and SIGKILL it inside one dangerous phase.
 
     python tests/reliability/killer.py CONFIG.json [PHASE N]
+    python tests/reliability/killer.py --serve     # many runs, forked from one import (below)
 
 With PHASE and N the process sends itself SIGKILL (a real kill: no handler, no cleanup) the N-th
 time it is inside PHASE, at the moment named below; without them the run goes to the end. The
@@ -85,11 +86,11 @@ def install(phase: str, n: int) -> None:
     points[phase]()
 
 
-def main() -> None:
-    config = json.loads(open(sys.argv[1]).read())
+def run(config_path: str, phase: list | None = None) -> None:
+    config = json.loads(open(config_path).read())
     rank = os.environ.get("RANK", "0")
-    if len(sys.argv) > 2 and os.environ.get("KILL_RANK", rank) == rank:
-        install(sys.argv[2], int(sys.argv[3]))
+    if phase and os.environ.get("KILL_RANK", rank) == rank:
+        install(phase[0], int(phase[1]))
     from sparks.config import validate_config
     from sparks.pipeline import run_training
 
@@ -97,5 +98,46 @@ def main() -> None:
     print(json.dumps({"done": True, "saves": summary["saves"]}))
 
 
+def serve() -> None:
+    """Import the heavy libraries once, then fork a fresh process per run. Each request is a JSON
+    line {config, phase, stdout, stderr} on stdin; the answer a line {returncode} (negative: the
+    signal that ended it, as subprocess reports it). Every run is still its own process, killed
+    for real; only the ~7 s of imports each would repeat is shared."""
+    import threading
+    import traceback
+
+    import pandas  # noqa: F401
+    import transformers  # noqa: F401
+    import trl  # noqa: F401
+    from mlflow.tracking import MlflowClient  # noqa: F401
+
+    import sparks.evaluate.evaluate  # noqa: F401
+    import sparks.pipeline  # noqa: F401
+
+    assert threading.active_count() == 1, "a thread started at import: forking would be unsafe"
+    for line in sys.stdin:
+        req = json.loads(line)
+        pid = os.fork()
+        if pid == 0:  # the run
+            code = 0
+            with open(req["stdout"], "w") as out, open(req["stderr"], "w") as err:
+                os.dup2(out.fileno(), 1)
+                os.dup2(err.fileno(), 2)
+                try:
+                    run(req["config"], req.get("phase"))
+                except BaseException:
+                    traceback.print_exc()
+                    code = 1
+                sys.stdout.flush()
+                sys.stderr.flush()
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        print(json.dumps({"returncode": code}), flush=True)
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1] == "--serve":
+        serve()
+    else:
+        run(sys.argv[1], sys.argv[2:4] or None)

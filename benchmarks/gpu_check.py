@@ -18,7 +18,8 @@ in its own process (its own peak memory; a part that fails is a row that says so
 4. beside each measured peak, `sparks run --dry-run`'s estimate for the same setting.
 
 Peaks: torch's peak allocation on a GPU (reset between floor and snapshot); on a CPU the process's
-peak RSS, which only grows: the smoke run checks that every part runs, not its figures.
+peak RSS, which only grows: the smoke run checks that every part runs, not its figures (its parts
+share one child process, so the imports are paid once).
 """
 
 from __future__ import annotations
@@ -256,17 +257,39 @@ def plan_parts(smoke: bool, world: str) -> list[tuple[str, dict]]:
     return parts
 
 
-def _run_part(name: str, args: dict, timeout: float) -> dict:
-    cmd = [sys.executable, __file__, "--part", name, "--args", json.dumps(args)]
-    t = time.perf_counter()
+def run_parts(parts: list[tuple[str, dict]]) -> list[dict]:
+    """Run `parts` one after another in this process; a part that fails is a row saying why."""
+    rows = []
+    for name, a in parts:
+        print(f"[gpu-check] {name} {a['shape']} ...", file=sys.stderr, flush=True)
+        t = time.perf_counter()
+        try:
+            result = PARTS[name](a) | {"part_seconds": time.perf_counter() - t}
+        except Exception as e:
+            import traceback
+
+            traceback.print_exc()
+            result = {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
+        rows.append({"part": name, "args": a, "result": result})
+    return rows
+
+
+def _in_child(parts: list[tuple[str, dict]], timeout: float) -> list[dict]:
+    """`run_parts` in a child process: its peaks are its own, and a crash is a row, not the end."""
+    cmd = [sys.executable, __file__, "--parts", json.dumps(parts)]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
     except subprocess.TimeoutExpired:
-        return {"error": f"over {timeout:.0f} s"}
+        return [
+            {"part": n, "args": a, "result": {"error": f"over {timeout:.0f} s"}} for n, a in parts
+        ]
     if done.returncode != 0:
-        return {"error": (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]}
-    out = json.loads(done.stdout.strip().splitlines()[-1])
-    return out | {"part_seconds": time.perf_counter() - t}
+        why = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+        return [{"part": n, "args": a, "result": {"error": why}} for n, a in parts]
+    rows = json.loads(done.stdout.strip().splitlines()[-1])
+    if any("error" in r["result"] for r in rows):
+        sys.stderr.write(done.stderr[-4000:])  # the failed parts' tracebacks
+    return rows
 
 
 def _gb(x) -> str:
@@ -318,11 +341,10 @@ def main() -> None:
     ap.add_argument("--out", default="runs/gpu-check", help="directory for gpu_check.json")
     ap.add_argument("--only", nargs="+", choices=list(PARTS), help="run only these parts")
     ap.add_argument("--world", help="a built world directory (default: the embedded default's)")
-    ap.add_argument("--part", choices=list(PARTS), help=argparse.SUPPRESS)
-    ap.add_argument("--args", help=argparse.SUPPRESS)
+    ap.add_argument("--parts", help=argparse.SUPPRESS)  # a child: run these, print the rows
     args = ap.parse_args()
-    if args.part:
-        print(json.dumps(PARTS[args.part](json.loads(args.args))))
+    if args.parts:
+        print(json.dumps(run_parts([tuple(p) for p in json.loads(args.parts)])))
         return
     import torch
 
@@ -333,12 +355,12 @@ def main() -> None:
         from sparks.world.build import world_for
 
         args.world = str(world_for(WorldSettings()).root)
-    started, rows = time.perf_counter(), []
-    for name, a in plan_parts(args.cpu_smoke, args.world):
-        if args.only and name not in args.only:
-            continue
-        print(f"[gpu-check] {name} {a['shape']} ...", file=sys.stderr, flush=True)
-        rows.append({"part": name, "args": a, "result": _run_part(name, a, timeout=300)})
+    started = time.perf_counter()
+    parts = [(n, a) for n, a in plan_parts(args.cpu_smoke, args.world) if n in (args.only or PARTS)]
+    if args.cpu_smoke:  # one child for every part: the smoke checks that each runs, not peaks
+        rows = _in_child(parts, timeout=600)
+    else:  # one child per part: each peak is its own
+        rows = [row for part in parts for row in _in_child([part], timeout=300)]
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu (smoke)"
     report = {
         "date": time.strftime("%Y-%m-%d"),

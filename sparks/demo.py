@@ -3,7 +3,9 @@
 Runs the Prefect flow `post-train` on configs/demo.yaml: the embedded world's tiny Qwen2 model is
 post-trained with SFT then GRPO (TRL), with a circuit snapshot at every save, all logged to MLflow
 under ./mlflow/data; then compares its two phases (`sparks compare`: retention and churn, the
-report). Prints where everything went and direct links to browse it. The console shows one progress
+report), and runs a small scaling study of the run's own emergent heads (ablated and doubled, on
+the world's test problems: pass@1 per difficulty level, flips, failure modes, the sample viewer).
+Prints where everything went and direct links to browse it. The console shows one progress
 line per stage and per snapshot; library warnings go to OUTPUT_DIR/sparks.log.
 """
 
@@ -68,6 +70,10 @@ def run_config(cfg) -> dict:
     if compare is not None:
         print_comparison(compare)
         summary["compare"] = compare
+    study = _scaling_study(cfg)
+    if study is not None:
+        print_study(study)
+        summary["study"] = study
     if not summary["offline"]:
         if not store.startswith(("http://", "https://")):
             print(
@@ -94,6 +100,67 @@ def _compare_phases(cfg) -> dict | None:
             tracking=cfg.tracking,
         )
     )
+
+
+STUDY_SCALES = (0.0, 2.0)  # the emergent heads ablated and doubled
+
+
+def _scaling_study(cfg) -> dict | None:
+    """The last stage's model with the run's emergent heads (at its last save) scaled by each of
+    STUDY_SCALES, against itself, on the run's evaluation settings; None without emergent heads."""
+    from sparks.ablation import resolve_heads, run_ablation
+    from sparks.config import WORLD, AblationConfig
+    from sparks.world.build import world_for
+
+    out, last = Path(cfg.output_dir), len(cfg.stages) - 1
+    ev = cfg.evaluation
+    if not ev.enabled:
+        return None
+    if WORLD in ev.benchmarks and WORLD not in ev.sources:
+        ev = ev.model_copy(
+            update={"sources": {WORLD: str(world_for(cfg.world).tasks_path("test"))}}
+        )
+    study = AblationConfig(
+        name=f"{cfg.name}-study",
+        model=str(out / f"stage{last}-{cfg.stages[last].method}" / "final"),
+        heads_from=str(out),
+        scales=list(STUDY_SCALES),
+        output_dir=str(out / "scaling"),
+        evaluation=ev,
+        tracking=cfg.tracking,
+    )
+    try:
+        resolve_heads(study)
+    except ValueError as e:  # no emergent heads at the last save: nothing to scale
+        print(f"[sparks] scaling study skipped: {e}")
+        return None
+    print(f"[sparks] scaling study: emergent heads x {', '.join(map(str, STUDY_SCALES))}")
+    return run_ablation(study)
+
+
+def print_study(result: dict) -> None:
+    """Per-bucket pass@1, flips and failure-mode counts of the demo's scaling study."""
+    study = result["study"]
+    print(f"[sparks] scaling study of the emergent heads {', '.join(result['heads'])}:")
+    for r in study["pass_by_bucket"]:
+        print(
+            f"[sparks]   {r['variant']:9} {r['bucket']:8} pass@1 {r['pass@1']:.3f} "
+            f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}] ({r['problems']} problems)"
+        )
+    for r in study["flips"]:
+        print(
+            f"[sparks]   {r['variant']:9} flips against the baseline: solved->failed "
+            f"{r['solved->failed']}, failed->solved {r['failed->solved']} (exact McNemar p "
+            f"{r['p_value']:.3g})"
+        )
+    modes: dict[str, dict[str, int]] = {}
+    for r in study["failure_modes"]:
+        modes.setdefault(r["variant"], {}).setdefault(r["mode"], 0)
+        modes[r["variant"]][r["mode"]] += r["samples"]
+    for variant, counts in modes.items():
+        text = ", ".join(f"{m} {n}" for m, n in counts.items())
+        print(f"[sparks]   {variant:9} failure modes: {text}")
+    print(f"[sparks] study tables and figures: {study['dir']}; sample viewer: {study['viewer']}")
 
 
 def print_comparison(c: dict) -> None:

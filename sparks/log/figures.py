@@ -135,7 +135,8 @@ def tradeoff(by_bucket: pd.DataFrame, scales: dict[str, float], out: Path, *, ti
         ax.axvline(1.0, color="#888", lw=0.8, ls="--")
         ax.set_xlabel("scale of the heads (1 = as trained)")
         ax.set_ylabel("pass@1 (95% CI)")
-        ax.set_ylim(-0.02, 1.02)
+        top = table[table.benchmark == bench]["ci_high"].max()
+        ax.set_ylim(0, min(1.0, max(0.05, 1.15 * top)))  # a model near 0 still shows its lines
         ax.set_title(bench, fontsize=9)
         ax.legend(fontsize=7, title="difficulty (problems)", title_fontsize=7)
     fig.suptitle(title, fontsize=9)

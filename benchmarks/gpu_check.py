@@ -142,6 +142,8 @@ def _snapshot_row(a: dict) -> dict:
 # 2. generate ---------------------------------------------------------------------------------
 def _model_dir(shape: str, smoke: bool, dtype: str, tmp: Path, world) -> Path:
     """A random model of `shape` over the world's tokenizer, saved where vLLM can load it."""
+    import torch
+
     from sparks.models import load_tokenizer
     from sparks.shapes import SHAPES, random_model
 
@@ -154,6 +156,9 @@ def _model_dir(shape: str, smoke: bool, dtype: str, tmp: Path, world) -> Path:
     out = tmp / shape.replace("/", "--")
     model.save_pretrained(str(out))
     tok.save_pretrained(str(out))
+    del model  # the engines load it themselves: leave them the GPU
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
     return out
 
 

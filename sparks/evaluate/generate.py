@@ -177,7 +177,12 @@ def _generate_transformers(
 
     t0 = time.perf_counter()
     tok = AutoTokenizer.from_pretrained(str(model_dir), padding_side="left")
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+    # on a GPU where there is one (bf16 where supported), as vLLM would be: a fair comparison
+    # and a usable fallback; float32 on a CPU
+    cuda = torch.cuda.is_available()
+    dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype)
+    model = model.to("cuda" if cuda else "cpu").eval()
     eos = model.generation_config.eos_token_id
     eos_ids = set(eos if isinstance(eos, list) else [eos])
     engine_seconds = time.perf_counter() - t0
@@ -193,7 +198,7 @@ def _generate_transformers(
     for i in starts:
         enc = tok(
             prompts[i : i + batch], return_tensors="pt", padding=True, add_special_tokens=False
-        )
+        ).to(model.device)
         greedy = spec.temperature == 0
         with torch.no_grad():
             out = model.generate(

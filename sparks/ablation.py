@@ -27,6 +27,7 @@ from sparks.evaluate.evaluate import benchmarks_for, evaluate_model, sampling_fo
 from sparks.evaluate.interventions import write_scaled_checkpoint
 from sparks.files import atomic_dir
 from sparks.log.tracking import Tracker
+from sparks.track.ledger import primary
 
 BASELINE = "baseline"
 
@@ -54,7 +55,7 @@ def resolve_heads(cfg: AblationConfig) -> list[str]:
             f"(with head_sets.json); {src} is not one"
         )
     if (src / "ledger.parquet").is_file():
-        ledger = pd.read_parquet(src / "ledger.parquet")
+        ledger = primary(pd.read_parquet(src / "ledger.parquet"))  # the run's primary circuit
         last = ledger[ledger.step == ledger.step.max()]
         heads = last.loc[last.emergent, "head"].tolist()
         if not heads:

@@ -8,6 +8,7 @@ A bad file fails in `load_config` with one line naming the file, the field and w
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal, NamedTuple
 
@@ -130,6 +131,16 @@ class PairsSettings(_Section):
     backend: Literal["vllm", "transformers"] = Field(
         "vllm", description="contrast: sampling engine."
     )
+    levels: list[str] | None = Field(
+        None,
+        description="numbers/contrast: only problems whose level (or difficulty) is one of these, "
+        "e.g. [1] for the world's easiest; default: every problem.",
+    )
+
+    @field_validator("levels", mode="before")
+    @classmethod
+    def _levels_as_text(cls, v):
+        return [str(x) for x in v] if isinstance(v, list) else v
 
     @model_validator(mode="after")
     def _check(self) -> PairsSettings:
@@ -187,10 +198,16 @@ class SnapshotSettings(_Section):
     device: str | None = Field(
         None, description="process mode: device for the snapshot process, e.g. cuda:1."
     )
-    pairs: PairsSettings = Field(
+    pairs: PairsSettings | dict[str, PairsSettings] = Field(
         default_factory=PairsSettings,
-        description="Attribution pairs (a path is short for {mode: file, file: PATH}).",
+        description="Attribution pairs (a path is short for {mode: file, file: PATH}); or several "
+        "named sets, {NAME: pairs, ...}: every save then gets one circuit per set (the first is "
+        "the run's primary circuit, in circuit/; the others in circuit-NAME/).",
     )
+
+    def pair_sets(self) -> dict[str, PairsSettings]:
+        """The pair sets by name, the primary first; the single form is one set named ''."""
+        return dict(self.pairs) if isinstance(self.pairs, dict) else {"": self.pairs}
 
     def checkpoint_kwargs(self) -> dict:
         """These settings as `sparks.circuits.snapshot_checkpoint`'s keyword arguments."""
@@ -210,7 +227,25 @@ class SnapshotSettings(_Section):
     @field_validator("pairs", mode="before")
     @classmethod
     def _pairs_path(cls, v):
-        return {"mode": "file", "file": v} if isinstance(v, str) else v
+        def one(x):
+            return {"mode": "file", "file": x} if isinstance(x, str) else x
+
+        fields = set(PairsSettings.model_fields)
+        if isinstance(v, dict) and v and not set(v) & fields:  # named sets
+            bad = [k for k in v if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(k))]
+            if bad:
+                raise ValueError(f"pair set name {bad[0]!r}: use letters, digits, _ . -")
+            return {k: PairsSettings.model_validate(one(x)) for k, x in v.items()}
+        return one(v)
+
+    @model_validator(mode="after")
+    def _sets_inline(self) -> SnapshotSettings:
+        if isinstance(self.pairs, dict) and len(self.pairs) > 1 and self.mode == "process":
+            raise ValueError(
+                "several pair sets are snapshotted inline only: set snapshot.mode inline, or keep "
+                "one set"
+            )
+        return self
 
 
 class EvaluationSettings(_Section):
@@ -376,11 +411,11 @@ class RunConfig(_Section):
     distributed: DistributedSettings = DistributedSettings()
     checkpoints: CheckpointSettings = CheckpointSettings()
 
-    def resolved_pairs(self) -> PairsPlan:
-        """Which pairs this run builds: mode auto is the world's pairs for the world model and
-        numbers pairs for any other; sources default to the evaluation benchmarks; the contrast
-        reference to the distillation teacher."""
-        p = self.snapshot.pairs
+    def resolved_pairs(self, p: PairsSettings | None = None) -> PairsPlan:
+        """Which pairs this run builds (for pair set `p`, default the primary): mode auto is the
+        world's pairs for the world model and numbers pairs for any other; sources default to the
+        evaluation benchmarks; the contrast reference to the distillation teacher."""
+        p = p or next(iter(self.snapshot.pair_sets().values()))
         mode = p.mode if p.mode != "auto" else ("file" if self.model.path == WORLD else "numbers")
         if mode == "file":
             sources = [p.file] if p.file else []
@@ -391,17 +426,18 @@ class RunConfig(_Section):
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
-        p, metric = self.snapshot.pairs, self.snapshot.metric
-        plan = self.resolved_pairs()
-        if metric in ("logit_diff", "logprob") and plan.mode != "file":
-            raise ValueError(
-                f"snapshot.metric {metric} compares answer tokens, which {p.mode} pairs do not "
-                "have: use metric kl, kl_prefix or auto"
-            )
-        if plan.mode == "contrast" and plan.reference is None:
-            raise ValueError(
-                "snapshot.pairs.mode contrast needs a reference model: set snapshot.pairs.reference"
-            )
+        metric = self.snapshot.metric
+        for name, p in self.snapshot.pair_sets().items():
+            plan, where = self.resolved_pairs(p), f"snapshot.pairs{'.' + name if name else ''}"
+            if metric in ("logit_diff", "logprob") and plan.mode != "file":
+                raise ValueError(
+                    f"snapshot.metric {metric} compares answer tokens, which {plan.mode} pairs "
+                    f"({where}) do not have: use metric kl, kl_prefix or auto"
+                )
+            if plan.mode == "contrast" and plan.reference is None:
+                raise ValueError(
+                    f"{where}.mode contrast needs a reference model: set {where}.reference"
+                )
         return self
 
 

@@ -171,6 +171,9 @@ def print_comparison(c: dict) -> None:
         r = "n/a (no head entered)" if ret is None else f"{ret:.2f}"
         ch = "n/a" if churn is None else f"{churn:.2f}"
         print(f"[sparks]   {name}: retention {r}, churn {ch} heads per save")
+    for name, by_status in c.get("pair_sets", {}).items():  # runs with several pair sets
+        text = "; ".join(f"{st}: {', '.join(h)}" for st, h in by_status.items())
+        print(f"[sparks]   {name} circuit heads by pair set at its last save: {text}")
     print(f"[sparks] report: {c['report']}")
     if c.get("links", {}).get("report"):
         print(f"[sparks]   in MLflow: {c['links']['report']}")

@@ -18,7 +18,8 @@ and this process reads back what the launched main process recorded.
 
 Layout of `output_dir`:
     run.json, config.json, pairs.jsonl, mlflow_run.json, pending.jsonl (while MLflow is away)
-    base/circuit/                       snapshot of the base model (step 0)
+    base/circuit/                       snapshot of the base model (step 0); with several pair
+                                        sets also circuit-NAME/ (sparks.track.sets), everywhere
     base/eval/, stage{i}-{method}/checkpoint-N/eval/   per-problem tables and metrics.json
     stage{i}-{method}/checkpoint-N/circuit/   one snapshot per save; final/ is the stage's model
     ledger.parquet, figures/trajectory.png, figures/heatmap-step{N}.png
@@ -32,8 +33,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sparks.circuits.attribute import choose_metric
-from sparks.circuits.pairs import encode_pairs, load_pairs
 from sparks.circuits.snapshot import (
     CircuitSnapshot,
     FailedSnapshot,
@@ -56,6 +55,7 @@ from sparks.track.hook import (
     preserved_rng,
     snapshot_missing,
 )
+from sparks.track.sets import PairSet, encode_set, snapshot_dirs
 from sparks.train.data import load_problems
 from sparks.train.disk import check_disk, run_shape
 from sparks.train.launch import is_deepspeed, launch_stage, launched
@@ -96,7 +96,8 @@ class TrainingRun:
             tracker = Tracker(
                 self.cfg.tracking.mlflow_uri, self.cfg.tracking.experiment, self.cfg.name, self.out
             )
-            self.recorder = Recorder(tracker, self.out, self.cfg.name)
+            sets = list(self.cfg.snapshot.pair_sets())
+            self.recorder = Recorder(tracker, self.out, self.cfg.name, sets=sets)
 
     @property
     def tracker(self) -> Tracker:
@@ -157,43 +158,38 @@ class TrainingRun:
         ledger, and what MLflow already has is not logged twice."""
         ev = self.cfg.evaluation
         eval_key = f"eval/{ev.benchmarks[0]}/pass@1" if ev.benchmarks else None
-        self.recorder.resume([p for _, p in self._snapshots_on_disk()], eval_key=eval_key)
+        self.recorder.resume([(n, p) for _, n, p in self._snapshots_on_disk()], eval_key=eval_key)
 
     def build_pairs(self) -> dict:
-        """The run's pairs (built once into output_dir/pairs.jsonl), encoded for every snapshot."""
+        """Each pair set's pairs (built once into output_dir/pairs.jsonl, pairs-NAME.jsonl),
+        encoded for every snapshot; the metric is chosen per set (auto: by what its pairs hold)."""
         s = self.cfg.snapshot
-        self.pairs_path = self.ranks.main_then_all(
-            lambda: pairs_for_run(
-                self.cfg, self.base_model, self.out, world=self.world, tokenizer=self.tokenizer
-            ),
-            "building the pairs",
-        )
-        pairs = load_pairs(self.pairs_path)[: s.n_pairs]
-        self.batches = encode_pairs(
-            self.tokenizer, pairs, batch_size=s.batch_size, source=str(self.pairs_path)
-        )
-        self.settings = dict(
-            steps=s.steps,
-            steps_tolerance=s.steps_tolerance,
-            max_steps=s.max_steps,
-            metric=choose_metric(s.metric, self.batches),
-            top_k=s.top_k,
-            schedule=s.schedule,
-            tokens_per_pass=s.tokens_per_pass,
-        )
-        return {
-            "pairs": len(pairs),
-            "path": str(self.pairs_path),
-            "metric": self.settings["metric"],
+        self.sets: list[PairSet] = []
+        for i, name in enumerate(s.pair_sets()):
+            path = self.ranks.main_then_all(
+                lambda name=name: pairs_for_run(
+                    self.cfg, self.base_model, self.out, world=self.world,
+                    tokenizer=self.tokenizer, name=name,
+                ),
+                f"building the pairs{' of ' + name if name else ''}",
+            )  # fmt: skip
+            self.sets.append(encode_set(name, path, self.tokenizer, s, primary=i == 0))
+        info = {
+            ps.name: {
+                "pairs": sum(len(b.last) for b in ps.batches),
+                "path": str(ps.pairs_path),
+                "metric": ps.settings["metric"],
+            }
+            for ps in self.sets
         }
+        return info[""] if "" in info else info  # one set: as before
 
-    def _snapshots_on_disk(self) -> list[tuple[int, Path]]:
-        found = [
-            p
-            for p in [self.out / "base" / "circuit", *self.out.glob("stage*/checkpoint-*/circuit")]
-            if p.is_dir()
-        ]
-        return sorted((read_snapshot(p).step, p) for p in found)
+    def _snapshots_on_disk(self) -> list[tuple[int, str, Path]]:
+        """(step, set, directory) of every snapshot on disk, in step order."""
+        sets = list(self.cfg.snapshot.pair_sets())
+        saves = [self.out / "base", *self.out.glob("stage*/checkpoint-*")]
+        found = [(n, p) for save in saves for n, p in snapshot_dirs(save, sets)]
+        return sorted(((read_snapshot(p).step, n, p) for n, p in found), key=lambda x: x[0])
 
     # 2. base snapshot -------------------------------------------------------------------------
     def base_snapshot(self) -> list[str]:
@@ -201,22 +197,22 @@ class TrainingRun:
         return self.ranks.on_main(self._base_snapshot, "the base snapshot")
 
     def _base_snapshot(self) -> list[str]:
-        out = self.out / "base" / "circuit"
-        if out.exists():
-            return read_snapshot(out).heads
-        clear_stale(out.parent)
-        model = load_model(self.base_model, dtype=self.cfg.model.dtype)
-        with preserved_rng():
-            snap = self._build(model, step=0)
-        save_snapshot(snap, out)
-        self.recorder.on_snapshot(0, snap, out)
-        return list(snap.heads)
+        model = None
+        for ps in self.sets:  # each set's base circuit: what its heads emerge against
+            out = self.out / "base" / ps.subdir
+            if out.exists():
+                continue
+            clear_stale(out.parent, ps.subdir)
+            model = model or load_model(self.base_model, dtype=self.cfg.model.dtype)
+            with preserved_rng():
+                snap = self._build(model, ps, step=0)
+            save_snapshot(snap, out)
+            self.recorder.on_snapshot(0, snap, out, ps.name)
+        return list(read_snapshot(self.out / "base" / self.sets[0].subdir).heads)
 
-    def _build(self, model, step: int) -> CircuitSnapshot | FailedSnapshot:
+    def _build(self, model, ps: PairSet, step: int) -> CircuitSnapshot | FailedSnapshot:
         device = next(model.parameters()).device
-        return build_or_fail(
-            model, [b.to(device) for b in self.batches], step=step, **self.settings
-        )
+        return build_or_fail(model, [b.to(device) for b in ps.batches], step=step, **ps.settings)
 
     # 3. stages --------------------------------------------------------------------------------
     def stage_dir(self, i: int) -> Path:
@@ -255,8 +251,8 @@ class TrainingRun:
             )
         source = self.base_model if i == 0 else str(self.stage_dir(i - 1) / "final")
         model = load_model(source, dtype=self.cfg.model.dtype)
-        hook = self._hook(i, model)
-        callbacks = [hook] if self.cfg.snapshot.enabled else []
+        hooks = [self._hook(i, model, ps) for ps in self.sets]
+        callbacks = list(hooks) if self.cfg.snapshot.enabled else []
         if self.recorder is not None:
             callbacks.append(MetricsToRecorder(self.recorder, self.step_offset(i)))
             callbacks.append(StatePruner(sdir, self.cfg.checkpoints))
@@ -278,7 +274,7 @@ class TrainingRun:
                     clear_incomplete(sdir)  # the half-written save frees its space
                 raise write_failure(sdir, e) from e
             raise
-        self.snapshot_seconds += hook.seconds
+        self.snapshot_seconds += sum(h.seconds for h in hooks)
         self._save_final(trainer, final)
         # process-mode snapshots whose process died are built now, from their checkpoints
         self.ranks.on_main(lambda: self._catch_up(i), "catching up snapshots and retention")
@@ -288,15 +284,22 @@ class TrainingRun:
             "resumed_from": resume.name if resume else None,
         }
 
-    def _hook(self, i: int, model) -> CircuitSnapshotCallback:
-        s = self.cfg.snapshot
-        return CircuitSnapshotCallback(
-            [b.to(next(model.parameters()).device) for b in self.batches],
-            **self.settings,
+    def _hook(self, i: int, model, ps: PairSet) -> CircuitSnapshotCallback:
+        s, rec = self.cfg.snapshot, self.recorder
+        # transformers expects one callback per class: each further pair set gets its own name
+        cls = CircuitSnapshotCallback
+        if ps.subdir != self.sets[0].subdir:
+            cls = type(f"CircuitSnapshotCallback[{ps.name}]", (CircuitSnapshotCallback,), {})
+        return cls(
+            [b.to(next(model.parameters()).device) for b in ps.batches],
+            **ps.settings,
             step_offset=self.step_offset(i),
-            on_snapshot=self.recorder.on_snapshot if self.recorder else None,
+            on_snapshot=(lambda step, snap, out: rec.on_snapshot(step, snap, out, ps.name))
+            if rec
+            else None,
             mode=s.mode,
-            pairs_path=self.pairs_path,
+            pairs_path=ps.pairs_path,
+            subdir=ps.subdir,
             n_pairs=s.n_pairs,
             batch_size=s.batch_size,
             dtype=self.cfg.model.dtype,
@@ -348,7 +351,7 @@ class TrainingRun:
         evaluated = {c.name for c in evaluated_saves(sdir, ev.every)} if ev.enabled else set()
 
         def done(c: Path) -> bool:
-            return (not snap.enabled or (c / "circuit").is_dir()) and (
+            return (not snap.enabled or all((c / ps.subdir).is_dir() for ps in self.sets)) and (
                 c.name not in evaluated or (c / "eval" / "metrics.json").is_file()
             )
 
@@ -360,13 +363,17 @@ class TrainingRun:
             return
         saves = [(self.step_offset(i) + save_step(c), c) for c in checkpoints(self.stage_dir(i))]
         started = time.perf_counter()
-        snapshot_missing(
-            saves,
-            self.batches,
-            dtype=self.cfg.model.dtype,
-            on_snapshot=self.recorder.on_snapshot,
-            **self.settings,
-        )
+        for ps in self.sets:
+            snapshot_missing(
+                saves,
+                ps.batches,
+                dtype=self.cfg.model.dtype,
+                on_snapshot=lambda step, snap, out, n=ps.name: self.recorder.on_snapshot(
+                    step, snap, out, n
+                ),
+                subdir=ps.subdir,
+                **ps.settings,
+            )
         self.snapshot_seconds += time.perf_counter() - started
 
     def teacher_records(self, i: int) -> list[dict]:

@@ -203,13 +203,19 @@ def dry_run(cfg: RunConfig, *, gpu_gb: float = 80.0) -> Plan:
     for s in cfg.stages:
         if s.teacher:
             _model(plan, f"{s.method} teacher", s.teacher)
-    ps = cfg.snapshot.pairs
-    mode, sources, reference = cfg.resolved_pairs()
-    plan.add(f"  pairs: {mode}, {ps.n} pairs, built once into {cfg.output_dir}/pairs.jsonl from:")
-    for src in sources or [WORLD]:  # file mode without a file: the world's own pairs
-        _source(plan, "    pairs source", cfg.evaluation.sources.get(src, src))
-    if mode == "contrast":
-        _model(plan, "  contrast reference", reference)
+    for i, (name, ps) in enumerate(cfg.snapshot.pair_sets().items()):
+        mode, sources, reference = cfg.resolved_pairs(ps)
+        file = "pairs.jsonl" if i == 0 else f"pairs-{name}.jsonl"
+        label = f"pair set {name}{' (primary circuit)' if i == 0 else ''}: " if name else "pairs: "
+        levels = f", levels {', '.join(ps.levels)}" if ps.levels else ""
+        plan.add(
+            f"  {label}{mode}, {ps.n} pairs{levels}, built once into {cfg.output_dir}/{file} from:"
+        )
+        for src in sources or [WORLD]:  # file mode without a file: the world's own pairs
+            _source(plan, "    pairs source", cfg.evaluation.sources.get(src, src))
+        if mode == "contrast":
+            _model(plan, "  contrast reference", reference)
+    mode = cfg.resolved_pairs().mode  # the primary set's
     for b in cfg.evaluation.benchmarks:
         _source(plan, "benchmark", cfg.evaluation.sources.get(b, b))
     metric = cfg.snapshot.metric
@@ -239,7 +245,13 @@ def dry_run(cfg: RunConfig, *, gpu_gb: float = 80.0) -> Plan:
         step += s.max_steps
     plan.add(
         f"totals: {step} steps, {total_saves} saves, "
-        f"{total_saves + 1 if cfg.snapshot.enabled else 0} snapshots (base included), "
+        f"{total_saves + 1 if cfg.snapshot.enabled else 0} snapshots (base included)"
+        + (
+            f" per pair set ({n_sets} sets)"
+            if (n_sets := len(cfg.snapshot.pair_sets())) > 1
+            else ""
+        )
+        + ", "
         f"{evals} evaluations on {', '.join(ev.benchmarks)} (n={ev.n}, T={ev.temperature}, "
         f"max_tokens {ev.max_tokens}, {ev.backend})"
     )

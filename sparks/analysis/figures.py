@@ -200,3 +200,34 @@ def pass_at_1_bars(table: pd.DataFrame, out: Path) -> Path:
     ax.figure.savefig(out, dpi=110)
     plt.close(ax.figure)
     return out
+
+
+def set_map(heads_at: pd.DataFrame, table: pd.DataFrame, out: Path, *, title: str) -> Path:
+    """Layer x head at a series' last save: heads in every pair set's circuit (shared), in one
+    set's only, in several; `heads_at` lists every head (layer, index), `table` their status."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    plt = pyplot()
+    only = sorted(s for s in table["status"].unique() if s.startswith("only "))
+    several = ["several"] if (table["status"] == "several").any() else []
+    labels = ["in no circuit", "shared", *only, *several]
+    palette = ["#f4f4f4", "#756bb1", "#3182bd", "#e6550d", "#31a354", "#de2d26", "#fdae6b"]
+    colors = (palette * 3)[: len(labels)]
+    code = heads_at["head"].map(dict(zip(table["head"], table["status"], strict=True)))
+    t = heads_at.assign(code=code.map({s: i for i, s in enumerate(labels)}).fillna(0))
+    grid = _grid(t, "code")
+    fig, ax = plt.subplots(figsize=(2.5 + 0.4 * grid.shape[1], 1.2 + 0.35 * grid.shape[0]))
+    ax.imshow(grid, cmap=ListedColormap(colors), vmin=0, vmax=len(labels) - 1, aspect="auto")
+    _label(ax, title, grid.shape)
+    ax.legend(
+        handles=[Patch(color=c, label=s) for c, s in zip(colors, labels, strict=True)],
+        loc="upper left",
+        bbox_to_anchor=(1.0, 1.0),
+        fontsize=7,
+        frameon=False,
+    )
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

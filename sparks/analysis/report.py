@@ -3,7 +3,8 @@ as tables (CSV and parquet), figures (PNG), head sets ready for the ablation stu
 one self-contained HTML page (figures inlined), atomically: a report directory is never half-written.
 
 Sections: 1 emergent heads against the base; 2 activation frequency; 3 cohorts; 4 E scores;
-5 GRPO dynamics; 6 retention and churn, SFT/distillation vs GRPO; 7 think on/off; 8 head sets.
+5 GRPO dynamics; 6 retention and churn, SFT/distillation vs GRPO; 7 think on/off; task-specific
+circuits (runs with several pair sets); 8 head sets.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pandas as pd
 
 from sparks.analysis import figures, heads
 from sparks.analysis.series import Sources
+from sparks.analysis.sets import set_circuits
 from sparks.analysis.think import ThinkResult
 
 TOP_E = 8  # heads listed in each direction of an E-score comparison
@@ -50,6 +52,11 @@ class Report:
                 for c in self.correlations
             ],
             "head_sets": {k: v["heads"] for k, v in self.head_sets.items()},
+            "pair_sets": {  # series -> status (shared, only NAME, several) -> heads
+                series: {st: sorted(g["head"]) for st, g in rows.groupby("status")}
+                for series, rows in self.tables.get("pair_sets", pd.DataFrame(columns=["series"]))
+                .groupby("series", sort=False)
+            },
         }
 
 
@@ -112,6 +119,15 @@ def analyse(
             "mean_heads",
         ],
     )
+    r.tables["pair_sets"] = pd.concat(
+        [set_circuits(s) for s in runs] or [set_circuits(None)], ignore_index=True
+    )
+    for s in runs:  # each set's own heads, ready for an ablation study
+        mine = r.tables["pair_sets"][r.tables["pair_sets"].series == s.name]
+        for status, g in mine.groupby("status"):
+            if s.model and status.startswith("only "):
+                key = f"{s.name}/{status.removeprefix('only ')}-specific"
+                r.head_sets[key] = {"heads": g["head"].tolist(), "model": s.model}
     for s in runs:
         for stable, suffix in ((threshold, "emergent"), (None, "emergent-all")):
             hs = heads.emergent_heads(sources.base, finals[s.name], stable)
@@ -225,6 +241,16 @@ def _figures(r: Report, d: Path) -> dict[str, Path]:
                 {"mean reward": s.rewards},
                 d / f"membership-{s.name}.png",
                 title=f"{s.name}: heads in the circuit at each save, and the reward",
+            )
+    sets = t.get("pair_sets", pd.DataFrame())
+    for s in runs:
+        mine = sets[sets.series == s.name] if len(sets) else sets
+        if len(mine):
+            figs[f"sets {s.name}"] = figures.set_map(
+                s.at(s.saves[-1]),
+                mine,
+                d / f"sets-{s.name}.png",
+                title=f"{s.name}: circuit heads by pair set, last save",
             )
     if r.think is not None:
         figs["think"] = figures.think_map(
@@ -349,6 +375,17 @@ def _html(r: Report, d: Path, figs: dict, sets: dict, final: Path, links: dict) 
                 "samples_per_problem",
             ]
             p.append(_img(figs["think_eval"], "pass@1 on/off") + _table(t["think_eval"][cols]))
+    if len(t.get("pair_sets", [])):
+        p.append(
+            "<h2 id='pair-sets'>Task-specific circuits (pair sets)</h2><p class='note'>Each save "
+            "was measured on several pair sets. At each series' last save: heads in every set's "
+            "circuit (shared), in one set's only, or in several; stability is the share of the "
+            "series' saves at which the head had the same status.</p>"
+        )
+        for k, f in figs.items():
+            if k.startswith("sets "):
+                p.append(_img(f, k))
+        p.append(_table(t["pair_sets"]))
     if len(t["evaluations"]):
         cols = [
             c

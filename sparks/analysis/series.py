@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from sparks.circuits.snapshot import read_snapshot
-from sparks.track.ledger import build_ledger, head_table
+from sparks.track.ledger import build_ledger, head_table, primary
 from sparks.train.saves import checkpoints, evaluation_files, saves
 
 MLFLOW_PREFIX = "mlflow:"
@@ -44,6 +44,7 @@ class Series:
     mlflow_run: str | None = None
     mlflow_uri: str | None = None
     source: str = ""
+    sets: pd.DataFrame | None = None  # every pair set's ledger rows (a run with several sets)
 
     @property
     def saves(self) -> list[int]:
@@ -211,7 +212,8 @@ def _run_dir(out: Path) -> tuple[list[Series], pd.DataFrame]:
         raise CompareError(f"{out} has a ledger but no run.json: it was not written by sparks")
     meta = json.loads(meta_file.read_text())
     cfg = meta["config"]
-    ledger = pd.read_parquet(out / "ledger.parquet")
+    every = pd.read_parquet(out / "ledger.parquet")
+    ledger = primary(every)  # the run's primary circuit; the other pair sets ride along
     if "edge_share" not in ledger:  # ledgers from before edge_share: the node share stands in
         ledger["edge_share"] = ledger["share"]
     if 0 not in set(ledger.step):
@@ -242,6 +244,9 @@ def _run_dir(out: Path) -> tuple[list[Series], pd.DataFrame]:
                 mlflow_run=mlflow.get("run_id"),
                 mlflow_uri=mlflow.get("uri"),
                 source=str(out),
+                sets=every[(every.step >= start) & (every.step <= hi)]
+                if "set" in every and every["set"].nunique() > 1
+                else None,
             )
         )
     return series, ledger[ledger.step == 0].reset_index(drop=True)

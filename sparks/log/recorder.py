@@ -26,7 +26,7 @@ from sparks.files import is_write_error, write_failure
 from sparks.log.console import say
 from sparks.log.figures import heatmap, trajectory
 from sparks.log.tracking import Tracker
-from sparks.track.ledger import build_ledger, head_table, step_summary
+from sparks.track.ledger import head_table, ledger_of_sets, primary, step_summary
 
 CURVE_KEYS = ("reward", "loss")
 
@@ -34,40 +34,54 @@ CURVE_KEYS = ("reward", "loss")
 class Recorder:
     """Ledger, MLflow and figures of one run, fed one snapshot, log line and evaluation at a time."""
 
-    def __init__(self, tracker: Tracker, out: Path, name: str):
+    def __init__(self, tracker: Tracker, out: Path, name: str, sets: list[str] | None = None):
         self.tracker, self.out, self.name = tracker, Path(out), name
-        self.tables: list[pd.DataFrame] = []
+        self.sets = list(sets or [""])  # pair sets, the primary first ('' when there is one)
+        self.tables: dict[str, list[pd.DataFrame]] = {s: [] for s in self.sets}
         self.curves: dict[str, dict[int, float]] = {}
-        self.logged_steps: set[int] = set()
+        self.logged_steps: dict[str, set[int]] = {s: set() for s in self.sets}
         self.eval_logged: set[int] = set()
         self.loss_logged: set[int] = set()
 
-    def resume(self, snapshots: list[Path], *, eval_key: str | None) -> None:
-        """Read back what a killed or earlier run already recorded: snapshots on disk (ledger) and
-        the steps MLflow has (so nothing is logged twice)."""
-        self.tables = [head_table(read_snapshot(p)) for p in snapshots]
-        # circuit/failed is logged at every save, failed or not
-        self.logged_steps = self.tracker.metric_steps("circuit/heads") | self.tracker.metric_steps(
-            "circuit/failed"
-        )
+    def resume(self, snapshots: list[tuple[str, Path]], *, eval_key: str | None) -> None:
+        """Read back what a killed or earlier run already recorded: snapshots on disk, (set, path)
+        in step order (ledger), and the steps MLflow has (so nothing is logged twice)."""
+        self.tables = {s: [] for s in self.sets}
+        for name, p in snapshots:
+            self.tables.setdefault(name, []).append(head_table(read_snapshot(p)))
+        for name in self.sets:
+            # circuit/failed is logged at every save, failed or not
+            keys = [f"circuit/{k}" for k in ("heads", "failed")] if name == self.sets[0] else []
+            keys += [f"circuit/{name}/{k}" for k in ("heads", "failed")] if name else []
+            self.logged_steps[name] = set().union(*(self.tracker.metric_steps(k) for k in keys))
         self.eval_logged = self.tracker.metric_steps(eval_key) if eval_key else set()
         self.loss_logged = self.tracker.metric_steps("loss")
 
     # 1. snapshots -----------------------------------------------------------------------------
-    def on_snapshot(self, step: int, snap: CircuitSnapshot | FailedSnapshot, path: Path) -> None:
-        """Ledger row, MLflow metrics and artifacts, and a refreshed trajectory for one snapshot."""
-        self.tables = [t for t in self.tables if t.step.iloc[0] != step] + [head_table(snap)]
-        self.tables.sort(key=lambda t: t.step.iloc[0])
-        ledger = build_ledger(self.tables)
-        row = step_summary(ledger).set_index("step").loc[step]
-        now = ledger[ledger.step == step]
+    def on_snapshot(
+        self, step: int, snap: CircuitSnapshot | FailedSnapshot, path: Path, pair_set: str = ""
+    ) -> None:
+        """Ledger row, MLflow metrics and artifacts, and a refreshed trajectory for one snapshot
+        of pair set `pair_set` (the primary's keys are circuit/*, head/L*H*; a named set's also
+        circuit/NAME/*, head/NAME/L*H*)."""
+        tables = self.tables.setdefault(pair_set, [])
+        tables[:] = [t for t in tables if t.step.iloc[0] != step] + [head_table(snap)]
+        tables.sort(key=lambda t: t.step.iloc[0])
+        ledger = ledger_of_sets(self.tables)
+        mine = ledger[ledger["set"] == pair_set]
+        row = step_summary(mine).set_index("step").loc[step]
+        now = mine[mine.step == step]
+        is_primary = pair_set == self.sets[0]
+        logged = self.logged_steps.setdefault(pair_set, set())
+        label = f" ({pair_set} pairs)" if pair_set else ""
         if isinstance(snap, FailedSnapshot):
             # no circuit to report: the save is marked failed, the run goes on
-            say(f"[sparks] snapshot of step {step} failed ({path}): {snap.reason}")
-            if step not in self.logged_steps:
-                self.tracker.log_metrics({"circuit/failed": 1.0}, step)
-                self.tracker.set_tags({f"sparks.snapshot_failed.step-{step}": snap.reason[:500]})
-                self.logged_steps.add(step)
+            say(f"[sparks] snapshot{label} of step {step} failed ({path}): {snap.reason}")
+            if step not in logged:
+                self.tracker.log_metrics(_keyed({"circuit/failed": 1.0}, pair_set, is_primary), step)
+                tag = f"sparks.snapshot_failed.{pair_set + '.' if pair_set else ''}step-{step}"
+                self.tracker.set_tags({tag: snap.reason[:500]})
+                logged.add(step)
             self.write_ledger(ledger)
             return
         metrics = {
@@ -81,25 +95,28 @@ class Recorder:
             metrics["circuit/ig_capped"] = float(snap.settings["steps_capped"])
         metrics["circuit/seconds"] = snap.seconds
         metrics.update({f"head/{h}": s for h, s in zip(now["head"], now["share"], strict=True)})
-        if step not in self.logged_steps:
-            self.tracker.log_metrics(metrics, step)
-            self.logged_steps.add(step)
+        if step not in logged:
+            self.tracker.log_metrics(_keyed(metrics, pair_set, is_primary), step)
+            logged.add(step)
         say(
-            f"[sparks] snapshot step {step}: {int(row.heads)} heads ({int(row.emergent)} emergent, "
+            f"[sparks] snapshot{label} step {step}: {int(row.heads)} heads ({int(row.emergent)} emergent, "
             f"+{int(row.activated)} -{int(row.pruned)}), faithfulness "
             f"{metrics['circuit/faithfulness']:.2f}, {snap.seconds:.1f}s" + _auto_note(snap)
         )
         figs = self.out / "figures"
         figs.mkdir(exist_ok=True)
+        suffix = f"-{pair_set}" if pair_set else ""
         hm = heatmap(
             now,
-            figs / f"heatmap-step{step}.png",
-            title=f"{self.name}: step {step}, {len(snap.heads)} circuit heads",
+            figs / f"heatmap-step{step}{suffix}.png",
+            title=f"{self.name}: step {step}{label}, {len(snap.heads)} circuit heads",
         )
-        self.tracker.log_artifact(hm, f"snapshots/step-{step}")
-        self.tracker.log_artifact(path, f"snapshots/step-{step}")
+        where = f"snapshots/step-{step}" + (f"/{pair_set}" if pair_set else "")
+        self.tracker.log_artifact(hm, where)
+        self.tracker.log_artifact(path, where)
         self.write_ledger(ledger)
-        self.tracker.log_artifact(self.trajectory(ledger), "figures")
+        if is_primary:
+            self.tracker.log_artifact(self.trajectory(primary(ledger)), "figures")
 
     # 2. trainer metrics -----------------------------------------------------------------------
     def on_log(self, metrics: dict[str, float], step: int) -> None:
@@ -159,16 +176,26 @@ class Recorder:
 
     def finish(self) -> dict:
         """Write the final ledger, figure and table; the ledger's part of the run's summary."""
-        ledger = build_ledger(self.tables)
+        ledger = ledger_of_sets(self.tables)
         self.write_ledger(ledger)
-        self.tracker.log_artifact(self.trajectory(ledger), "figures")
+        main = primary(ledger)
+        self.tracker.log_artifact(self.trajectory(main), "figures")
         self.tracker.log_table(ledger.to_dict(orient="records"), "ledger.json")
-        last = ledger[ledger.step == ledger.step.max()]
+        last = main[main.step == main.step.max()]
         return {
             "saves": int(ledger.step.nunique()),
             "final_heads": last.loc[last.in_circuit, "head"].tolist(),
             "emergent": last.loc[last.emergent, "head"].tolist(),
         }
+
+
+def _keyed(metrics: dict, pair_set: str, is_primary: bool) -> dict:
+    """The primary set's metrics as they are (circuit/*, head/L*H*), plus, for a named set,
+    the same under circuit/NAME/*, head/NAME/L*H* (the only keys of the other sets)."""
+    named = {}
+    if pair_set:
+        named = {k.replace("/", f"/{pair_set}/", 1): v for k, v in metrics.items()}
+    return (dict(metrics) if is_primary else {}) | named
 
 
 def _auto_note(snap: CircuitSnapshot) -> str:

@@ -226,9 +226,11 @@ def build_pairs(
     world=None,
     tokenizer=None,
     enable_thinking: bool | None = None,
+    levels: list[str] | None = None,
 ) -> PairsReport:
     """Build pairs for `model` and write them to `out` (atomically); every input is checked first.
-    `enable_thinking` reaches Qwen3-style chat templates (think on/off), as in evaluation."""
+    `enable_thinking` reaches Qwen3-style chat templates (think on/off), as in evaluation;
+    `levels` keeps only problems whose level (or difficulty) is one of them."""
     from sparks.models import check_checkpoint, is_local, load_tokenizer, require_chat_template
 
     check_request(mode, sources, reference)
@@ -244,6 +246,15 @@ def build_pairs(
         pairs = file_pairs(tokenizer, sources[0])[:n]
     else:
         problems = load_problems(sources, world=world, files=files)
+        if levels is not None:
+            problems = [
+                p for p in problems if str(p.get("level", p.get("difficulty"))) in set(levels)
+            ]
+            if not problems:
+                raise PairsError(
+                    f"no problem of {', '.join(sources)} has a level in {levels}: check "
+                    "snapshot.pairs levels against the problems' level field"
+                )
         if mode == "numbers":
             pairs, skipped = numbers_pairs(
                 tokenizer, problems, n=n, seed=seed, enable_thinking=enable_thinking
@@ -273,14 +284,19 @@ def build_pairs(
     return PairsReport(out, mode, len(pairs), skipped, fp)
 
 
-def pairs_for_run(cfg, base_model: str, out_dir: Path, *, world=None, tokenizer=None) -> Path:
-    """The run's pairs file, `out_dir/pairs.jsonl`: built once as `cfg.snapshot.pairs` says (every
+def pairs_for_run(
+    cfg, base_model: str, out_dir: Path, *, world=None, tokenizer=None, name: str = ""
+) -> Path:
+    """The run's pairs file of pair set `name`: `out_dir/pairs.jsonl` for the primary set,
+    `out_dir/pairs-NAME.jsonl` for the others; built once as `cfg.snapshot.pairs` says (every
     save is then measured on the same inputs), reused as it is afterwards."""
-    target = Path(out_dir) / "pairs.jsonl"
+    sets = cfg.snapshot.pair_sets()
+    primary = name == next(iter(sets))
+    target = Path(out_dir) / ("pairs.jsonl" if primary else f"pairs-{name}.jsonl")
     if target.is_file():
         return target
-    ps, ev = cfg.snapshot.pairs, cfg.evaluation
-    mode, sources, reference = cfg.resolved_pairs()
+    ps, ev = sets[name], cfg.evaluation
+    mode, sources, reference = cfg.resolved_pairs(ps)
     if mode == "file" and not sources:  # mode auto on the world model: the world's own pairs
         sources = [str(world.pairs_path)]
     build_pairs(
@@ -296,5 +312,6 @@ def pairs_for_run(cfg, base_model: str, out_dir: Path, *, world=None, tokenizer=
         backend=ps.backend,
         world=world,
         tokenizer=tokenizer,
+        levels=ps.levels,
     )
     return target

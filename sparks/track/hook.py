@@ -84,6 +84,7 @@ class CircuitSnapshotCallback(TrainerCallback):
         device: str | None = None,
         progress: bool = False,
         ranks: Ranks | None = None,
+        subdir: str = "circuit",
     ):
         if mode not in ("inline", "process"):
             raise ValueError(f"unknown snapshot mode {mode!r}: use 'inline' or 'process'")
@@ -107,6 +108,7 @@ class CircuitSnapshotCallback(TrainerCallback):
         self.pairs_path, self.n_pairs, self.batch_size = pairs_path, n_pairs, batch_size
         self.dtype, self.device = dtype, device
         self.ranks = ranks or Ranks()
+        self.subdir = subdir  # circuit/, or circuit-NAME/ for a run's other pair sets
         self.last_step = -1
         self.seconds = 0.0  # time spent in snapshots (inline mode)
         self._children: list[tuple[int, Path, subprocess.Popen]] = []
@@ -133,7 +135,7 @@ class CircuitSnapshotCallback(TrainerCallback):
         ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if self.mode == "inline" and sharding(model) == "fsdp":
             # every rank enters the gather; the main process snapshots while the others wait
-            done = self.ranks.on_main(lambda: (ckpt / "circuit").exists(), "a snapshot check")
+            done = self.ranks.on_main(lambda: (ckpt / self.subdir).exists(), "a snapshot check")
             if not done:
                 plain = unsharded_copy(model, is_main=self.ranks.is_main)
                 self.ranks.on_main(
@@ -146,8 +148,8 @@ class CircuitSnapshotCallback(TrainerCallback):
             self._snapshot(ckpt, state.global_step, model)
 
     def _snapshot(self, ckpt: Path, global_step: int, model) -> None:
-        out = ckpt / "circuit"
-        clear_stale(ckpt)  # left by a process killed mid-snapshot
+        out = ckpt / self.subdir
+        clear_stale(ckpt, self.subdir)  # left by a process killed mid-snapshot
         if out.exists():
             return
         step = self.step_offset + global_step
@@ -195,10 +197,10 @@ class CircuitSnapshotCallback(TrainerCallback):
         self._children.clear()
 
 
-def clear_stale(d: Path) -> None:
+def clear_stale(d: Path, subdir: str = "circuit") -> None:
     """Remove the temporary snapshot directories a killed process left in `d` (never renamed:
     never read; the snapshot is built again)."""
-    for stale in Path(d).glob(".circuit.tmp-*"):
+    for stale in Path(d).glob(f".{subdir}.tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
 
 
@@ -208,6 +210,7 @@ def snapshot_missing(
     *,
     dtype: str = "float32",
     on_snapshot: OnSnapshot | None = None,
+    subdir: str = "circuit",
     **settings,
 ) -> list[int]:
     """Snapshot, from disk, the saves `(step, checkpoint)` that have no snapshot: those of a run,
@@ -216,15 +219,15 @@ def snapshot_missing(
 
     done = []
     for step, ckpt in saves:
-        if (ckpt / "circuit").exists():
+        if (ckpt / subdir).exists():
             continue
-        clear_stale(ckpt)
+        clear_stale(ckpt, subdir)
         model = load_model(ckpt, dtype=dtype)
         device = next(model.parameters()).device
         with preserved_rng():
             snap = build_or_fail(model, [b.to(device) for b in batches], step=step, **settings)
-        save_snapshot(snap, ckpt / "circuit")
+        save_snapshot(snap, ckpt / subdir)
         if on_snapshot:
-            on_snapshot(step, snap, ckpt / "circuit")
+            on_snapshot(step, snap, ckpt / subdir)
         done.append(step)
     return done

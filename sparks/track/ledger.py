@@ -97,3 +97,19 @@ def step_summary(ledger: pd.DataFrame) -> pd.DataFrame:
         .astype(int)
         .reset_index()
     )
+
+
+def ledger_of_sets(tables: dict[str, list[pd.DataFrame]]) -> pd.DataFrame:
+    """One ledger for every pair set (`set` column; '' for a run with one set), the primary set
+    (the first) first; each set's heads are emergent against its own base snapshot."""
+    parts = [build_ledger(t).assign(set=name) for name, t in tables.items() if t]
+    if not parts:
+        raise ValueError("no snapshots: the ledger needs at least the base model's")
+    return pd.concat(parts, ignore_index=True)
+
+
+def primary(ledger: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a ledger's primary pair set (all of a one-set or older ledger)."""
+    if "set" not in ledger or ledger.empty:
+        return ledger
+    return ledger[ledger["set"] == ledger["set"].iloc[0]].reset_index(drop=True)

@@ -69,7 +69,7 @@ def test_missing_config_file_says_what_to_pass(tmp_path):
         ),
         (
             {"model": {"path": "Qwen/Qwen2.5-Math-1.5B"}, "snapshot": {"metric": "logit_diff"}},
-            "metric logit_diff compares answer tokens, which auto pairs do not have",
+            "metric logit_diff compares answer tokens, which numbers pairs (snapshot.pairs) do not have",
         ),
         (
             {"snapshot": {"pairs": {"mode": "contrast"}}},

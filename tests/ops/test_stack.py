@@ -30,7 +30,8 @@ def _free_port() -> int:
 def _http(method: str, url: str, body: dict | None = None, *, patience: float = 180) -> dict:
     """One API call. A GET that times out is asked again until `patience` runs out: on a
     2-core CI box a server answer can stall behind training and SQLite writes, and a poll
-    must not fail on one slow answer. Other methods are sent once (they are not idempotent)."""
+    must not fail on one slow answer. Other methods are sent once (they are not idempotent),
+    except after a 503, which says the server did nothing."""
     req = urllib.request.Request(
         url,
         json.dumps(body).encode() if body is not None else None,
@@ -45,8 +46,13 @@ def _http(method: str, url: str, body: dict | None = None, *, patience: float = 
             if (took := time.time() - t0) > 10:  # shows in CI's warning summary, for diagnosis
                 warnings.warn(f"slow API answer: {method} {url} took {took:.0f}s", stacklevel=2)
             return answer
-        except urllib.error.HTTPError:
-            raise  # the server answered: an error status is not a stall
+        except urllib.error.HTTPError as e:
+            # 503: the server refused before doing anything (its database was busy: SQLite on a
+            # 2-core box under training), which Prefect's own client retries too; anything else
+            # is the server's answer
+            if e.code != 503 or time.time() - t0 > patience:
+                raise
+            time.sleep(2)
         except (TimeoutError, urllib.error.URLError) as e:
             waited = time.time() - t0
             if method != "GET" or waited > patience:

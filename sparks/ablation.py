@@ -15,9 +15,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -25,7 +23,7 @@ import pandas as pd
 from sparks.config import AblationConfig
 from sparks.evaluate.evaluate import benchmarks_for, evaluate_model, sampling_for
 from sparks.evaluate.interventions import write_scaled_checkpoint
-from sparks.files import atomic_dir
+from sparks.files import atomic_dir, replacing_dir
 from sparks.log.tracking import Tracker
 from sparks.track.ledger import primary
 
@@ -149,9 +147,7 @@ def write_study(
         [t.assign(variant=v, benchmark=b) for v, ts in samples.items() for b, t in ts.items()],
         ignore_index=True,
     ).merge(buckets, on=["benchmark", "problem_id"])
-    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir(parents=True)
-    try:
+    with replacing_dir(target) as tmp:
         tables = {"pass_by_bucket": by_bucket, "flips": flipped, "flip_tests": tests,
                   "failure_modes": modes, "difficulty": buckets, "samples": every}  # fmt: skip
         for name, t in tables.items():
@@ -164,14 +160,6 @@ def write_study(
             tmp / "viewer.html", title=title, flipped=flipped, tests=tests, samples=samples,
             problems=problems,
         )  # fmt: skip
-        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-        if target.exists():
-            os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {
         "dir": str(target),
         "viewer": str(target / "viewer.html"),

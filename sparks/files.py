@@ -67,6 +67,26 @@ def atomic_dir(target: Path) -> Iterator[Path]:
         raise
 
 
+@contextmanager
+def replacing_dir(target: Path) -> Iterator[Path]:
+    """Like `atomic_dir`, but `target` may exist: the new directory replaces it only once complete
+    (the old one is renamed aside, then removed); on error the old one is untouched."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+        if target.exists():
+            os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write `text` to `path` through a temporary file and a rename."""
     path = Path(path)

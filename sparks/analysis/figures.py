@@ -158,21 +158,27 @@ def retention_bars(table: pd.DataFrame, out: Path) -> Path:
 
 def think_map(on: pd.DataFrame, off: pd.DataFrame, out: Path) -> Path:
     """Layer x head: shared, on-only and off-only (compensatory) circuit heads."""
-    from matplotlib.colors import ListedColormap
-    from matplotlib.patches import Patch
-
-    plt = pyplot()
     code = (
         on.set_index("head")["in_circuit"].astype(int)
         + 2 * off.set_index("head")["in_circuit"].astype(int).reindex(on["head"]).to_numpy()
     )
     t = on.assign(code=code.to_numpy())
-    grid = _grid(t, "code")
     colors = ["#f4f4f4", "#3182bd", "#e6550d", "#756bb1"]
     labels = ["neither", "thinking on only", "thinking off only (compensatory)", "both"]
+    return _category_map(
+        _grid(t, "code"), colors, labels, out, title="circuit heads with thinking on and off"
+    )
+
+
+def _category_map(grid, colors: list[str], labels: list[str], out: Path, *, title: str) -> Path:
+    """Layer x head grid of category codes 0..len(labels)-1, one colour each, legend beside."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(2.5 + 0.4 * grid.shape[1], 1.2 + 0.35 * grid.shape[0]))
-    ax.imshow(grid, cmap=ListedColormap(colors), vmin=0, vmax=3, aspect="auto")
-    _label(ax, "circuit heads with thinking on and off", grid.shape)
+    ax.imshow(grid, cmap=ListedColormap(colors), vmin=0, vmax=len(labels) - 1, aspect="auto")
+    _label(ax, title, grid.shape)
     ax.legend(
         handles=[Patch(color=c, label=s) for c, s in zip(colors, labels, strict=True)],
         loc="upper left",
@@ -205,10 +211,6 @@ def pass_at_1_bars(table: pd.DataFrame, out: Path) -> Path:
 def set_map(heads_at: pd.DataFrame, table: pd.DataFrame, out: Path, *, title: str) -> Path:
     """Layer x head at a series' last save: heads in every pair set's circuit (shared), in one
     set's only, in several; `heads_at` lists every head (layer, index), `table` their status."""
-    from matplotlib.colors import ListedColormap
-    from matplotlib.patches import Patch
-
-    plt = pyplot()
     only = sorted(s for s in table["status"].unique() if s.startswith("only "))
     several = ["several"] if (table["status"] == "several").any() else []
     labels = ["in no circuit", "shared", *only, *several]
@@ -216,18 +218,4 @@ def set_map(heads_at: pd.DataFrame, table: pd.DataFrame, out: Path, *, title: st
     colors = (palette * 3)[: len(labels)]
     code = heads_at["head"].map(dict(zip(table["head"], table["status"], strict=True)))
     t = heads_at.assign(code=code.map({s: i for i, s in enumerate(labels)}).fillna(0))
-    grid = _grid(t, "code")
-    fig, ax = plt.subplots(figsize=(2.5 + 0.4 * grid.shape[1], 1.2 + 0.35 * grid.shape[0]))
-    ax.imshow(grid, cmap=ListedColormap(colors), vmin=0, vmax=len(labels) - 1, aspect="auto")
-    _label(ax, title, grid.shape)
-    ax.legend(
-        handles=[Patch(color=c, label=s) for c, s in zip(colors, labels, strict=True)],
-        loc="upper left",
-        bbox_to_anchor=(1.0, 1.0),
-        fontsize=7,
-        frameon=False,
-    )
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _category_map(_grid(t, "code"), colors, labels, out, title=title)

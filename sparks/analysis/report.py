@@ -12,9 +12,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
-import shutil
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +21,7 @@ from sparks.analysis import figures, heads
 from sparks.analysis.series import Sources
 from sparks.analysis.sets import set_circuits
 from sparks.analysis.think import ThinkResult
+from sparks.files import replacing_dir
 
 TOP_E = 8  # heads listed in each direction of an E-score comparison
 
@@ -54,8 +52,9 @@ class Report:
             "head_sets": {k: v["heads"] for k, v in self.head_sets.items()},
             "pair_sets": {  # series -> status (shared, only NAME, several) -> heads
                 series: {st: sorted(g["head"]) for st, g in rows.groupby("status")}
-                for series, rows in self.tables.get("pair_sets", pd.DataFrame(columns=["series"]))
-                .groupby("series", sort=False)
+                for series, rows in self.tables.get(
+                    "pair_sets", pd.DataFrame(columns=["series"])
+                ).groupby("series", sort=False)
             },
         }
 
@@ -184,20 +183,8 @@ def ablate_command(name: str, spec: dict) -> str:
 def write_report(r: Report, out: Path, *, links: dict[str, str] | None = None) -> Path:
     """Write the report into `out` (replacing an earlier one only once the new one is complete)."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
+    with replacing_dir(out) as tmp:
         _write(r, tmp, final=out.resolve(), links=links or {})
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out / "report.html"
 
 

@@ -28,6 +28,13 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - comb(n - c, k) / comb(n, k)
 
 
+def bootstrap_ci(acc: np.ndarray, *, seed: int = 0) -> tuple[float, float]:
+    """95 % bootstrap interval of the mean of per-problem accuracies (1000 resamples of problems)."""
+    rng = np.random.default_rng(seed)
+    boot = acc[rng.integers(0, len(acc), size=(1000, len(acc)))].mean(1)
+    return float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
+
+
 def grade(problems: list[dict], completions: list[list]) -> pd.DataFrame:
     """One row per sample: problem_id, sample, gold, answer (extracted), correct, length (tokens),
     truncated, and the response itself (what failure modes and the sample viewer read)."""
@@ -65,12 +72,11 @@ def summarise(
     per = table.groupby("problem_id", sort=False).agg(n=("correct", "size"), c=("correct", "sum"))
     n = int(per.n.min())
     acc = (per.c / per.n).to_numpy()
-    rng = np.random.default_rng(seed)
-    boot = acc[rng.integers(0, len(acc), size=(1000, len(acc)))].mean(1)
+    low, high = bootstrap_ci(acc, seed=seed)
     out = {
         "pass@1": float(acc.mean()),
-        "pass@1_ci_low": float(np.percentile(boot, 2.5)),
-        "pass@1_ci_high": float(np.percentile(boot, 97.5)),
+        "pass@1_ci_low": low,
+        "pass@1_ci_high": high,
         "mean_length": float(table["length"].mean()),
         "truncation_rate": float(table["truncated"].mean()),
         "problems": len(per),

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from sparks.evaluate.failures import MODES, classify
+from sparks.evaluate.metrics import bootstrap_ci
 
 EASY_AT = 0.7  # baseline pass rate at or above: easy
 HARD_BELOW = 0.3  # below: hard; in between: medium
@@ -67,12 +68,6 @@ def _per_problem(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def _bootstrap(acc: np.ndarray, seed: int) -> tuple[float, float]:
-    rng = np.random.default_rng(seed)
-    boot = acc[rng.integers(0, len(acc), size=(1000, len(acc)))].mean(1)
-    return float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
-
-
 def pass_by_bucket(
     variants: dict[str, dict[str, pd.DataFrame]], buckets: pd.DataFrame, *, seed: int = 0
 ) -> pd.DataFrame:
@@ -82,7 +77,7 @@ def pass_by_bucket(
         per = _per_problem(tables).merge(buckets, on=["benchmark", "problem_id"])
         for (bench, bucket), g in per.groupby(["benchmark", "bucket"], sort=True):
             acc = g["rate"].to_numpy()
-            lo, hi = _bootstrap(acc, seed)
+            lo, hi = bootstrap_ci(acc, seed=seed)
             rows.append(
                 {"variant": name, "benchmark": bench, "bucket": bucket, "problems": len(acc),
                  "pass@1": float(acc.mean()), "ci_low": lo, "ci_high": hi}

@@ -28,7 +28,7 @@ from transformers import TrainerCallback
 from sparks.config import CheckpointSettings
 from sparks.files import atomic_write_text
 from sparks.models import WEIGHT_PATTERNS
-from sparks.train.saves import MARKER, has_state, has_weights, saves
+from sparks.train.saves import MARKER, has_state, has_weights, pruned, saves
 
 # optimizer/scheduler/RNG state as the Trainer, accelerate (FSDP) and DeepSpeed write it
 STATE_PATTERNS = (
@@ -46,10 +46,9 @@ STATE_PATTERNS = (
 
 def _remove(ckpt: Path, what: str, patterns: tuple[str, ...]) -> int:
     """Record then remove `what` ('state' or 'weights') from `ckpt`; the bytes freed."""
-    marker = ckpt / MARKER
-    record = json.loads(marker.read_text()) if marker.is_file() else {}
+    record = pruned(ckpt)
     if not record.get(what):
-        atomic_write_text(marker, json.dumps(record | {what: "removed"}))
+        atomic_write_text(ckpt / MARKER, json.dumps(record | {what: "removed"}))
     freed = 0
     for pattern in patterns:
         for p in ckpt.glob(pattern):
@@ -75,7 +74,7 @@ def prune_stage(
     older = found[: max(len(found) - policy.keep_state, 0)]
     freed = 0
     for ckpt in older:
-        marked = json.loads((ckpt / MARKER).read_text()) if (ckpt / MARKER).is_file() else {}
+        marked = pruned(ckpt)
         if has_state(ckpt) or marked.get("state"):
             freed += _remove(ckpt, "state", STATE_PATTERNS)
         if policy.keep_weights or weights_done is None:

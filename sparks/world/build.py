@@ -1,4 +1,8 @@
-"""Build the embedded world on disk: tokenizer + tiny model, task splits, attribution pairs.
+"""Build the embedded world on disk: tokenizer + pretrained tiny base model, task splits, pairs.
+
+The base model is the world's model organism (`sparks.world.pretrain`): a tiny Qwen2 pretrained on
+plain-text arithmetic, so post-training has skills to reveal; it is shared by every world of one
+seed and shape (the split sizes do not change it), shipped or built once.
 
 Layout of a world directory (written atomically: a temporary name, then a rename):
 
@@ -11,15 +15,18 @@ Layout of a world directory (written atomically: a temporary name, then a rename
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from sparks.files import atomic_dir, read_jsonl, write_jsonl
 from sparks.models import load_tokenizer, tokenizer_fingerprint
-from sparks.world.model import TinyModelSpec, build_model
+from sparks.world.model import TinyModelSpec
+from sparks.world.pretrain import MANIFEST as BASE_MANIFEST
+from sparks.world.pretrain import PretrainSpec, base_key, build_base
 from sparks.world.tasks import corpus as task_corpus
 from sparks.world.tasks import generate_pairs, generate_splits
-from sparks.world.tokenizer import save_tokenizer, train_tokenizer
+from sparks.world.tokenizer import train_tokenizer
 
 MANIFEST = "world.json"
 
@@ -34,9 +41,14 @@ class WorldSpec:
     n_pairs: int = 64
     vocab_size: int = 512
     model: TinyModelSpec = field(default_factory=TinyModelSpec)
+    pretrain: PretrainSpec = field(default_factory=PretrainSpec)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def base_key(self) -> str:
+        return base_key(self.seed, self.vocab_size, self.model, self.pretrain)
 
 
 @dataclass(frozen=True)
@@ -66,8 +78,9 @@ class World:
         return json.loads((self.root / MANIFEST).read_text())["spec"]
 
 
-def build_world(out_dir: Path, spec: WorldSpec = WorldSpec()) -> World:
-    """Build the world described by `spec` into `out_dir`.
+def build_world(out_dir: Path, spec: WorldSpec = WorldSpec(), bases: Path | None = None) -> World:
+    """Build the world described by `spec` into `out_dir`; its base model comes from the shipped
+    bases or is pretrained once into `bases` (default: `out_dir`'s parent / "bases").
 
     An existing world built from the same spec is reused as it is; any other existing directory
     is left untouched and refused.
@@ -82,14 +95,14 @@ def build_world(out_dir: Path, spec: WorldSpec = WorldSpec()) -> World:
             "remove it or choose another directory"
         )
     splits = generate_splits(spec.n_train, spec.n_test, seed=spec.seed)
-    tokenizer = train_tokenizer(
-        task_corpus(splits["train"] + splits["test"]), vocab_size=spec.vocab_size
-    )
-    model = build_model(spec.model, tokenizer, seed=spec.seed)
+    base = build_base(
+        bases or out_dir.parent / "bases", spec.seed, spec.vocab_size, spec.model, spec.pretrain,
+        lambda: train_tokenizer(task_corpus(spec.seed), vocab_size=spec.vocab_size),
+    )  # fmt: skip
+    tokenizer = load_tokenizer(base)
     pairs = generate_pairs(tokenizer, spec.n_pairs, seed=spec.seed)
     with atomic_dir(out_dir) as tmp:
-        model.save_pretrained(str(tmp / "model"))
-        save_tokenizer(tokenizer, tmp / "model")
+        shutil.copytree(base, tmp / "model", ignore=shutil.ignore_patterns(BASE_MANIFEST))
         fingerprint = tokenizer_fingerprint(load_tokenizer(tmp / "model"))  # as users load it
         (tmp / "tasks").mkdir()
         for name, tasks in splits.items():
@@ -99,21 +112,29 @@ def build_world(out_dir: Path, spec: WorldSpec = WorldSpec()) -> World:
             tmp / "pairs.jsonl", (p.to_record() | {"tokenizer": fingerprint} for p in pairs)
         )
         summary = {k: len(v) for k, v in splits.items()} | {"pairs": len(pairs)}
+        base_info = json.loads((base / BASE_MANIFEST).read_text())
         (tmp / MANIFEST).write_text(
-            json.dumps({"spec": spec.to_dict(), "counts": summary}, indent=2)
+            json.dumps({"spec": spec.to_dict(), "counts": summary, "base": base_info}, indent=2)
         )
     return World(out_dir)
 
 
+def world_name(spec: WorldSpec) -> str:
+    """The directory name of `spec`'s world in the shared cache."""
+    # v2: pairs carry the tokenizer's fingerprint; v3: the chat template honours enable_thinking;
+    # v4: the pretrained base and its levels (earlier caches are rebuilt, not reused)
+    return f"v4-{spec.base_key}-train{spec.n_train}-test{spec.n_test}-pairs{spec.n_pairs}"
+
+
+def spec_of(settings) -> WorldSpec:
+    """The WorldSpec of a run config's `world` settings."""
+    return WorldSpec(
+        seed=settings.seed, n_train=settings.n_train, n_test=settings.n_test,
+        n_pairs=settings.n_pairs,
+    )  # fmt: skip
+
+
 def world_for(settings, cache_root: Path = Path("artifacts/worlds")) -> World:
     """The world a run config's `world` settings describe, built once into a shared cache."""
-    spec = WorldSpec(
-        seed=settings.seed,
-        n_train=settings.n_train,
-        n_test=settings.n_test,
-        n_pairs=settings.n_pairs,
-    )
-    # v2: pairs carry the tokenizer's fingerprint; v3: the chat template honours enable_thinking
-    # (earlier caches are rebuilt, not reused)
-    name = f"v3-seed{spec.seed}-train{spec.n_train}-test{spec.n_test}-pairs{spec.n_pairs}"
-    return build_world(Path(cache_root) / name, spec)
+    spec = spec_of(settings)
+    return build_world(Path(cache_root) / world_name(spec), spec)

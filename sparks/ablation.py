@@ -1,12 +1,16 @@
 """Ablation studies: a model evaluated as it is and with a head set scaled, side by side.
 
-1. heads: given, or a snapshot's circuit heads, a training run's emergent heads at its last save, or
+1. heads: given, or a snapshot's circuit heads, a training run's emergent heads at its last save
+   (all, or the `max_heads` with the largest |score|), or
    a head set of a compare report by name (`heads_from` the report, `head_set` its name);
 2. one edited checkpoint per scale (o_proj columns scaled; `scale-{s}/model`), skipped if present;
+   with `control: random`, also one per random-head draw and control scale
+   (`control{i}_scale_{s}/model`; `sparks.evaluate.control`);
 3. every variant evaluated on the same problems and sampling (`{variant}/eval/`), skipped if present;
 4. the study, problem by problem (`sparks.evaluate.study`), into `study/`: pass@1 per difficulty
-   bucket with intervals, flips against the baseline with the paired test, failure modes, as
-   tables (CSV and parquet), figures (`tradeoff.png`, `failure_modes.png`) and the sample viewer
+   bucket with intervals, flips against the baseline with the paired test, failure modes, the
+   studied heads against the random draws (`control`), as tables (CSV and parquet), figures
+   (`tradeoff.png`, `failure_modes.png`) and the sample viewer
    (`viewer.html`); rebuilt from the evaluations each time, swapped in whole;
 5. one MLflow run: eval/{bench}/{metric}/{variant} for every variant, the study's per-bucket
    pass@1 and flips, a comparison table and figure, and the study's files.
@@ -55,12 +59,20 @@ def resolve_heads(cfg: AblationConfig) -> list[str]:
     if (src / "ledger.parquet").is_file():
         ledger = primary(pd.read_parquet(src / "ledger.parquet"))  # the run's primary circuit
         last = ledger[ledger.step == ledger.step.max()]
-        heads = last.loc[last.emergent, "head"].tolist()
-        if not heads:
+        emergent = last[last.emergent]
+        if emergent.empty:
             raise ValueError(
                 f"{src}: no emergent heads at its last save (step {int(last.step.max())}): give heads explicitly"
             )
-        return heads
+        if cfg.max_heads is not None:  # the strongest, in layer order
+            strongest = emergent.score.abs().nlargest(cfg.max_heads).index
+            emergent = emergent.loc[sorted(strongest)]
+        return emergent["head"].tolist()
+    if cfg.max_heads is not None:
+        raise ValueError(
+            f"max_heads picks among a training run's emergent heads; {src} is not a run "
+            "(no ledger.parquet): leave max_heads out"
+        )
     if (src / "snapshot.json").is_file():
         return json.loads((src / "snapshot.json").read_text())["heads"]
     raise FileNotFoundError(
@@ -68,22 +80,71 @@ def resolve_heads(cfg: AblationConfig) -> list[str]:
     )
 
 
+def circuit_heads(cfg: AblationConfig) -> set[str] | None:
+    """The heads of the circuit the studied heads come from (a run's last save, or a snapshot);
+    None where the study names no circuit (explicit heads, a compare report's set)."""
+    if not cfg.heads_from:
+        return None
+    src = Path(cfg.heads_from)
+    if (src / "ledger.parquet").is_file():
+        ledger = primary(pd.read_parquet(src / "ledger.parquet"))
+        last = ledger[ledger.step == ledger.step.max()]
+        return set(last.loc[last.in_circuit, "head"])
+    if (src / "snapshot.json").is_file():
+        return set(json.loads((src / "snapshot.json").read_text())["heads"])
+    return None
+
+
 def variant_name(scale: float) -> str:
     return f"scale_{scale:g}"
+
+
+def control_variants(cfg: AblationConfig, heads: list[str]) -> tuple[dict, str]:
+    """{variant: (scale, heads)} of the random-head control (empty without one), and its pool."""
+    if cfg.control != "random":
+        return {}, ""
+    from transformers import AutoConfig
+
+    from sparks.evaluate.control import draw_sets, head_names
+    from sparks.models import check_checkpoint
+
+    mc = AutoConfig.from_pretrained(str(check_checkpoint(cfg.model)))
+    sets, pool = draw_sets(
+        head_names(mc.num_hidden_layers, mc.num_attention_heads), heads, circuit_heads(cfg),
+        draws=cfg.draws, seed=cfg.control_seed,
+    )  # fmt: skip
+    return {
+        f"control{i + 1}_{variant_name(s)}": (s, hs)
+        for s in cfg.control_scales or cfg.scales
+        for i, hs in enumerate(sets)
+    }, pool
+
+
+def _edited(model: str, heads: list[str], scale: float, variant_dir: Path) -> Path:
+    """`variant_dir/model`, written unless it holds exactly this edit (a stale one, e.g. other
+    control draws, is removed with its evaluation)."""
+    d = variant_dir / "model"
+    marker = d / "sparks_intervention.json"
+    if marker.is_file():
+        done = json.loads(marker.read_text())
+        if done["heads"] == heads and done["scale"] == scale:
+            return d
+        shutil.rmtree(variant_dir)
+    return write_scaled_checkpoint(model, heads, scale, d)
 
 
 def run_ablation(cfg: AblationConfig) -> dict:
     """Run the study; returns {variant: {benchmark: metrics}} and the heads used."""
     heads = resolve_heads(cfg)
+    controls, pool = control_variants(cfg, heads)
     out = Path(cfg.output_dir)
     problems = benchmarks_for(cfg.evaluation)
     spec = sampling_for(cfg.evaluation)
     variants = {BASELINE: Path(cfg.model)}
     for s in cfg.scales:
-        d = out / variant_name(s) / "model"
-        if not d.exists():
-            write_scaled_checkpoint(cfg.model, heads, s, d)
-        variants[variant_name(s)] = d
+        variants[variant_name(s)] = _edited(cfg.model, heads, s, out / variant_name(s))
+    for name, (s, hs) in controls.items():
+        variants[name] = _edited(cfg.model, hs, s, out / name)
     results, samples = {}, {}
     for name, model_dir in variants.items():
         ev_dir = out / name / "eval"
@@ -107,9 +168,15 @@ def run_ablation(cfg: AblationConfig) -> dict:
         results[name] = json.loads((ev_dir / "metrics.json").read_text())
         samples[name] = {b: pd.read_parquet(ev_dir / f"{b}.parquet") for b in problems}
     scales = {BASELINE: 1.0} | {variant_name(s): s for s in cfg.scales}
-    study = write_study(out / "study", problems, samples, scales, title=_title(cfg, heads))
+    study = write_study(
+        out / "study", problems, samples, scales, title=_title(cfg, heads),
+        controls={v: s for v, (s, _) in controls.items()}, pool=pool,
+    )  # fmt: skip
     _log(cfg, heads, results, out, study)
-    return {"heads": heads, "results": results, "output_dir": str(out), "study": study}
+    return {
+        "heads": heads, "results": results, "output_dir": str(out), "study": study,
+        "controls": {v: hs for v, (_, hs) in controls.items()},
+    }  # fmt: skip
 
 
 def _has_responses(ev_dir: Path) -> bool:
@@ -131,18 +198,30 @@ def write_study(
     *,
     title: str,
     seed: int = 0,
+    controls: dict[str, float] | None = None,
+    pool: str = "",
 ) -> dict:
     """The study's tables, figures and viewer, built beside `target` and swapped in whole.
-    Returns the summary: per-bucket pass@1, flips with their test, mode counts, and the paths."""
-    from sparks.evaluate import study
+    Returns the summary: per-bucket pass@1, flips with their test, mode counts, the random-head
+    control (`controls`: {control variant: scale}; `pool`: where its heads were drawn), the paths."""
+    from sparks.evaluate import control, study
     from sparks.log import figures
     from sparks.log.viewer import write_viewer
 
+    controls = controls or {}
     samples = {v: {b: study.with_modes(t) for b, t in ts.items()} for v, ts in samples.items()}
     buckets = study.difficulty(problems, samples[BASELINE])
     by_bucket = study.pass_by_bucket(samples, buckets, seed=seed)
     flipped, tests = study.flips(samples, buckets)
     modes = study.mode_counts(samples, buckets)
+    studied = {s: v for v, s in scales.items() if v != BASELINE}
+    versus = (
+        control.control_table(samples, studied, controls, pool=pool, seed=seed)
+        if controls
+        else pd.DataFrame()
+    )
+    # the viewer and the failure-mode figure read the studied heads; the draws are in the tables
+    shown = {v: t for v, t in samples.items() if v not in controls}
     every = pd.concat(
         [t.assign(variant=v, benchmark=b) for v, ts in samples.items() for b, t in ts.items()],
         ignore_index=True,
@@ -150,15 +229,22 @@ def write_study(
     with replacing_dir(target) as tmp:
         tables = {"pass_by_bucket": by_bucket, "flips": flipped, "flip_tests": tests,
                   "failure_modes": modes, "difficulty": buckets, "samples": every}  # fmt: skip
+        if controls:
+            tables["control"] = versus
         for name, t in tables.items():
             t.to_parquet(tmp / f"{name}.parquet", index=False)
             if name != "samples":  # responses belong in parquet and the viewer, not a CSV
                 t.to_csv(tmp / f"{name}.csv", index=False)
-        figures.tradeoff(by_bucket, scales, tmp / "tradeoff.png", title=title)
-        figures.failure_modes(modes, tmp / "failure_modes.png", title=title)
+        figures.tradeoff(
+            by_bucket, scales, tmp / "tradeoff.png", title=title,
+            controls=control.mean_by_bucket(by_bucket, controls) if controls else None,
+        )  # fmt: skip
+        figures.failure_modes(
+            modes[~modes.variant.isin(controls)], tmp / "failure_modes.png", title=title
+        )
         write_viewer(
-            tmp / "viewer.html", title=title, flipped=flipped, tests=tests, samples=samples,
-            problems=problems,
+            tmp / "viewer.html", title=title, flipped=flipped[~flipped.variant.isin(controls)],
+            tests=tests[~tests.variant.isin(controls)], samples=shown, problems=problems,
         )  # fmt: skip
     return {
         "dir": str(target),
@@ -166,6 +252,7 @@ def write_study(
         "pass_by_bucket": by_bucket.to_dict(orient="records"),
         "flips": tests.to_dict(orient="records"),
         "failure_modes": modes[modes.samples > 0].to_dict(orient="records"),
+        "control": versus.to_dict(orient="records"),
     }
 
 
@@ -178,6 +265,8 @@ def _log(cfg: AblationConfig, heads: list[str], results: dict, out: Path, study:
             "scales": ",".join(map(str, cfg.scales)),
             "benchmarks": ",".join(cfg.evaluation.benchmarks),
             "n": cfg.evaluation.n,
+            "control": cfg.control,
+            "control_draws": cfg.draws if cfg.control != "none" else 0,
         },
         {"sparks.kind": "ablation-study", "heads": ",".join(heads)},
     )
@@ -197,6 +286,13 @@ def _log(cfg: AblationConfig, heads: list[str], results: dict, out: Path, study:
             {key.format("solved_to_failed"): r["solved->failed"],
              key.format("failed_to_solved"): r["failed->solved"],
              key.format("flip_p_value"): r["p_value"]}, 0,
+        )  # fmt: skip
+    for r in study["control"]:
+        key = f"study/{r['benchmark']}/control/scale_{r['scale']:g}/{{}}"
+        tracker.log_metrics(
+            {key.format("pass_at_1_studied"): r["studied"],
+             key.format("pass_at_1_random_heads"): r["control"],
+             key.format("p_value"): r["p_value"]}, 0,
         )  # fmt: skip
     table = pd.DataFrame(rows)
     tracker.log_table(table.to_dict(orient="records"), "comparison.json")

@@ -7,6 +7,7 @@ Errors that a user can fix (a missing path, a malformed config, an empty file) p
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -36,9 +37,13 @@ def _world_build(args: argparse.Namespace) -> None:
     from sparks.world.build import WorldSpec, build_world
 
     world = build_world(Path(args.out_dir), WorldSpec(seed=args.seed))
+    base = json.loads((world.root / "world.json").read_text())["base"]
+    skill = ", ".join(f"{k} {v:.2f}" for k, v in base.get("plain_skill", {}).items())
     print(
         f"world ready in {world.root}: model in {world.model_dir}, tasks in {world.root / 'tasks'}, "
-        f"pairs in {world.pairs_path}"
+        f"pairs in {world.pairs_path}\nbase {base['key']}: pretrained {base['pretrain']['steps']} "
+        f"steps (final loss {base['training'].get('loss_last', float('nan')):.3f}); greedy accuracy "
+        f"in its own plain format: {skill or 'n/a'}"
     )
 
 
@@ -447,6 +452,7 @@ def _ablation_study(args: argparse.Namespace, scales: list[float]) -> None:
         "name": args.name, "model": args.model_dir, "scales": scales, "output_dir": args.out,
         "heads": args.heads.split(",") if args.heads else [], "heads_from": args.heads_from,
         "head_set": args.head_set, "evaluation": evaluation.model_dump(),
+        "control": args.control, "draws": args.draws,
         "tracking": {"mlflow_uri": args.mlflow_uri, "experiment": args.experiment},
     }  # fmt: skip
     result = run_ablation(validate_config(raw, source="sparks ablate", model=AblationConfig))
@@ -468,6 +474,10 @@ def _print_study(result: dict) -> None:
             f"  {r['variant']:12} {r['benchmark']:8} solved->failed {r['solved->failed']:3}  "
             f"failed->solved {r['failed->solved']:3}  exact McNemar p {r['p_value']:.3g}"
         )
+    from sparks.evaluate.control import control_lines
+
+    for line in control_lines(study.get("control", [])):
+        print(line)
     print("failure modes (samples):")
     for r in study["failure_modes"]:
         print(
@@ -710,6 +720,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="0 ablates; 0.5 halves; 1.3 amplifies; repeat it for a study (default 0)",
     )
     ab.add_argument("--study", action="store_true", help="a study even with one --scale")
+    ab.add_argument(
+        "--control",
+        choices=["none", "random"],
+        default="none",
+        help="random: beside the heads, --draws sets of as many random heads from outside the "
+        "circuit, scaled alike (a study's control: is the effect the heads' or any heads'?)",
+    )
+    ab.add_argument(
+        "--draws", type=int, default=3, help="random-head control: sets drawn (default 3)"
+    )
     ab.add_argument("--name", default="ablation", help="the study's MLflow run name")
     ab.add_argument("--mlflow-uri", default=None, help="tracking URI (default: the project store)")
     ab.add_argument("--experiment", default="sparks-ablation", help="MLflow experiment")

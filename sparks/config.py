@@ -509,11 +509,28 @@ class AblationConfig(_Section):
         description="With heads_from a compare report: the head set by name (its head_sets.json "
         "lists them, e.g. 'demo.sft/emergent', 'think/compensatory').",
     )
+    max_heads: int | None = Field(
+        None,
+        ge=1,
+        description="With heads_from a training run: only its `max_heads` emergent heads with the "
+        "largest |score| at the last save (a small model breaks when many heads go at once).",
+    )
     scales: list[float] = Field(
         default_factory=lambda: [0.0],
         min_length=1,
         description="0 ablates; 0.5 halves; 1.3 amplifies.",
     )
+    control: Literal["none", "random"] = Field(
+        "none",
+        description="random: a random-head control beside the heads: `draws` sets of as many heads, "
+        "drawn from outside the circuit (outside the heads themselves where the circuit leaves too "
+        "few), scaled alike at each of `control_scales`, so an effect can be told from chance.",
+    )
+    draws: int = Field(3, ge=1, le=50, description="Random-head control: sets drawn.")
+    control_scales: list[float] | None = Field(
+        None, min_length=1, description="Random-head control: the scales it runs at (default: all)."
+    )
+    control_seed: int = Field(0, description="Random-head control: seed of the draws.")
     output_dir: str = Field(
         "runs/ablation", description="Edited checkpoints and evaluation tables go here."
     )
@@ -530,6 +547,10 @@ class AblationConfig(_Section):
         if bool(self.heads) == bool(self.heads_from):
             raise ValueError(
                 "give exactly one of heads (e.g. [L12H3, L14H0]) or heads_from (a run or snapshot directory)"
+            )
+        if self.control_scales and not set(self.control_scales) <= set(self.scales):
+            raise ValueError(
+                f"control_scales {self.control_scales} must be among scales {self.scales}"
             )
         return self
 

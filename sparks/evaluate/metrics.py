@@ -35,6 +35,23 @@ def bootstrap_ci(acc: np.ndarray, *, seed: int = 0) -> tuple[float, float]:
     return float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
 
 
+def paired_p(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sided p-value that per-problem scores `a` and `b` (same problems, same order) differ:
+    the Wilcoxon signed-rank test on the non-zero differences; 1.0 when none differ.
+
+    >>> paired_p(np.array([1.0, 0.5, 1.0]), np.array([1.0, 0.5, 1.0]))
+    1.0
+    >>> round(paired_p(np.ones(12), np.zeros(12)), 5)
+    0.00049
+    """
+    from scipy.stats import wilcoxon
+
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    if not np.any(d != 0):
+        return 1.0
+    return float(wilcoxon(d, zero_method="wilcox").pvalue)
+
+
 def grade(problems: list[dict], completions: list[list]) -> pd.DataFrame:
     """One row per sample: problem_id, sample, gold, answer (extracted), correct, length (tokens),
     truncated, and the response itself (what failure modes and the sample viewer read)."""

@@ -121,17 +121,31 @@ def trajectory(
     return out
 
 
-def tradeoff(by_bucket: pd.DataFrame, scales: dict[str, float], out: Path, *, title: str) -> Path:
+def tradeoff(
+    by_bucket: pd.DataFrame, scales: dict[str, float], out: Path, *, title: str,
+    controls: pd.DataFrame | None = None,
+) -> Path:  # fmt: skip
     """pass@1 by difficulty bucket against the heads' scale (the baseline at 1), one line per
-    bucket, one panel per benchmark, with the bootstrap intervals as bands."""
+    bucket, one panel per benchmark, with the bootstrap intervals as bands; `controls` (benchmark,
+    bucket, scale, pass@1: the random-head draws' mean) as crosses in the bucket's colour."""
     plt = pyplot()
-    table = by_bucket.assign(scale=by_bucket["variant"].map(scales)).sort_values("scale")
+    table = by_bucket[by_bucket["variant"].isin(scales)]
+    table = table.assign(scale=table["variant"].map(scales)).sort_values("scale")
     benches = sorted(table["benchmark"].unique())
     fig, axes = plt.subplots(1, len(benches), figsize=(4.2 * len(benches), 3.4), squeeze=False)
     for ax, bench in zip(axes[0], benches, strict=True):
         for bucket, g in table[table.benchmark == bench].groupby("bucket", sort=True):
-            ax.plot(g["scale"], g["pass@1"], marker="o", label=f"{bucket} ({g.problems.iloc[0]})")
+            (line,) = ax.plot(
+                g["scale"], g["pass@1"], marker="o", label=f"{bucket} ({g.problems.iloc[0]})"
+            )
             ax.fill_between(g["scale"], g["ci_low"], g["ci_high"], alpha=0.15)
+            if controls is not None:
+                c = controls[(controls.benchmark == bench) & (controls.bucket == bucket)]
+                ax.plot(
+                    c["scale"], c["pass@1"], ls="none", marker="x", ms=8, color=line.get_color()
+                )
+        if controls is not None and len(controls):
+            ax.plot([], [], ls="none", marker="x", color="#555", label="random heads (mean)")
         ax.axvline(1.0, color="#888", lw=0.8, ls="--")
         ax.set_xlabel("scale of the heads (1 = as trained)")
         ax.set_ylabel("pass@1 (95% CI)")

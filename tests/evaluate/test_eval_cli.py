@@ -90,7 +90,8 @@ def test_ablate_with_several_scales_runs_the_whole_study(world, tmp_path):
         "ablate", str(world.model_dir), "--heads", "L1H0,L2H3", "--scale", "0", "--scale", "2",
         "--out", str(tmp_path / "study"), "--benchmark", "world", "--world", str(world.root),
         "--limit", "6", "--n", "2", "--max-tokens", "8", "--backend", "transformers",
-        "--mlflow-uri", f"sqlite:///{tmp_path}/m.db", cwd=tmp_path,
+        "--mlflow-uri", f"sqlite:///{tmp_path}/m.db", "--control", "random", "--draws", "1",
+        cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     out = tmp_path / "study"
@@ -98,16 +99,24 @@ def test_ablate_with_several_scales_runs_the_whole_study(world, tmp_path):
         "baseline",
         "scale_0",
         "scale_2",
+        "control1_scale_0",
+        "control1_scale_2",
         "study",
         "comparison.png",
         "mlflow_run.json",
     }
     table = pd.read_csv(out / "study" / "pass_by_bucket.csv")
-    assert set(table.variant) == {"baseline", "scale_0", "scale_2"}
+    assert set(table.variant) == {
+        "baseline", "scale_0", "scale_2", "control1_scale_0", "control1_scale_2"
+    }  # fmt: skip
+    control = pd.read_csv(out / "study" / "control.csv")
+    assert list(control.scale) == [0.0, 2.0] and set(control.pool) == {"outside the studied heads"}
+    assert "random-head control (1 draws outside the studied heads" in done.stdout
     assert set(table.bucket) <= {"level 1", "level 2", "level 3"} and len(table) >= 3
     assert (table.ci_low <= table["pass@1"]).all() and (table["pass@1"] <= table.ci_high).all()
     tests = pd.read_csv(out / "study" / "flip_tests.csv")
-    assert set(tests.variant) == {"scale_0", "scale_2"} and tests.p_value.between(0, 1).all()
+    assert set(tests.variant) == {"scale_0", "scale_2", "control1_scale_0", "control1_scale_2"}
+    assert tests.p_value.between(0, 1).all()
     modes = pd.read_csv(out / "study" / "failure_modes.csv")
     assert modes.groupby(["variant", "bucket"]).samples.sum().sum() == 3 * 6 * 2
     assert "pass@1 by difficulty" in done.stdout and "exact McNemar p" in done.stdout
@@ -144,6 +153,8 @@ def test_ablate_bad_input_fails_in_one_line(world, tmp_path, args, expected):
         (["MODEL", "--heads", "L1H0", "--scale", "0", "--scale", "2", "--out", "o", "--benchmark",
           "world", "--results", "r"], "--results is for one edited checkpoint"),
         (["MODEL", "--heads", "L1H0"], "give --out DIR"),
+        (["MODEL", "--heads", "L1H0", "--study", "--out", "o", "--benchmark", "world",
+          "--control", "random", "--draws", "0"], "draws: Input should be greater than or equal to 1"),
     ],
 )  # fmt: skip
 def test_a_bad_study_request_fails_in_one_line_before_anything_is_written(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -60,8 +63,55 @@ def test_heads_from_a_snapshot(prefect_server, world, tmp_path, batches):
         n_boot=2,
     )
     write_snapshot(snap, tmp_path / "snap")
-    result = ablation_study(_cfg(tmp_path, world, heads_from=str(tmp_path / "snap"), scales=[0.0]))
+    result = ablation_study(
+        _cfg(
+            tmp_path, world, heads_from=str(tmp_path / "snap"), scales=[0.0], control="random",
+            draws=2, control_seed=3,
+        )
+    )  # fmt: skip
     assert result["heads"] == snap.heads
+    # the random-head control: as many heads, drawn outside the snapshot's circuit, scaled alike
+    assert set(result["controls"]) == {"control1_scale_0", "control2_scale_0"}
+    for drawn in result["controls"].values():
+        assert len(drawn) == len(snap.heads) and not set(drawn) & set(snap.heads)
+    for variant, drawn in result["controls"].items():
+        marker = tmp_path / "abl" / variant / "model" / "sparks_intervention.json"
+        assert json.loads(marker.read_text())["heads"] == drawn
+    (row,) = result["study"]["control"]
+    assert (row["scale"], row["draws"], row["pool"]) == (0.0, 2, "outside the circuit")
+    assert (
+        0.0 <= row["p_value"] <= 1.0
+        and row["control_ci_low"] <= row["control"] <= row["control_ci_high"]
+    )
+    study_dir = tmp_path / "abl" / "study"
+    table = pd.read_csv(study_dir / "control.csv")
+    assert table.loc[0, "studied"] == pytest.approx(row["studied"])
+    # the viewer reads the studied heads only; every variant's pass@1 is in the tables
+    assert set(pd.read_csv(study_dir / "pass_by_bucket.csv").variant) == {
+        "baseline", "scale_0", "control1_scale_0", "control2_scale_0",
+    }  # fmt: skip
+    assert "control1_scale_0" not in (study_dir / "viewer.html").read_text()
+    client = MlflowClient(f"sqlite:///{tmp_path}/m.db")
+    run = client.search_runs([client.get_experiment_by_name("abl").experiment_id])[0]
+    assert run.data.metrics["study/world/control/scale_0/p_value"] == pytest.approx(row["p_value"])
+    assert "eval/world/pass_at_1/control2_scale_0" in run.data.metrics
+    assert run.data.params["control"] == "random"
+
+
+def test_random_head_control_draws_outside_the_circuit_and_refuses_too_few():
+    from sparks.evaluate.control import draw_sets, head_names
+
+    every = head_names(4, 4)
+    circuit = {"L0H0", "L1H1", "L2H2", "L3H3", "L0H1", "L1H0"}
+    sets, pool = draw_sets(every, ["L0H0", "L1H1"], circuit, draws=5, seed=0)
+    assert pool == "outside the circuit" and len({tuple(s) for s in sets}) == 5  # distinct
+    assert all(len(s) == 2 and not set(s) & circuit for s in sets)
+    assert draw_sets(every, ["L0H0", "L1H1"], circuit, draws=5, seed=0)[0] == sets  # seeded
+    # a circuit that leaves too few heads: drawn outside the studied heads, and said so
+    sets, pool = draw_sets(every, every[:8], set(every[:12]), draws=2, seed=0)
+    assert pool == "outside the studied heads" and all(not set(s) & set(every[:8]) for s in sets)
+    with pytest.raises(ValueError, match="needs 10 heads outside the 10 studied ones"):
+        draw_sets(every, every[:10], None, draws=1, seed=0)
 
 
 def test_ablation_config_needs_exactly_one_head_source(world, tmp_path):
@@ -71,3 +121,13 @@ def test_ablation_config_needs_exactly_one_head_source(world, tmp_path):
         validate_config(
             {"model": "m", "heads": ["L0H0"], "scales": []}, source="abl.yaml", model=AblationConfig
         )
+    with pytest.raises(ConfigError, match=r"control_scales \[2.0\] must be among scales"):
+        validate_config(
+            {"model": "m", "heads": ["L0H0"], "scales": [0.0], "control": "random",
+             "control_scales": [2.0]}, source="abl.yaml", model=AblationConfig,
+        )  # fmt: skip
+    with pytest.raises(ConfigError, match="draws: Input should be greater than or equal to 1"):
+        validate_config(
+            {"model": "m", "heads": ["L0H0"], "control": "random", "draws": 0},
+            source="abl.yaml", model=AblationConfig,
+        )  # fmt: skip

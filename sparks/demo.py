@@ -3,8 +3,10 @@
 Runs the Prefect flow `post-train` on configs/demo.yaml: the embedded world's tiny Qwen2 model is
 post-trained with SFT then GRPO (TRL), with a circuit snapshot at every save, all logged to MLflow
 under ./mlflow/data; then compares its two phases (`sparks compare`: retention and churn, the
-report), and runs a small scaling study of the run's own emergent heads (ablated and doubled, on
-the world's test problems: pass@1 per difficulty level, flips, failure modes, the sample viewer).
+report), runs a scaling study of the run's own emergent heads (ablated and doubled, on the world's
+test problems, beside a random-head control: pass@1 per difficulty level, flips, failure modes,
+the sample viewer), and measures the paper's findings on it (`sparks.analysis.findings`: a table
+with intervals, paired tests and verdicts, written to OUTPUT_DIR/findings.md).
 Prints where everything went and direct links to browse it. The console shows one progress
 line per stage and per snapshot; library warnings go to OUTPUT_DIR/sparks.log.
 """
@@ -74,6 +76,7 @@ def run_config(cfg) -> dict:
     if study is not None:
         print_study(study)
         summary["study"] = study
+    summary["findings"] = _findings(cfg, study)
     if not summary["offline"]:
         if not store.startswith(("http://", "https://")):
             print(
@@ -103,6 +106,33 @@ def _compare_phases(cfg) -> dict | None:
 
 
 STUDY_SCALES = (0.0, 2.0)  # the emergent heads ablated and doubled
+STUDY_HEADS = 2  # the strongest emergent heads: a 16-head model breaks when five go at once
+CONTROL_DRAWS = 3  # random-head sets ablated beside them
+
+
+def _world_tests(cfg):
+    from sparks.world.build import world_for
+
+    return world_for(cfg.world).tasks("test")
+
+
+def _findings(cfg, study: dict | None) -> list[dict]:
+    """The paper's findings measured on this run, printed and written to findings.md."""
+    from sparks.analysis import findings
+    from sparks.config import WORLD
+
+    if WORLD not in cfg.evaluation.benchmarks or not cfg.evaluation.enabled:
+        return []
+    rows = findings.measure(
+        Path(cfg.output_dir), _world_tests(cfg), study["study"] | {"heads": study["heads"]}
+        if study else None,
+    )  # fmt: skip
+    path = findings.write(rows, Path(cfg.output_dir))
+    print("[sparks] the paper's findings, in miniature (measured on this run):")
+    for r in rows:
+        print(f"[sparks]   [{r.verdict}] {r.finding}: {r.measured}")
+    print(f"[sparks] findings table: {path}")
+    return [r.__dict__ | {"verdict": r.verdict} for r in rows]
 
 
 def _scaling_study(cfg) -> dict | None:
@@ -124,7 +154,11 @@ def _scaling_study(cfg) -> dict | None:
         name=f"{cfg.name}-study",
         model=str(out / f"stage{last}-{cfg.stages[last].method}" / "final"),
         heads_from=str(out),
+        max_heads=STUDY_HEADS,
         scales=list(STUDY_SCALES),
+        control="random",
+        draws=CONTROL_DRAWS,
+        control_scales=[0.0],
         output_dir=str(out / "scaling"),
         evaluation=ev,
         tracking=cfg.tracking,
@@ -160,6 +194,10 @@ def print_study(result: dict) -> None:
     for variant, counts in modes.items():
         text = ", ".join(f"{m} {n}" for m, n in counts.items())
         print(f"[sparks]   {variant:9} failure modes: {text}")
+    from sparks.evaluate.control import control_lines
+
+    for line in control_lines(study.get("control", [])):
+        print(f"[sparks]   {line.strip()}")
     print(f"[sparks] study tables and figures: {study['dir']}; sample viewer: {study['viewer']}")
 
 

@@ -14,6 +14,9 @@ from typing import Annotated, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from sparks.world.pretrain import PretrainSpec  # plain dataclasses: no torch at import
+from sparks.world.tasks import MAX_TEST
+
 WORLD = "world"  # the embedded world: its tiny model, tasks and pairs, built on demand
 DEFAULT_SCHEDULE = "midpoint"  # chosen from benchmarks/ig_steps.py (README: IG quadrature)
 
@@ -27,10 +30,22 @@ class _Section(BaseModel):
 
 
 class WorldSettings(_Section):
+    """The embedded world: its seed, split sizes and its base model's pretraining."""
+
     seed: int = Field(0, description="Seed of the embedded world (tokenizer, model, tasks, pairs).")
     n_train: int = Field(2000, ge=1, description="Training problems generated.")
-    n_test: int = Field(200, ge=1, description="Test problems generated (the `world` benchmark).")
+    n_test: int = Field(
+        200, ge=1, le=MAX_TEST, description="Test problems generated (the `world` benchmark)."
+    )
     n_pairs: int = Field(64, ge=1, description="Clean/corrupted prompt pairs for attribution.")
+    pretrain_steps: int = Field(
+        PretrainSpec().steps,
+        ge=0,
+        le=100_000,
+        description="Pretraining steps of the world's base model (the model organism); the "
+        "default's base is shipped, any other is trained once (about 9 steps/s on 2 cores); 0 "
+        "keeps a random network.",
+    )
 
 
 class ModelSettings(_Section):

@@ -131,6 +131,7 @@ def spec_of(settings) -> WorldSpec:
     return WorldSpec(
         seed=settings.seed, n_train=settings.n_train, n_test=settings.n_test,
         n_pairs=settings.n_pairs,
+        pretrain=PretrainSpec(steps=getattr(settings, "pretrain_steps", PretrainSpec().steps)),
     )  # fmt: skip
 
 

@@ -35,8 +35,9 @@ def _config(cwd: Path, name: str, mode: str, *, grpo: bool = True) -> dict:
         "name": name,
         "seed": 1,
         "output_dir": str(cwd / name),
-        # a world of its own: the launched ranks build it from scratch, once, in cwd
-        "world": {"seed": 7, "n_train": 200, "n_test": 40, "n_pairs": 16},
+        # a world of its own: the launched ranks build it from scratch, once, in cwd (its base
+        # pretrained for a few steps: the shipped base is seed 0's)
+        "world": {"seed": 7, "n_train": 200, "n_test": 40, "n_pairs": 16, "pretrain_steps": 20},
         "stages": [
             {"method": "sft", "max_steps": 4, "save_steps": 2, "learning_rate": 3e-3},
             {

@@ -69,23 +69,30 @@ def _rates(eval_dir: Path, bench: str) -> pd.Series | None:
     return pd.read_parquet(table).groupby("problem_id", sort=True)["correct"].mean()
 
 
+def _stages(run_dir: Path) -> list[tuple[str, Path, int, list[int]]]:
+    """(method, directory, global step before it, its saves' local steps) of every stage, in
+    training order (`stage{i}-{method}`, saves `checkpoint-{step}`)."""
+    out, offset = [], 0
+    for d in sorted(Path(run_dir).glob("stage*-*"), key=lambda p: int(p.name[5:].split("-")[0])):
+        saves = sorted(int(p.name[11:]) for p in d.glob("checkpoint-*"))
+        out.append((d.name.split("-", 1)[1], d, offset, saves))
+        offset += max(saves, default=0)
+    return out
+
+
 def phases(run_dir: Path, bench: str = "world") -> list[Phase]:
     """The base and each stage's last evaluated save, in training order."""
     run_dir = Path(run_dir)
     out = []
     if (r := _rates(run_dir / "base" / "eval", bench)) is not None:
         out.append(Phase("base", 0, r))
-    offset = 0
-    for stage in sorted(run_dir.glob("stage*-*"), key=lambda p: int(p.name[5:].split("-")[0])):
-        evals = sorted(
-            stage.glob("checkpoint-*/eval/metrics.json"),
-            key=lambda p: int(p.parent.parent.name[11:]),
-        )
-        steps = [int(p.name[11:]) for p in stage.glob("checkpoint-*")]
-        if evals and (r := _rates(evals[-1].parent, bench)) is not None:
-            step = offset + int(evals[-1].parent.parent.name[11:])
-            out.append(Phase(stage.name.split("-", 1)[1], step, r))
-        offset += max(steps, default=0)
+    for method, stage, offset, saves in _stages(run_dir):
+        evaluated = [s for s in saves if (stage / f"checkpoint-{s}/eval/metrics.json").is_file()]
+        if (
+            evaluated
+            and (r := _rates(stage / f"checkpoint-{evaluated[-1]}/eval", bench)) is not None
+        ):
+            out.append(Phase(method, offset + evaluated[-1], r))
     return out
 
 
@@ -121,20 +128,16 @@ def _grpo_rewards(run_dir: Path) -> list[float]:
 
 def _faithfulness(run_dir: Path) -> dict[int, float]:
     """Top-k faithfulness of the primary circuit at every trained save (by global step)."""
-    out, offset = {}, 0
-    for stage in sorted(
-        Path(run_dir).glob("stage*-*"), key=lambda p: int(p.name[5:].split("-")[0])
-    ):
-        steps = []
-        for snap in stage.glob("checkpoint-*/circuit/snapshot.json"):
-            s = json.loads(snap.read_text())
-            k = min(s["settings"]["top_k"], s.get("n_edges", s["settings"]["top_k"]))
-            faith = {int(kk): v for kk, v in s["faithfulness"].items()}
-            step = int(snap.parent.parent.name[11:])
-            steps.append(step)
-            out[offset + step] = faith.get(k, float("nan"))
-        offset += max([int(p.name[11:]) for p in stage.glob("checkpoint-*")], default=0)
-    return dict(sorted(out.items()))
+    out = {}
+    for _, stage, offset, saves in _stages(run_dir):
+        for step in saves:
+            snap = stage / f"checkpoint-{step}/circuit/snapshot.json"
+            if snap.is_file():
+                s = json.loads(snap.read_text())
+                k = min(s["settings"]["top_k"], s.get("n_edges", s["settings"]["top_k"]))
+                faith = {int(kk): v for kk, v in s["faithfulness"].items()}
+                out[offset + step] = faith.get(k, float("nan"))
+    return out
 
 
 def _stability(ledger: pd.DataFrame, steps: list[int], heads: list[str]) -> dict[str, float]:
@@ -236,12 +239,7 @@ def measure(
 
 def _stage_steps(run_dir: Path) -> dict[str, list[int]]:
     """Global steps of every save, per stage method."""
-    out, offset = {}, 0
-    for stage in sorted(run_dir.glob("stage*-*"), key=lambda p: int(p.name[5:].split("-")[0])):
-        steps = sorted(int(p.name[11:]) for p in stage.glob("checkpoint-*"))
-        out[stage.name.split("-", 1)[1]] = [offset + s for s in steps]
-        offset += max(steps, default=0)
-    return out
+    return {method: [offset + s for s in saves] for method, _, offset, saves in _stages(run_dir)}
 
 
 def _head_findings(ledger: pd.DataFrame, every_set: pd.DataFrame, run_dir: Path) -> list[Finding]:

@@ -35,8 +35,14 @@ def _steps(text: str) -> int | str:
 
 def _world_build(args: argparse.Namespace) -> None:
     from sparks.world.build import WorldSpec, build_world
+    from sparks.world.pretrain import PretrainSpec
 
-    world = build_world(Path(args.out_dir), WorldSpec(seed=args.seed))
+    steps = PretrainSpec().steps if args.pretrain_steps is None else args.pretrain_steps
+    if steps < 0:
+        raise ValueError(f"--pretrain-steps {steps}: give 0 (a random network) or more")
+    world = build_world(
+        Path(args.out_dir), WorldSpec(seed=args.seed, pretrain=PretrainSpec(steps=steps))
+    )
     base = json.loads((world.root / "world.json").read_text())["base"]
     skill = ", ".join(f"{k} {v:.2f}" for k, v in base.get("plain_skill", {}).items())
     print(
@@ -523,6 +529,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.add_argument("out_dir", metavar="OUT_DIR")
     build.add_argument("--seed", type=int, default=0)
+    build.add_argument(
+        "--pretrain-steps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="pretraining steps of the base model (default: the shipped base's; 0: a random "
+        "network); a base not shipped is trained once into OUT_DIR/../bases",
+    )
     build.set_defaults(func=_world_build)
 
     snap = sub.add_parser(

@@ -57,8 +57,7 @@ def resolve_heads(cfg: AblationConfig) -> list[str]:
             f"(with head_sets.json); {src} is not one"
         )
     if (src / "ledger.parquet").is_file():
-        ledger = primary(pd.read_parquet(src / "ledger.parquet"))  # the run's primary circuit
-        last = ledger[ledger.step == ledger.step.max()]
+        last = _last_save(src)
         emergent = last[last.emergent]
         if emergent.empty:
             raise ValueError(
@@ -80,6 +79,12 @@ def resolve_heads(cfg: AblationConfig) -> list[str]:
     )
 
 
+def _last_save(run_dir: Path) -> pd.DataFrame:
+    """The ledger rows of a training run's primary circuit at its last save."""
+    ledger = primary(pd.read_parquet(run_dir / "ledger.parquet"))
+    return ledger[ledger.step == ledger.step.max()]
+
+
 def circuit_heads(cfg: AblationConfig) -> set[str] | None:
     """The heads of the circuit the studied heads come from (a run's last save, or a snapshot);
     None where the study names no circuit (explicit heads, a compare report's set)."""
@@ -87,8 +92,7 @@ def circuit_heads(cfg: AblationConfig) -> set[str] | None:
         return None
     src = Path(cfg.heads_from)
     if (src / "ledger.parquet").is_file():
-        ledger = primary(pd.read_parquet(src / "ledger.parquet"))
-        last = ledger[ledger.step == ledger.step.max()]
+        last = _last_save(src)
         return set(last.loc[last.in_circuit, "head"])
     if (src / "snapshot.json").is_file():
         return set(json.loads((src / "snapshot.json").read_text())["heads"])

@@ -131,7 +131,7 @@ def spec_of(settings) -> WorldSpec:
     return WorldSpec(
         seed=settings.seed, n_train=settings.n_train, n_test=settings.n_test,
         n_pairs=settings.n_pairs,
-        pretrain=PretrainSpec(steps=getattr(settings, "pretrain_steps", PretrainSpec().steps)),
+        pretrain=PretrainSpec(steps=settings.pretrain_steps),
     )  # fmt: skip
 
 

@@ -131,3 +131,25 @@ def test_ablation_config_needs_exactly_one_head_source(world, tmp_path):
             {"model": "m", "heads": ["L0H0"], "control": "random", "draws": 0},
             source="abl.yaml", model=AblationConfig,
         )  # fmt: skip
+
+
+def test_max_heads_keeps_a_runs_strongest_emergent_heads(trained_run):
+    import pandas as pd
+
+    from sparks.ablation import circuit_heads, resolve_heads
+    from sparks.track.ledger import primary
+
+    run = trained_run.cfg.output_dir
+    ledger = primary(pd.read_parquet(f"{run}/ledger.parquet"))
+    last = ledger[ledger.step == ledger.step.max()]
+    emergent = last[last.emergent]
+    assert len(emergent) >= 1, "the shared run has emergent heads at its last save"
+    every = resolve_heads(AblationConfig(model="m", heads_from=run))
+    assert every == emergent["head"].tolist()
+    one = resolve_heads(AblationConfig(model="m", heads_from=run, max_heads=1))
+    assert one == [emergent.loc[emergent.score.abs().idxmax(), "head"]]
+    assert (
+        circuit_heads(AblationConfig(model="m", heads_from=run))
+        == set(last.loc[last.in_circuit, "head"])
+        >= set(every)
+    )

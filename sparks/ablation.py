@@ -149,7 +149,7 @@ def run_ablation(cfg: AblationConfig) -> dict:
         variants[variant_name(s)] = _edited(cfg.model, heads, s, out / variant_name(s))
     for name, (s, hs) in controls.items():
         variants[name] = _edited(cfg.model, hs, s, out / name)
-    results, samples = {}, {}
+    results, samples, skipped = {}, {}, {}
     for name, model_dir in variants.items():
         ev_dir = out / name / "eval"
         if (ev_dir / "metrics.json").is_file() and not _has_responses(ev_dir):
@@ -169,12 +169,17 @@ def run_ablation(cfg: AblationConfig) -> dict:
                 (tmp / "metrics.json").write_text(
                     json.dumps({b: r.metrics for b, r in res.items()}, indent=2)
                 )
+                (tmp / "skipped.json").write_text(
+                    json.dumps({b: r.skipped for b, r in res.items()}, indent=2)
+                )
         results[name] = json.loads((ev_dir / "metrics.json").read_text())
         samples[name] = {b: pd.read_parquet(ev_dir / f"{b}.parquet") for b in problems}
+        if (ev_dir / "skipped.json").is_file():
+            skipped[name] = json.loads((ev_dir / "skipped.json").read_text())
     scales = {BASELINE: 1.0} | {variant_name(s): s for s in cfg.scales}
     study = write_study(
         out / "study", problems, samples, scales, title=_title(cfg, heads),
-        controls={v: s for v, (s, _) in controls.items()}, pool=pool,
+        controls={v: s for v, (s, _) in controls.items()}, pool=pool, skipped=skipped,
     )  # fmt: skip
     _log(cfg, heads, results, out, study)
     return {
@@ -204,10 +209,12 @@ def write_study(
     seed: int = 0,
     controls: dict[str, float] | None = None,
     pool: str = "",
+    skipped: dict[str, dict[str, dict[str, list[str]]]] | None = None,
 ) -> dict:
     """The study's tables, figures and viewer, built beside `target` and swapped in whole.
     Returns the summary: per-bucket pass@1, flips with their test, mode counts, the random-head
-    control (`controls`: {control variant: scale}; `pool`: where its heads were drawn), the paths."""
+    control (`controls`: {control variant: scale}; `pool`: where its heads were drawn), what was
+    not measured (`skipped`: {variant: {benchmark: {reason: ids}}}, the known reasons), the paths."""
     from sparks.evaluate import control, study
     from sparks.log import figures
     from sparks.log.viewer import write_viewer
@@ -215,6 +222,7 @@ def write_study(
     controls = controls or {}
     samples = {v: {b: study.with_modes(t) for b, t in ts.items()} for v, ts in samples.items()}
     buckets = study.difficulty(problems, samples[BASELINE])
+    unmeasured = study.skipped_problems(problems, samples, skipped or {})
     by_bucket = study.pass_by_bucket(samples, buckets, seed=seed)
     flipped, tests = study.flips(samples, buckets)
     modes = study.mode_counts(samples, buckets)
@@ -232,7 +240,8 @@ def write_study(
     ).merge(buckets, on=["benchmark", "problem_id"])
     with replacing_dir(target) as tmp:
         tables = {"pass_by_bucket": by_bucket, "flips": flipped, "flip_tests": tests,
-                  "failure_modes": modes, "difficulty": buckets, "samples": every}  # fmt: skip
+                  "failure_modes": modes, "difficulty": buckets, "samples": every,
+                  "skipped": unmeasured}  # fmt: skip
         if controls:
             tables["control"] = versus
         for name, t in tables.items():
@@ -249,6 +258,7 @@ def write_study(
         write_viewer(
             tmp / "viewer.html", title=title, flipped=flipped[~flipped.variant.isin(controls)],
             tests=tests[~tests.variant.isin(controls)], samples=shown, problems=problems,
+            skipped=study.skipped_counts(unmeasured),
         )  # fmt: skip
     return {
         "dir": str(target),
@@ -257,6 +267,7 @@ def write_study(
         "flips": tests.to_dict(orient="records"),
         "failure_modes": modes[modes.samples > 0].to_dict(orient="records"),
         "control": versus.to_dict(orient="records"),
+        "skipped": study.skipped_counts(unmeasured).to_dict(orient="records"),
     }
 
 
@@ -291,6 +302,11 @@ def _log(cfg: AblationConfig, heads: list[str], results: dict, out: Path, study:
              key.format("failed_to_solved"): r["failed->solved"],
              key.format("flip_p_value"): r["p_value"]}, 0,
         )  # fmt: skip
+    for r in study["skipped"]:
+        reason = r["reason"].replace(" ", "_").replace("-", "_")
+        tracker.log_metrics(
+            {f"study/{r['benchmark']}/skipped/{reason}/{r['variant']}": r["problems"]}, 0
+        )
     for r in study["control"]:
         key = f"study/{r['benchmark']}/control/scale_{r['scale']:g}/{{}}"
         tracker.log_metrics(

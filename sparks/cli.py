@@ -474,6 +474,11 @@ def _print_study(result: dict) -> None:
             f"  {r['variant']:12} {r['benchmark']:8} {r['bucket']:10} {r['pass@1']:.3f} "
             f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]  ({r['problems']} problems)"
         )
+    for r in study.get("skipped", []):
+        print(
+            f"  {r['variant']:12} {r['benchmark']:8} {'skipped':10} {r['problems']} problems "
+            f"not measured ({r['reason']})"
+        )
     print("flips against the baseline (a problem is solved when half its samples are correct):")
     for r in study["flips"]:
         print(

@@ -34,6 +34,23 @@ def last_boxed(text: str) -> str | None:
     return None  # unclosed: truncated mid-answer
 
 
+_SPACING = re.compile(r"\\(?:[ ,;:!]|quad|qquad)|~")
+
+
+def final_answer(text: str) -> str | None:
+    """The last boxed answer, or None when there is none, it is unclosed, or it holds nothing
+    but spacing (`\\boxed{}`, `\\boxed{\\ }`): what the grader, the failure modes and the
+    viewer all call "no answer".
+
+    >>> final_answer("\\\\boxed{ 12 }"), final_answer("\\\\boxed{\\\\ }"), final_answer("\\\\boxed{4")
+    (' 12 ', None, None)
+    """
+    answer = last_boxed(text)
+    if answer is None or not _SPACING.sub("", answer).strip():
+        return None
+    return answer
+
+
 _WRAPPERS = re.compile(r"\\(?:textbf|text|mathrm|mathbf|mbox)\s*\{([^{}]*)\}")
 _CHOICE = re.compile(r"^\(?\s*[A-E]\s*\)\s*")
 
@@ -71,7 +88,7 @@ def is_correct(response: str, gold: str) -> bool:
     "025" equals 25). A response without a complete \\boxed{} is wrong."""
     from math_verify import verify
 
-    answer = last_boxed(response)
-    if answer is None or not answer.strip():
+    answer = final_answer(response)
+    if answer is None:
         return False
     return bool(verify(_parse(str(gold)), _parse(answer), timeout_seconds=None))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -47,6 +47,10 @@ class BenchmarkResult:
     name: str
     metrics: dict
     table: pd.DataFrame  # per sample
+    skipped: dict[str, list[str]] = field(default_factory=dict)  # reason -> problem ids
+
+
+OVERLONG = "over-long prompt"  # prompt + max_tokens over the model's context
 
 
 def build_prompts(
@@ -184,5 +188,5 @@ def evaluate_model(
             "tokens_per_second": result.generated_tokens / max(result.seconds, 1e-9),
             "skipped_overlong": len(skipped[b]),
         }
-        out[b] = BenchmarkResult(b, metrics, table)
+        out[b] = BenchmarkResult(b, metrics, table, {OVERLONG: skipped[b]} if skipped[b] else {})
     return out

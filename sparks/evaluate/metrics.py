@@ -14,7 +14,7 @@ from math import comb
 import numpy as np
 import pandas as pd
 
-from sparks.grading import is_correct, last_boxed
+from sparks.grading import final_answer, is_correct
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -63,7 +63,7 @@ def grade(problems: list[dict], completions: list[list]) -> pd.DataFrame:
                     "problem_id": p["id"],
                     "sample": j,
                     "gold": p["answer"],
-                    "answer": last_boxed(c.text),
+                    "answer": final_answer(c.text),
                     "correct": is_correct(c.text, p["answer"]),
                     "length": c.n_tokens,
                     "truncated": c.truncated,

@@ -35,16 +35,17 @@ BASELINE = "baseline"
 
 
 def difficulty(problems: dict[str, list[dict]], baseline: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """One row per problem: benchmark, problem_id, bucket, rule ('level' | 'pass rate' | 'benchmark')."""
+    """One row per problem the baseline measured: benchmark, problem_id, bucket, rule
+    ('level' | 'pass rate' | 'benchmark'). What it did not measure is in `skipped_problems`."""
     rows = []
     for bench, probs in problems.items():
         table = baseline.get(bench)
-        rates = (
-            table.groupby("problem_id")["correct"].agg(["mean", "size"])
-            if table is not None
-            else pd.DataFrame(columns=["mean", "size"])
-        )
+        if table is None:
+            continue
+        rates = table.groupby("problem_id")["correct"].agg(["mean", "size"])
         for p in probs:
+            if p["id"] not in rates.index:
+                continue
             level = p.get("level", p.get("difficulty"))
             if level is not None and str(level).strip():
                 digits = re.findall(r"\d+", str(level))
@@ -56,6 +57,38 @@ def difficulty(problems: dict[str, list[dict]], baseline: dict[str, pd.DataFrame
             else:
                 rows.append((bench, p["id"], bench, "benchmark"))
     return pd.DataFrame(rows, columns=["benchmark", "problem_id", "bucket", "rule"])
+
+
+NOT_EVALUATED = "not evaluated"  # a problem without samples and without a recorded reason
+
+
+def skipped_problems(
+    problems: dict[str, list[dict]],
+    samples: dict[str, dict[str, pd.DataFrame]],
+    reasons: dict[str, dict[str, dict[str, list[str]]]],
+) -> pd.DataFrame:
+    """One row per problem a variant did not measure: variant, benchmark, problem_id, reason
+    (the recorded one, e.g. "over-long prompt", else "not evaluated")."""
+    rows = []
+    for variant, tables in samples.items():
+        for bench, probs in problems.items():
+            table = tables.get(bench)
+            seen = set(table["problem_id"]) if table is not None else set()
+            why = {pid: r for r, ids in reasons.get(variant, {}).get(bench, {}).items() for pid in ids}
+            rows += [
+                (variant, bench, p["id"], why.get(p["id"], NOT_EVALUATED))
+                for p in probs
+                if p["id"] not in seen
+            ]
+    return pd.DataFrame(rows, columns=["variant", "benchmark", "problem_id", "reason"])
+
+
+def skipped_counts(skipped: pd.DataFrame) -> pd.DataFrame:
+    """variant, benchmark, reason, problems: how many problems each variant did not measure."""
+    cols = ["variant", "benchmark", "reason"]
+    if skipped.empty:
+        return pd.DataFrame(columns=[*cols, "problems"])
+    return skipped.groupby(cols, sort=False).size().rename("problems").reset_index()
 
 
 def _per_problem(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -131,12 +164,19 @@ def flips(
 
 
 def with_modes(table: pd.DataFrame) -> pd.DataFrame:
-    """A per-sample table (with `response`) plus each sample's failure `mode` and `evidence`."""
+    """A per-sample table (with `response`) plus each sample's failure `mode`, `evidence`, the
+    slip's `true_value`, and the characters to mark (`mark_start`, `mark_end`)."""
     found = [
         classify(r, str(g), truncated=bool(t))
         for r, g, t in zip(table["response"], table["gold"], table["truncated"], strict=True)
     ]
-    return table.assign(mode=[f.mode for f in found], evidence=[f.evidence for f in found])
+    return table.assign(
+        mode=[f.mode for f in found],
+        evidence=[f.evidence for f in found],
+        true_value=[f.true_value for f in found],
+        mark_start=[f.start for f in found],
+        mark_end=[f.end for f in found],
+    )
 
 
 def mode_counts(

@@ -78,7 +78,9 @@ class Recorder:
             # no circuit to report: the save is marked failed, the run goes on
             say(f"[sparks] snapshot{label} of step {step} failed ({path}): {snap.reason}")
             if step not in logged:
-                self.tracker.log_metrics(_keyed({"circuit/failed": 1.0}, pair_set, is_primary), step)
+                self.tracker.log_metrics(
+                    _keyed({"circuit/failed": 1.0}, pair_set, is_primary), step
+                )
                 tag = f"sparks.snapshot_failed.{pair_set + '.' if pair_set else ''}step-{step}"
                 self.tracker.set_tags({tag: snap.reason[:500]})
                 logged.add(step)

@@ -32,21 +32,20 @@ table{border-collapse:collapse} td,th{border:1px solid #ccc;padding:.2em .5em;te
 """
 
 
-def _highlight(text: str, evidence: str) -> str:
-    """`text` escaped, with the first occurrence of `evidence` marked (the loop: every copy)."""
-    if not evidence:
+def _highlight(text: str, start: int, end: int) -> str:
+    """`text` escaped, with characters [start, end) marked (every copy of a loop, or the slip)."""
+    if not 0 <= start < end <= len(text):
         return html.escape(text)
-    first = text.find(evidence)
-    if first < 0:  # the loop span was found on words: match it with any whitespace
-        return html.escape(text)
-    end = first + len(evidence)
-    while text.startswith(evidence, end + 1) or text.startswith(evidence, end):
-        end = text.find(evidence, end) + len(evidence)
     return (
-        html.escape(text[:first])
-        + f"<mark>{html.escape(text[first:end])}</mark>"
+        html.escape(text[:start])
+        + f"<mark>{html.escape(text[start:end])}</mark>"
         + html.escape(text[end:])
     )
+
+
+def _label(benchmark: str, problem_id: str) -> str:
+    """`aime24-7`, not `aime24 aime24-7`: loaded ids already carry their benchmark."""
+    return problem_id if problem_id.startswith(f"{benchmark}-") else f"{benchmark} {problem_id}"
 
 
 def _side(title: str, sample: pd.Series | None) -> str:
@@ -56,12 +55,15 @@ def _side(title: str, sample: pd.Series | None) -> str:
     evidence = sample.get("evidence") or ""
     answer = sample["answer"] if isinstance(sample["answer"], str) else None
     why = f" &mdash; evidence: <code>{html.escape(evidence[:120])}</code>" if evidence else ""
+    if sample.get("true_value"):
+        why += f", true value <code>{html.escape(str(sample['true_value']))}</code>"
+    start, end = int(sample.get("mark_start") or 0), int(sample.get("mark_end") or 0)
     return (
         f'<div class="side"><h3>{html.escape(title)}: <span class="mode {mode}">{mode}</span>'
         + (f" answer <code>{html.escape(answer)}</code>," if answer else " no boxed answer,")
         + f" {int(sample['length'])} "
         f"tokens{', truncated' if sample['truncated'] else ''}{why}</h3>"
-        f"<pre>{_highlight(str(sample['response']), evidence)}</pre></div>"
+        f"<pre>{_highlight(str(sample['response']), start, end)}</pre></div>"
     )
 
 
@@ -83,11 +85,23 @@ def write_viewer(
     tests: pd.DataFrame,
     samples: dict[str, dict[str, pd.DataFrame]],
     problems: dict[str, list[dict]],
+    skipped: pd.DataFrame | None = None,
 ) -> Path:
     """Write the study's sample viewer to `path` (atomically) and return it. `samples`:
     variant -> benchmark -> per-sample table with response, mode and evidence."""
     text = {(b, p["id"]): p["problem"] for b, ps in problems.items() for p in ps}
     parts = [f"<h1>{html.escape(title)}</h1>"]
+    if skipped is not None and len(skipped):
+        parts.append(
+            '<table class="skipped"><tr><th>variant</th><th>benchmark</th><th>not measured</th>'
+            "<th>why</th></tr>"
+            + "".join(
+                f"<tr><td>{html.escape(r['variant'])}</td><td>{html.escape(r['benchmark'])}</td>"
+                f"<td>{r['problems']}</td><td>{html.escape(r['reason'])}</td></tr>"
+                for r in skipped.to_dict("records")
+            )
+            + "</table>"
+        )
     if len(tests):
         parts.append(
             "<table><tr><th>variant</th><th>benchmark</th><th>problems</th>"
@@ -111,7 +125,7 @@ def write_viewer(
             f'<section class="flip" data-variant="{html.escape(r.variant)}" '
             f'data-problem="{html.escape(str(r.problem_id))}">'
             f'<h2><span class="{kind}">{r.flip}</span> &middot; {html.escape(r.variant)} &middot; '
-            f"{html.escape(r.benchmark)} {html.escape(str(r.problem_id))} ({html.escape(r.bucket)}"
+            f"{html.escape(_label(r.benchmark, str(r.problem_id)))} ({html.escape(r.bucket)}"
             f", baseline {r.baseline_rate:.0%} &rarr; {r.rate:.0%})</h2>"
             f"<p>{html.escape(text.get((r.benchmark, r.problem_id), ''))} &mdash; gold "
             f"<code>{html.escape(str(gold.iloc[0]) if len(gold) else '?')}</code></p>"

@@ -6,7 +6,7 @@ completions as lists of messages.
 
 from __future__ import annotations
 
-from sparks.grading import is_correct, last_boxed
+from sparks.grading import final_answer, is_correct
 
 
 def _text(completion) -> str:
@@ -28,4 +28,4 @@ def format_reward(completions: list, **kwargs) -> list[float]:
     >>> format_reward(["The answer is \\\\boxed{12}.", "12", "\\\\boxed{"])
     [0.2, 0.0, 0.0]
     """
-    return [0.2 if (b := last_boxed(_text(c))) and b.strip() else 0.0 for c in completions]
+    return [0.2 if final_answer(_text(c)) is not None else 0.0 for c in completions]

@@ -85,10 +85,18 @@ def test_ablate_writes_the_edited_checkpoint_then_evaluates_it(world, tmp_path):
 
 def test_ablate_with_several_scales_runs_the_whole_study(world, tmp_path):
     """Baseline and every scale on the same problems; the study's tables, figures and viewer
-    under --out, printed per difficulty bucket, with flips and failure modes."""
+    under --out, printed per difficulty bucket, with flips and failure modes; a held-out AIME
+    file's over-long prompt is counted as not measured, never bucketed."""
+    aime = tmp_path / "aime24.jsonl"
+    records = [{"id": f"aime-{i}", "problem": p["problem"], "answer": p["answer"]}
+               for i, p in enumerate(world.tasks("test")[:3])]  # fmt: skip
+    records.append({"id": "aime-long", "problem": "Compute " + "+".join(["12"] * 300) + ".",
+                    "answer": "3600"})  # fmt: skip
+    aime.write_text("".join(json.dumps(r) + "\n" for r in records))
     done = _sparks(
         "ablate", str(world.model_dir), "--heads", "L1H0,L2H3", "--scale", "0", "--scale", "2",
         "--out", str(tmp_path / "study"), "--benchmark", "world", "--world", str(world.root),
+        "--benchmark", "aime24", "--benchmark-file", f"aime24={aime}",
         "--limit", "6", "--n", "2", "--max-tokens", "8", "--backend", "transformers",
         "--mlflow-uri", f"sqlite:///{tmp_path}/m.db", "--control", "random", "--draws", "1",
         cwd=tmp_path,
@@ -110,15 +118,26 @@ def test_ablate_with_several_scales_runs_the_whole_study(world, tmp_path):
         "baseline", "scale_0", "scale_2", "control1_scale_0", "control1_scale_2"
     }  # fmt: skip
     control = pd.read_csv(out / "study" / "control.csv")
-    assert list(control.scale) == [0.0, 2.0] and set(control.pool) == {"outside the studied heads"}
+    assert sorted(set(control.scale)) == [0.0, 2.0] and len(control) == 2 * 2  # x benchmarks
+    assert set(control.pool) == {"outside the studied heads"}
     assert "random-head control (1 draws outside the studied heads" in done.stdout
-    assert set(table.bucket) <= {"level 1", "level 2", "level 3"} and len(table) >= 3
+    assert set(table[table.benchmark == "world"].bucket) <= {"level 1", "level 2", "level 3"}
+    assert len(table) >= 3 and "aime-long" not in set(
+        pd.read_csv(out / "study" / "difficulty.csv").problem_id
+    )
+    skipped = pd.read_csv(out / "study" / "skipped.csv")
+    assert set(skipped.problem_id) == {"aime24-aime-long"} and len(skipped) == 5  # every variant
+    assert (
+        "baseline     aime24   skipped    1 problems not measured (over-long prompt)" in done.stdout
+    )
+    assert "not measured" in (out / "study" / "viewer.html").read_text()
     assert (table.ci_low <= table["pass@1"]).all() and (table["pass@1"] <= table.ci_high).all()
     tests = pd.read_csv(out / "study" / "flip_tests.csv")
     assert set(tests.variant) == {"scale_0", "scale_2", "control1_scale_0", "control1_scale_2"}
     assert tests.p_value.between(0, 1).all()
     modes = pd.read_csv(out / "study" / "failure_modes.csv")
-    assert modes.groupby(["variant", "bucket"]).samples.sum().sum() == 5 * 6 * 2  # draws too
+    world_modes = modes[modes.benchmark == "world"]
+    assert world_modes.groupby(["variant", "bucket"]).samples.sum().sum() == 5 * 6 * 2  # draws too
     assert "pass@1 by difficulty" in done.stdout and "exact McNemar p" in done.stdout
     assert f"sample viewer: {out / 'study' / 'viewer.html'}" in done.stdout
     page = (out / "study" / "viewer.html").read_text()

@@ -84,7 +84,30 @@ def test_difficulty_reads_levels_then_the_baselines_pass_rate_then_the_benchmark
     one_sample = {"amc23": variants["baseline"]["amc23"].query("sample == 0")}
     assert set(study.difficulty({"amc23": PROBLEMS["amc23"]}, one_sample).bucket) == {"amc23"}
     mixed = [{"id": "x", "problem": "p", "answer": "1", "level": "Level 4"}]
-    assert study.difficulty({"math": mixed}, {}).bucket.tolist() == ["level 4"]
+    measured = grade(mixed, [[Completion("\\boxed{1}", 3, False)]])
+    assert study.difficulty({"math": mixed}, {"math": measured}).bucket.tolist() == ["level 4"]
+
+
+def test_problems_a_variant_did_not_measure_are_listed_with_why_and_never_bucketed(variants):
+    # the baseline skipped a3 (its prompt too long) and the variant never got to a2 either
+    base = {
+        **variants["baseline"],
+        "amc23": variants["baseline"]["amc23"].query("problem_id != 'a3'"),
+    }
+    var = {**variants["scale_0"], "amc23": variants["scale_0"]["amc23"].query("problem_id < 'a2'")}
+    reasons = {"baseline": {"amc23": {"over-long prompt": ["a3"]}},
+               "scale_0": {"amc23": {"over-long prompt": ["a3"]}}}  # fmt: skip
+    buckets = study.difficulty(PROBLEMS, base)
+    assert "a3" not in set(buckets.problem_id) and len(buckets) == 9
+    skipped = study.skipped_problems(PROBLEMS, {"baseline": base, "scale_0": var}, reasons)
+    assert sorted(map(tuple, skipped.values.tolist())) == [
+        ("baseline", "amc23", "a3", "over-long prompt"),
+        ("scale_0", "amc23", "a2", "not evaluated"),
+        ("scale_0", "amc23", "a3", "over-long prompt"),
+    ]
+    counts = study.skipped_counts(skipped).set_index(["variant", "reason"]).problems.to_dict()
+    assert counts == {("baseline", "over-long prompt"): 1, ("scale_0", "over-long prompt"): 1,
+                      ("scale_0", "not evaluated"): 1}  # fmt: skip
 
 
 def test_pass_at_1_per_bucket_has_an_interval_around_it(variants):
@@ -155,6 +178,7 @@ def test_the_study_writes_tables_figures_and_a_viewer_a_browser_shows(variants, 
         assert sides.count() == 2 and "correct" in sides.nth(0).locator("h3").inner_text()
         assert sides.nth(1).locator(".mode").inner_text() == "arithmetic"
         assert sides.nth(1).locator("mark").inner_text() == "46 + 59 = 172"
+        assert "true value 105" in sides.nth(1).locator("h3").inner_text()
         loop = page.locator("section.flip[data-problem='w0'] .side").nth(1).locator("mark")
         assert loop.inner_text().count("Wait, let me add the numbers again carefully.") == 6
         boxes = [sides.nth(i).bounding_box() for i in range(2)]

@@ -258,7 +258,7 @@ def write_study(
         write_viewer(
             tmp / "viewer.html", title=title, flipped=flipped[~flipped.variant.isin(controls)],
             tests=tests[~tests.variant.isin(controls)], samples=shown, problems=problems,
-            skipped=study.skipped_counts(unmeasured),
+            skipped=study.skipped_counts(unmeasured), figures=["tradeoff.png", "failure_modes.png"],
         )  # fmt: skip
     return {
         "dir": str(target),

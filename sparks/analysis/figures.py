@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from sparks.log.figures import pyplot
+from sparks.log.figures import fit_title, pyplot, save
 
 
 def _grid(table: pd.DataFrame, value: str) -> np.ndarray:
@@ -57,9 +58,7 @@ def layer_head_panels(
         im = ax.imshow(_grid(t, value), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
         _label(ax, title, shape)
     fig.colorbar(im, ax=axes, label=label, shrink=0.8)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save(fig, out)
 
 
 def frequency_panels(freqs: list[pd.DataFrame], out: Path) -> Path:
@@ -105,9 +104,7 @@ def cohort_curves(table: pd.DataFrame, out: Path) -> Path:
         ax.set_ylabel("heads of the cohort still in", fontsize=8)
         ax.grid(alpha=0.3)
         ax.legend(title="entered at", fontsize=6, title_fontsize=7, frameon=False)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save(fig, out)
 
 
 def dynamics_plot(table: pd.DataFrame, out: Path) -> Path:
@@ -133,9 +130,7 @@ def dynamics_plot(table: pd.DataFrame, out: Path) -> Path:
             rx.set_ylabel("mean reward", fontsize=8)
             rx.legend(loc="lower right", fontsize=6, frameon=False)
         ax.legend(loc="upper left", fontsize=6, frameon=False)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save(fig, out)
 
 
 def retention_bars(table: pd.DataFrame, out: Path) -> Path:
@@ -151,9 +146,7 @@ def retention_bars(table: pd.DataFrame, out: Path) -> Path:
     for ax in (a, b):
         ax.tick_params(axis="x", labelsize=7, rotation=20)
         ax.grid(axis="y", alpha=0.3)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save(fig, out)
 
 
 def think_map(on: pd.DataFrame, off: pd.DataFrame, out: Path) -> Path:
@@ -178,7 +171,8 @@ def _category_map(grid, colors: list[str], labels: list[str], out: Path, *, titl
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(2.5 + 0.4 * grid.shape[1], 1.2 + 0.35 * grid.shape[0]))
     ax.imshow(grid, cmap=ListedColormap(colors), vmin=0, vmax=len(labels) - 1, aspect="auto")
-    _label(ax, title, grid.shape)
+    _label(ax, "", grid.shape)
+    fit_title(fig, title)  # over the map and its legend: a small map would cut it
     ax.legend(
         handles=[Patch(color=c, label=s) for c, s in zip(colors, labels, strict=True)],
         loc="upper left",
@@ -187,14 +181,12 @@ def _category_map(grid, colors: list[str], labels: list[str], out: Path, *, titl
         frameon=False,
     )
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save(fig, out)
 
 
 def pass_at_1_bars(table: pd.DataFrame, out: Path) -> Path:
     """pass@1 with its 95% interval, variants (e.g. thinking on/off) side by side per benchmark."""
-    plt = pyplot()
+    pyplot()  # the Agg backend, before pandas draws
     piv = table.pivot(index="benchmark", columns="variant", values="pass@1")
     lo = table.pivot(index="benchmark", columns="variant", values="pass@1_ci_low")
     hi = table.pivot(index="benchmark", columns="variant", values="pass@1_ci_high")
@@ -203,19 +195,38 @@ def pass_at_1_bars(table: pd.DataFrame, out: Path) -> Path:
     ax.set_ylabel("pass@1 (95% CI)")
     ax.set_ylim(0, 1)
     ax.figure.tight_layout()
-    ax.figure.savefig(out, dpi=110)
-    plt.close(ax.figure)
-    return out
+    return save(ax.figure, out)
 
 
-def set_map(heads_at: pd.DataFrame, table: pd.DataFrame, out: Path, *, title: str) -> Path:
+STATUS_COLORS = {"in no circuit": "#f4f4f4", "shared": "#756bb1", "several": "#fdae6b"}
+ONLY_COLORS = ("#3182bd", "#e6550d", "#31a354", "#de2d26", "#8c564b", "#e377c2", "#17becf",
+               "#bcbd22")  # fmt: skip
+
+
+def set_colors(set_names: list[str]) -> dict[str, str]:
+    """One colour per status, fixed by name: the same status has the same colour in every panel
+    of a report and in every run (a set's colour comes from its name's hash; sets whose hashes
+    collide take the next free colour, in name order)."""
+    colors, taken = dict(STATUS_COLORS), set()
+    for name in sorted(set(set_names)):
+        i = zlib.crc32(name.encode()) % len(ONLY_COLORS)
+        while ONLY_COLORS[i] in taken and len(taken) < len(ONLY_COLORS):
+            i = (i + 1) % len(ONLY_COLORS)
+        taken.add(ONLY_COLORS[i])
+        colors[f"only {name}"] = ONLY_COLORS[i]
+    return colors
+
+
+def set_map(
+    heads_at: pd.DataFrame, table: pd.DataFrame, out: Path, *, title: str,
+    set_names: list[str] | None = None,
+) -> Path:  # fmt: skip
     """Layer x head at a series' last save: heads in every pair set's circuit (shared), in one
-    set's only, in several; `heads_at` lists every head (layer, index), `table` their status."""
-    only = sorted(s for s in table["status"].unique() if s.startswith("only "))
-    several = ["several"] if (table["status"] == "several").any() else []
-    labels = ["in no circuit", "shared", *only, *several]
-    palette = ["#f4f4f4", "#756bb1", "#3182bd", "#e6550d", "#31a354", "#de2d26", "#fdae6b"]
-    colors = (palette * 3)[: len(labels)]
+    set's only, in several; `heads_at` lists every head (layer, index), `table` their status.
+    `set_names`: every pair set of the report, so that all its maps share one legend."""
+    present = [s.removeprefix("only ") for s in table["status"] if s.startswith("only ")]
+    colors = set_colors([*(set_names or []), *present])
+    labels = list(colors)
     code = heads_at["head"].map(dict(zip(table["head"], table["status"], strict=True)))
     t = heads_at.assign(code=code.map({s: i for i, s in enumerate(labels)}).fillna(0))
-    return _category_map(_grid(t, "code"), colors, labels, out, title=title)
+    return _category_map(_grid(t, "code"), list(colors.values()), labels, out, title=title)

@@ -230,6 +230,11 @@ def _figures(r: Report, d: Path) -> dict[str, Path]:
                 title=f"{s.name}: heads in the circuit at each save, and the reward",
             )
     sets = t.get("pair_sets", pd.DataFrame())
+    set_names = (
+        sorted({st.removeprefix("only ") for st in sets.status if st.startswith("only ")})
+        if len(sets)
+        else []
+    )
     for s in runs:
         mine = sets[sets.series == s.name] if len(sets) else sets
         if len(mine):
@@ -238,6 +243,7 @@ def _figures(r: Report, d: Path) -> dict[str, Path]:
                 mine,
                 d / f"sets-{s.name}.png",
                 title=f"{s.name}: circuit heads by pair set, last save",
+                set_names=set_names,
             )
     if r.think is not None:
         figs["think"] = figures.think_map(

@@ -74,7 +74,9 @@ def skipped_problems(
         for bench, probs in problems.items():
             table = tables.get(bench)
             seen = set(table["problem_id"]) if table is not None else set()
-            why = {pid: r for r, ids in reasons.get(variant, {}).get(bench, {}).items() for pid in ids}
+            why = {
+                pid: r for r, ids in reasons.get(variant, {}).get(bench, {}).items() for pid in ids
+            }
             rows += [
                 (variant, bench, p["id"], why.get(p["id"], NOT_EVALUATED))
                 for p in probs

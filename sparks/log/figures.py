@@ -1,10 +1,19 @@
-"""Figures a person would rather look at than read: head heatmaps and head trajectories."""
+"""Figures a person would rather look at than read: head heatmaps and head trajectories.
+
+Every figure is saved by `save`, which checks its layout with matplotlib's own extents
+(`layout_problems`): titles and legends inside the canvas, no legend over drawn data.
+"""
 
 from __future__ import annotations
 
+import logging
+import textwrap
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+
+log = logging.getLogger(__name__)
 
 # states of a head at one save, drawn in this order of precedence
 STATES = ("absent", "in circuit", "emergent", "activated", "pruned")
@@ -19,6 +28,76 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def layout_problems(fig) -> list[str]:
+    """What a reader would miss in `fig`: a title or legend that leaves the canvas, a legend
+    drawn over bars or line points. Empty when the figure reads at a glance."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    canvas = fig.bbox
+
+    def outside(bb) -> bool:
+        return bb.x0 < canvas.x0 - 1 or bb.x1 > canvas.x1 + 1 or bb.y0 < -1 or bb.y1 > canvas.y1 + 1
+
+    problems = []
+    titles = [("the figure's title", fig._suptitle)]
+    titles += [(f"panel {i}'s title", ax.title) for i, ax in enumerate(fig.axes)]
+    for name, text in titles:
+        if text is not None and text.get_text() and outside(text.get_window_extent(renderer)):
+            problems.append(f"{name} leaves the canvas")
+    for legend in [ax.get_legend() for ax in fig.axes] + list(fig.legends):
+        if legend is None:
+            continue
+        box = legend.get_window_extent(renderer)
+        if outside(box):
+            problems.append("a legend leaves the canvas")
+        for name, text in titles:
+            if (
+                text is not None
+                and text.get_text()
+                and text.get_window_extent(renderer).overlaps(box)
+            ):
+                problems.append(f"a legend covers {name}")
+        for other in fig.axes:
+            if _covers_data(other, box, renderer):
+                problems.append(f"a legend covers data in panel {fig.axes.index(other)}")
+    return problems
+
+
+def _covers_data(ax, box, renderer) -> bool:
+    """Whether `box` (display pixels) lies over a bar of `ax` or a point of its lines."""
+    for patch in ax.patches:
+        bb = patch.get_window_extent(renderer)
+        if bb.width > 0.5 and bb.height > 0.5 and bb.overlaps(box):
+            return True
+    for line in ax.lines:
+        xy = line.get_xydata()
+        if len(xy) and line.get_visible():
+            pts = ax.transData.transform(np.asarray(xy, dtype=float))
+            inside = (
+                (pts[:, 0] >= box.x0) & (pts[:, 0] <= box.x1)
+                & (pts[:, 1] >= box.y0) & (pts[:, 1] <= box.y1)
+            )  # fmt: skip
+            if inside.any():
+                return True
+    return False
+
+
+def fit_title(fig, title: str, *, fontsize: float = 9) -> None:
+    """The figure's title, wrapped to the figure's width (long head lists and model paths)."""
+    chars = max(20, int(fig.get_figwidth() * 72 / (0.6 * fontsize)))
+    fig.suptitle(textwrap.fill(title, chars), fontsize=fontsize)
+
+
+def save(fig, out: Path) -> Path:
+    """Save `fig` to `out` at 110 dpi and close it; a layout problem is logged, not fatal."""
+    problems = layout_problems(fig)
+    if problems:
+        log.warning("figure %s: %s", Path(out).name, "; ".join(problems))
+    fig.savefig(out, dpi=110)
+    pyplot().close(fig)
+    return out
 
 
 def heatmap(table: pd.DataFrame, out: Path, *, title: str) -> Path:
@@ -38,9 +117,7 @@ def heatmap(table: pd.DataFrame, out: Path, *, title: str) -> Path:
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, label="share of |attribution| (outlined: in circuit)")
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save(fig, out)
 
 
 def _state(row) -> int:
@@ -116,23 +193,32 @@ def trajectory(
         )
     axes[-1].set_xlabel("training step")
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save(fig, out)
 
 
 def tradeoff(
     by_bucket: pd.DataFrame, scales: dict[str, float], out: Path, *, title: str,
     controls: pd.DataFrame | None = None,
 ) -> Path:  # fmt: skip
+    """Save `draw_tradeoff`'s figure to `out`."""
+    return save(draw_tradeoff(by_bucket, scales, title=title, controls=controls), out)
+
+
+def draw_tradeoff(
+    by_bucket: pd.DataFrame, scales: dict[str, float], *, title: str,
+    controls: pd.DataFrame | None = None,
+):  # fmt: skip
     """pass@1 by difficulty bucket against the heads' scale (the baseline at 1), one line per
     bucket, one panel per benchmark, with the bootstrap intervals as bands; `controls` (benchmark,
-    bucket, scale, pass@1: the random-head draws' mean) as crosses in the bucket's colour."""
+    bucket, scale, pass@1: the random-head draws' mean) as crosses in the bucket's colour. Each
+    panel's legend sits beside it, never over a line."""
     plt = pyplot()
     table = by_bucket[by_bucket["variant"].isin(scales)]
     table = table.assign(scale=table["variant"].map(scales)).sort_values("scale")
     benches = sorted(table["benchmark"].unique())
-    fig, axes = plt.subplots(1, len(benches), figsize=(4.2 * len(benches), 3.4), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(benches), figsize=(5.6 * len(benches), 3.6), squeeze=False, layout="constrained"
+    )
     for ax, bench in zip(axes[0], benches, strict=True):
         for bucket, g in table[table.benchmark == bench].groupby("bucket", sort=True):
             (line,) = ax.plot(
@@ -152,12 +238,12 @@ def tradeoff(
         top = table[table.benchmark == bench]["ci_high"].max()
         ax.set_ylim(0, min(1.0, max(0.05, 1.15 * top)))  # a model near 0 still shows its lines
         ax.set_title(bench, fontsize=9)
-        ax.legend(fontsize=7, title="difficulty (problems)", title_fontsize=7)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+        ax.legend(
+            fontsize=7, title="difficulty (problems)", title_fontsize=7,
+            loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False,
+        )  # fmt: skip
+    fit_title(fig, title)
+    return fig
 
 
 MODE_COLORS = {"correct": "#2e7d32", "loop": "#6a1b9a", "no_answer": "#9e9e9e",
@@ -165,24 +251,37 @@ MODE_COLORS = {"correct": "#2e7d32", "loop": "#6a1b9a", "no_answer": "#9e9e9e",
 
 
 def failure_modes(modes: pd.DataFrame, out: Path, *, title: str) -> Path:
+    """Save `draw_failure_modes`'s figure to `out`."""
+    return save(draw_failure_modes(modes, title=title), out)
+
+
+def draw_failure_modes(modes: pd.DataFrame, *, title: str):
     """Share of samples in each failure mode, stacked, per variant x bucket (one panel per
-    benchmark)."""
+    benchmark); one legend for the figure, beside the panels."""
+    from matplotlib.patches import Patch
+
     plt = pyplot()
     benches = sorted(modes["benchmark"].unique())
-    fig, axes = plt.subplots(1, len(benches), figsize=(5 * len(benches), 3.6), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(benches), figsize=(4.6 * len(benches) + 1.6, 3.8), squeeze=False,
+        layout="constrained",
+    )  # fmt: skip
     for ax, bench in zip(axes[0], benches, strict=True):
         t = modes[modes.benchmark == bench]
         grid = t.pivot_table(
             index=["bucket", "variant"], columns="mode", values="share", sort=True
         ).reindex(columns=list(MODE_COLORS), fill_value=0.0)
-        grid.plot.bar(stacked=True, ax=ax, color=list(MODE_COLORS.values()), width=0.8, rot=60)
+        grid.plot.bar(
+            stacked=True, ax=ax, color=list(MODE_COLORS.values()), width=0.8, rot=60, legend=False
+        )
         ax.set_xticks(range(len(grid)), [f"{b} / {v}" for b, v in grid.index], fontsize=7)
         ax.set_xlabel("")
         ax.set_ylabel("share of samples")
+        ax.set_ylim(0, 1)
         ax.set_title(bench, fontsize=9)
-        ax.legend(fontsize=7)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    fig.legend(
+        handles=[Patch(color=c, label=m) for m, c in MODE_COLORS.items()],
+        loc="outside right center", fontsize=7, frameon=False,
+    )  # fmt: skip
+    fit_title(fig, title)
+    return fig

@@ -18,6 +18,7 @@ from sparks.files import atomic_write_text
 
 _STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:1.5em;max-width:1400px}
+img.figure{max-width:100%;display:block;margin:.5em 0}
 h1{font-size:1.3em} h2{font-size:1.05em;margin:1.6em 0 .3em}
 .pair{display:grid;grid-template-columns:1fr 1fr;gap:1em}
 .side{border:1px solid #ccc;border-radius:6px;padding:.6em;overflow-wrap:anywhere}
@@ -86,11 +87,16 @@ def write_viewer(
     samples: dict[str, dict[str, pd.DataFrame]],
     problems: dict[str, list[dict]],
     skipped: pd.DataFrame | None = None,
+    figures: list[str] = (),
 ) -> Path:
     """Write the study's sample viewer to `path` (atomically) and return it. `samples`:
-    variant -> benchmark -> per-sample table with response, mode and evidence."""
+    variant -> benchmark -> per-sample table with response, mode and evidence; `figures`: image
+    files beside `path` shown at the top; `skipped`: what each variant did not measure."""
     text = {(b, p["id"]): p["problem"] for b, ps in problems.items() for p in ps}
     parts = [f"<h1>{html.escape(title)}</h1>"]
+    parts += [
+        f'<img class="figure" src="{html.escape(f)}" alt="{html.escape(f)}">' for f in figures
+    ]
     if skipped is not None and len(skipped):
         parts.append(
             '<table class="skipped"><tr><th>variant</th><th>benchmark</th><th>not measured</th>'

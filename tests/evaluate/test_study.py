@@ -181,6 +181,12 @@ def test_the_study_writes_tables_figures_and_a_viewer_a_browser_shows(variants, 
         assert "true value 105" in sides.nth(1).locator("h3").inner_text()
         loop = page.locator("section.flip[data-problem='w0'] .side").nth(1).locator("mark")
         assert loop.inner_text().count("Wait, let me add the numbers again carefully.") == 6
+        images = page.evaluate(
+            "Array.from(document.images).map(i => ({alt: i.alt, w: i.naturalWidth,"
+            " right: i.getBoundingClientRect().right}))"
+        )
+        assert [i["alt"] for i in images] == ["tradeoff.png", "failure_modes.png"]
+        assert all(i["w"] > 300 for i in images), images  # each figure loaded and drawn
         boxes = [sides.nth(i).bounding_box() for i in range(2)]
         assert boxes[0]["x"] + boxes[0]["width"] <= boxes[1]["x"]  # really side by side
         page.screenshot(path=str(shots / "study-viewer.png"), full_page=True)

@@ -39,6 +39,11 @@ def resolve_heads(cfg: AblationConfig) -> list[str]:
     if cfg.heads:
         return list(cfg.heads)
     src = Path(cfg.heads_from)
+    if not src.exists():
+        raise FileNotFoundError(
+            f"heads_from {src} does not exist: give a training run's directory, a snapshot "
+            "directory or a compare report (or list the heads: heads / --heads)"
+        )
     sets_file = next(
         (f for f in (src / "head_sets.json", src / "report" / "head_sets.json") if f.is_file()),
         None,
@@ -135,6 +140,43 @@ def _edited(model: str, heads: list[str], scale: float, variant_dir: Path) -> Pa
             return d
         shutil.rmtree(variant_dir)
     return write_scaled_checkpoint(model, heads, scale, d)
+
+
+def plan_ablation(cfg: AblationConfig) -> dict:
+    """What `run_ablation(cfg)` would do, checked and counted, with nothing written: the heads,
+    every variant, the problems per benchmark and the samples to generate."""
+    heads = resolve_heads(cfg)
+    controls, pool = control_variants(cfg, heads)
+    problems = benchmarks_for(cfg.evaluation)
+    variants = [BASELINE, *(variant_name(s) for s in cfg.scales), *controls]
+    out = Path(cfg.output_dir)
+    done = [v for v in variants if (out / v / "eval" / "metrics.json").is_file()]
+    per_variant = sum(len(ps) for ps in problems.values()) * cfg.evaluation.n
+    return {
+        "heads": heads, "variants": variants, "controls": {v: hs for v, (_, hs) in controls.items()},
+        "pool": pool, "problems": {b: len(ps) for b, ps in problems.items()},
+        "samples": per_variant * (len(variants) - len(done)), "already_evaluated": done,
+        "output_dir": str(out),
+    }  # fmt: skip
+
+
+def plan_lines(plan: dict, cfg: AblationConfig) -> list[str]:
+    """The plan as a person reads it before starting."""
+    ev = cfg.evaluation
+    lines = [
+        f"heads ({len(plan['heads'])}): {', '.join(plan['heads'])}",
+        f"variants ({len(plan['variants'])}): {', '.join(plan['variants'])}",
+        "problems: " + ", ".join(f"{b} {n}" for b, n in plan["problems"].items())
+        + f"; {ev.n} samples each, max_tokens {ev.max_tokens}, temperature {ev.temperature:g}, "
+        f"backend {ev.backend}",
+        f"samples to generate: {plan['samples']}"
+        + (f" ({', '.join(plan['already_evaluated'])} already evaluated)"
+           if plan["already_evaluated"] else ""),
+        f"output: {plan['output_dir']}",
+    ]  # fmt: skip
+    if plan["controls"]:
+        lines.insert(2, f"random-head control: {len(plan['controls'])} variants, {plan['pool']}")
+    return lines
 
 
 def run_ablation(cfg: AblationConfig) -> dict:

@@ -407,13 +407,7 @@ def _ablate(args: argparse.Namespace) -> None:
     from sparks.evaluate.interventions import write_scaled_checkpoint
 
     if args.config:  # a study described by a file (configs/ablation/)
-        from sparks.ablation import run_ablation
-        from sparks.config import AblationConfig, load_config
-
-        cfg = load_config(args.config, model=AblationConfig, output_dir=args.out)
-        if args.model_dir:
-            cfg = cfg.model_copy(update={"model": args.model_dir})
-        _print_study(run_ablation(cfg))
+        _study(_study_config(args), args)
         return
     if args.model_dir is None:
         raise ValueError("give the model: sparks ablate MODEL_DIR ..., or --config FILE")
@@ -435,7 +429,6 @@ def _ablate(args: argparse.Namespace) -> None:
 def _ablation_study(args: argparse.Namespace, scales: list[float]) -> None:
     """The whole study (baseline and every scale, same problems and sampling), as the
     ablation-study flow runs it, written under --out."""
-    from sparks.ablation import run_ablation
     from sparks.config import AblationConfig, EvaluationSettings, validate_config
     from sparks.world.build import World
 
@@ -461,8 +454,75 @@ def _ablation_study(args: argparse.Namespace, scales: list[float]) -> None:
         "control": args.control, "draws": args.draws,
         "tracking": {"mlflow_uri": args.mlflow_uri, "experiment": args.experiment},
     }  # fmt: skip
-    result = run_ablation(validate_config(raw, source="sparks ablate", model=AblationConfig))
-    _print_study(result)
+    _study(validate_config(raw, source="sparks ablate", model=AblationConfig), args)
+
+
+def _study(cfg, args: argparse.Namespace) -> None:
+    """Run the study, or with --dry-run print what it would do and write nothing."""
+    from sparks.ablation import plan_ablation, plan_lines, run_ablation
+
+    if args.dry_run:
+        for line in plan_lines(plan_ablation(cfg), cfg):
+            print(line)
+        print("dry run: the study's inputs are in order; nothing was written")
+        return
+    _print_study(run_ablation(cfg))
+
+
+# `sparks ablate --config FILE` flags that replace a study config's values: dest -> where
+_STUDY_FLAGS = {
+    "heads": ("heads",), "heads_from": ("heads_from",), "head_set": ("head_set",),
+    "scale": ("scales",), "control": ("control",), "draws": ("draws",), "name": ("name",),
+    "out": ("output_dir",), "model_dir": ("model",),
+    "mlflow_uri": ("tracking", "mlflow_uri"), "experiment": ("tracking", "experiment"),
+    "benchmark": ("evaluation", "benchmarks"), "limit": ("evaluation", "limit"),
+    "n": ("evaluation", "n"), "temperature": ("evaluation", "temperature"),
+    "top_p": ("evaluation", "top_p"), "max_tokens": ("evaluation", "max_tokens"),
+    "seed": ("evaluation", "seed"), "backend": ("evaluation", "backend"),
+    "overlong": ("evaluation", "overlong"), "enable_thinking": ("enable_thinking",),
+}  # fmt: skip
+
+
+def _study_config(args: argparse.Namespace):
+    """The study config FILE with every flag given on the command line applied over it."""
+    from sparks.config import AblationConfig, load_config, validate_config
+    from sparks.world.build import World
+
+    if "results" in args.given:
+        raise ValueError(
+            "--results is for one edited checkpoint; a study (--config) writes its tables under "
+            "its output_dir (or --out)"
+        )
+    raw = load_config(args.config, model=AblationConfig).model_dump()
+    changed = []
+    for dest in sorted(args.given & set(_STUDY_FLAGS)):
+        value = getattr(args, dest)
+        if dest == "heads":
+            value = value.split(",")
+            raw.update(heads_from=None, head_set=None)
+        elif dest == "heads_from":
+            raw["heads"] = []
+        elif dest == "enable_thinking":
+            value = value == "on"
+        *parents, key = _STUDY_FLAGS[dest]
+        node = raw
+        for part in parents:
+            node = node[part]
+        node[key] = value
+        changed.append(key)
+    selected = raw["evaluation"]["benchmarks"]
+    sources = _benchmark_files(args, selected)
+    if "world" in selected and "world" not in sources and args.world:
+        sources["world"] = str(World(Path(args.world)).tasks_path("test"))
+    if sources:
+        raw["evaluation"]["sources"] = {**raw["evaluation"]["sources"], **sources}
+        changed += [f"sources.{b}" for b in sources]
+    source = f"{args.config}" + (
+        f" (with {', '.join(changed)} from the command line)" if changed else ""
+    )
+    cfg = validate_config(raw, source=source, model=AblationConfig)
+    print(f"study: {source}")
+    return cfg
 
 
 def _print_study(result: dict) -> None:
@@ -722,8 +782,8 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument(
         "--config",
         metavar="FILE",
-        help="a study as a YAML file (AblationConfig; configs/ablation/); MODEL_DIR and --out "
-        "override its model and output_dir",
+        help="a study as a YAML file (AblationConfig; configs/ablation/); MODEL_DIR, --out and "
+        "every study flag given (--n, --limit, --benchmark-file, --scale, ...) override it",
     )
     ab.add_argument("--heads", help="heads as L{layer}H{head}, comma-separated, e.g. L12H3,L14H0")
     ab.add_argument(
@@ -739,6 +799,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="0 ablates; 0.5 halves; 1.3 amplifies; repeat it for a study (default 0)",
     )
     ab.add_argument("--study", action="store_true", help="a study even with one --scale")
+    ab.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="a study: check every input and print the heads, variants, problems and samples; "
+        "write nothing",
+    )
     ab.add_argument(
         "--control",
         choices=["none", "random"],
@@ -796,8 +862,24 @@ def _close_progress_bars() -> None:
         bar.close()
 
 
+def _given(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]) -> set[str]:
+    """The dests of the options written on the command line (not left at their defaults), and
+    MODEL_DIR when it has a value."""
+    given = {"model_dir"} if getattr(args, "model_dir", None) else set()
+    stack = [parser]
+    while stack:
+        for action in stack.pop()._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                stack += list(action.choices.values())
+            elif any(t == o or t.startswith(o + "=") for o in action.option_strings for t in argv):
+                given.add(action.dest)
+    return given
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.given = _given(parser, args, sys.argv[1:] if argv is None else argv)
     try:
         args.func(args)
     except USER_ERRORS as e:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from tests.cli import sparks as _sparks
 
@@ -187,6 +189,50 @@ def test_a_bad_study_request_fails_in_one_line_before_anything_is_written(
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and expected in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+def _study_file(world, tmp_path) -> Path:
+    study = {
+        "name": "flags", "model": str(world.model_dir), "heads": ["L1H0"], "scales": [0.0],
+        "output_dir": str(tmp_path / "study"),
+        "evaluation": {"benchmarks": ["world"], "n": 1, "max_tokens": 8, "backend": "transformers"},
+    }  # fmt: skip
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
+    return tmp_path / "study.yaml"
+
+
+def test_flags_override_a_study_config_and_a_dry_run_writes_nothing(world, tmp_path, capsys):
+    from sparks.cli import main
+
+    cfg = _study_file(world, tmp_path)
+    tasks = world.tasks_path("test")
+    code = main(["ablate", "--config", str(cfg), "--n", "3", "--limit", "5", "--scale", "0",
+                 "--scale", "2", "--benchmark-file", f"world={tasks}", "--dry-run"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "with limit, n, scales, sources.world from the command line" in out
+    assert "problems: world 5; 3 samples each" in out
+    assert "variants (3): baseline, scale_0, scale_2" in out
+    assert "samples to generate: 45" in out  # 3 variants x 5 problems x 3 samples
+    assert not (tmp_path / "study").exists()
+    # a flag with no meaning for a study is refused, not ignored
+    assert main(["ablate", "--config", str(cfg), "--results", "r"]) == 2
+    assert "--results is for one edited checkpoint" in capsys.readouterr().err
+
+
+def test_a_missing_heads_from_says_it_does_not_exist(world, tmp_path, capsys):
+    from sparks.cli import main
+
+    cfg = _study_file(world, tmp_path)
+    code = main(["ablate", "--config", str(cfg), "--heads-from", "runs/nope", "--dry-run"])
+    err = capsys.readouterr().err
+    assert code == 2 and "heads_from runs/nope does not exist" in err, err
+    shipped = Path(__file__).resolve().parents[2] / "configs" / "ablation"
+    code = main(
+        ["ablate", "--config", str(shipped / "grpo-emergent-heads-scaled.yaml"), "--dry-run"]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "does not exist" in err and "neither" not in err, err
 
 
 def test_eval_of_a_checkpoint_without_weights_says_so(world, tmp_path):

@@ -79,6 +79,7 @@ def _snapshot(args: argparse.Namespace) -> None:
         tokens_per_pass=args.tokens_per_pass,
         device=args.device,
         record_failure=args.record_failure,
+        pair_set=args.pair_set,
     )
     if getattr(snap, "reason", None):
         print(f"snapshot of step {args.step} failed, recorded in {args.out}: {snap.reason}")
@@ -86,9 +87,13 @@ def _snapshot(args: argparse.Namespace) -> None:
     size = f"top-{args.top_k} circuit"
     if args.top_k >= snap.n_edges:
         size = f"circuit: the whole graph (--top-k {args.top_k} >= its {snap.n_edges} edges)"
+    pairs = snap.settings["pairs"]
+    named = f"pair set {pairs['set']}, " if pairs["set"] else ""
     print(
         f"snapshot written to {args.out}: {len(snap.heads)} heads in the {size} "
         f"({', '.join(snap.heads)}); faithfulness {snap.circuit_faithfulness:.3f}; "
+        f"{snap.settings['steps']} IG steps, completeness error {snap.completeness_error:.1%}; "
+        f"{named}{pairs['n_pairs']} pairs from {pairs['file']} (sha256 {pairs['sha256'][:12]}); "
         f"{snap.seconds:.1f}s"
     )
 
@@ -656,6 +661,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--record-failure",
         action="store_true",
         help="a model with NaN/inf writes a failed snapshot instead of exiting with an error",
+    )
+    snap.add_argument(
+        "--pair-set", default="", metavar="NAME", help="the pair set the file holds (recorded)"
     )
     snap.set_defaults(func=_snapshot)
 

@@ -50,10 +50,8 @@ def run_config(cfg) -> dict:
     )
     summary = post_train(cfg)
     store = summary["mlflow_uri"]
-    print(
-        f"[sparks] done in {summary['wall_seconds']}s ({summary['snapshot_seconds']}s in circuit snapshots), "
-        f"{summary['saves']} snapshots"
-    )
+    print(f"[sparks] done in {summary['wall_seconds']}s, {summary['saves']} saves snapshotted")
+    print(snapshot_overhead_line(summary))
     print(f"[sparks] final circuit heads: {', '.join(summary['final_heads']) or 'none'}")
     print(
         f"[sparks] emergent heads (not in the base model's circuit): {', '.join(summary['emergent']) or 'none'}"
@@ -86,6 +84,23 @@ def run_config(cfg) -> dict:
             print(f"[sparks]   {label}: {url}")
     print(f"[sparks] library warnings and logs: {log}")
     return summary
+
+
+def snapshot_overhead_line(summary: dict) -> str:
+    """The share of the flow's wall time spent in circuit snapshots, in all and per pair set.
+
+    >>> snapshot_overhead_line({"wall_seconds": 200.0, "snapshot_seconds": 18.0,
+    ...     "snapshot_seconds_by_set": {"chains": 8.0, "mixed": 6.0, "stories": 4.0}})
+    '[sparks] circuit snapshots: 18.0s, 9.0% of the wall time (chains 8.0s 4.0%, mixed 6.0s 3.0%, stories 4.0s 2.0%)'
+    """
+    wall = max(summary["wall_seconds"], 1e-9)
+    sets = summary.get("snapshot_seconds_by_set") or {}
+    per_set = ", ".join(f"{n} {v:.1f}s {v / wall:.1%}" for n, v in sets.items())
+    return (
+        f"[sparks] circuit snapshots: {summary['snapshot_seconds']:.1f}s, "
+        f"{summary['snapshot_seconds'] / wall:.1%} of the wall time"
+        + (f" ({per_set})" if sets else "")
+    )
 
 
 def _compare_phases(cfg) -> dict | None:

@@ -86,8 +86,8 @@ class TrainingRun:
     ranks: Ranks = field(default_factory=Ranks)
     out: Path = field(init=False)
     recorder: Recorder | None = field(init=False)  # the main process's; None on the other ranks
-    snapshot_seconds: float = 0.0
     started: float = field(default_factory=time.perf_counter)
+    started_at: float = field(default_factory=time.time)  # wall clock: snapshots made since
 
     def __post_init__(self):
         self.out = Path(self.cfg.output_dir)
@@ -274,7 +274,6 @@ class TrainingRun:
                     clear_incomplete(sdir)  # the half-written save frees its space
                 raise write_failure(sdir, e) from e
             raise
-        self.snapshot_seconds += sum(h.seconds for h in hooks)
         self._save_final(trainer, final)
         # process-mode snapshots whose process died are built now, from their checkpoints
         self.ranks.on_main(lambda: self._catch_up(i), "catching up snapshots and retention")
@@ -362,7 +361,6 @@ class TrainingRun:
         if not self.cfg.snapshot.enabled:
             return
         saves = [(self.step_offset(i) + save_step(c), c) for c in checkpoints(self.stage_dir(i))]
-        started = time.perf_counter()
         for ps in self.sets:
             snapshot_missing(
                 saves,
@@ -374,7 +372,6 @@ class TrainingRun:
                 subdir=ps.subdir,
                 **ps.settings,
             )
-        self.snapshot_seconds += time.perf_counter() - started
 
     def teacher_records(self, i: int) -> list[dict]:
         """Distillation data for stage `i`: the teacher's correct solutions, cached in its directory."""
@@ -437,11 +434,28 @@ class TrainingRun:
         """Final ledger, figure and MLflow table; the run ends in MLflow. Every rank gets the summary."""
         return self.ranks.on_main(self._summarise, "the summary")
 
+    def snapshot_seconds(self) -> dict[str, float]:
+        """Seconds spent building snapshots in this run, per pair set ('' for a one-set run): read
+        from every snapshot written since the run started, so that inline, process-mode, launched
+        and caught-up snapshots all count."""
+        from datetime import datetime
+
+        spent: dict[str, float] = {ps.name: 0.0 for ps in self.sets}
+        for _, name, path in self._snapshots_on_disk():
+            meta = json.loads((path / "snapshot.json").read_text())
+            created = datetime.strptime(meta["created"], "%Y-%m-%dT%H:%M:%S%z").timestamp()
+            if "seconds" in meta and created >= self.started_at - 1:
+                spent[name] = spent.get(name, 0.0) + meta["seconds"]
+        return spent
+
     def _summarise(self) -> dict:
         ledger = self.recorder.finish()
         wall = time.perf_counter() - self.started
+        by_set = self.snapshot_seconds()
+        spent = sum(by_set.values())
         self.tracker.log_metrics(
-            {"run/wall_seconds": wall, "run/snapshot_seconds": self.snapshot_seconds},
+            {"run/wall_seconds": wall, "run/snapshot_seconds": spent}
+            | {f"run/snapshot_seconds/{n}": v for n, v in by_set.items() if n},
             self.step_offset(len(self.cfg.stages)),
         )
         self.tracker.end()
@@ -459,7 +473,8 @@ class TrainingRun:
             **ledger,
             "pass@1": pass_at_1,
             "wall_seconds": round(wall, 1),
-            "snapshot_seconds": round(self.snapshot_seconds, 1),
+            "snapshot_seconds": round(spent, 1),
+            "snapshot_seconds_by_set": {n: round(v, 1) for n, v in by_set.items() if n},
             "processes": max(self.ranks.world_size, self.cfg.distributed.processes),
         }
 

@@ -193,6 +193,18 @@ def _processes(plan: Plan, cfg: RunConfig) -> tuple[int, str]:
     return d.processes, sharded
 
 
+def _pairs_available(cfg: RunConfig, mode: str, sources: list[str]) -> int | None:
+    """File mode: the pairs there are to take (the world's own, or the file's lines)."""
+    src = (sources or [WORLD])[0]
+    path = cfg.evaluation.sources.get(src, src)
+    if path == WORLD:
+        return cfg.world.n_pairs
+    if Path(path).is_file() and Path(path).suffix == ".jsonl":
+        with open(path, encoding="utf-8") as f:
+            return sum(1 for line in f if line.strip())
+    return None
+
+
 def dry_run(cfg: RunConfig, *, gpu_gb: float = 80.0) -> Plan:
     """Resolve and check `cfg` offline; the plan, with the problems that would stop the run."""
     plan = Plan()
@@ -208,8 +220,12 @@ def dry_run(cfg: RunConfig, *, gpu_gb: float = 80.0) -> Plan:
         file = "pairs.jsonl" if i == 0 else f"pairs-{name}.jsonl"
         label = f"pair set {name}{' (primary circuit)' if i == 0 else ''}: " if name else "pairs: "
         levels = f", levels {', '.join(ps.levels)}" if ps.levels else ""
+        count = _pairs_available(cfg, mode, sources) if mode == "file" else ps.n
+        counted = f"{count} pairs" if count is not None else "the file's pairs"
+        used = f" ({min(count, cfg.snapshot.n_pairs)} per snapshot)" if count is not None else ""
         plan.add(
-            f"  {label}{mode}, {ps.n} pairs{levels}, built once into {cfg.output_dir}/{file} from:"
+            f"  {label}{mode}, {counted}{used}{levels}, built once into {cfg.output_dir}/{file} "
+            "from:"
         )
         for src in sources or [WORLD]:  # file mode without a file: the world's own pairs
             _source(plan, "    pairs source", cfg.evaluation.sources.get(src, src))

@@ -6,6 +6,8 @@ import doctest
 
 import pytest
 
+import sparks.demo
+import sparks.evaluate.equations
 import sparks.evaluate.failures
 import sparks.evaluate.metrics
 import sparks.evaluate.study
@@ -15,7 +17,9 @@ import sparks.train.rewards
 MODULES = [
     sparks.grading,
     sparks.train.rewards,
+    sparks.evaluate.equations,
     sparks.evaluate.failures,
+    sparks.demo,
     sparks.evaluate.metrics,
     sparks.evaluate.study,
 ]

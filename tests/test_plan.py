@@ -154,3 +154,13 @@ def test_the_dry_run_says_who_does_what_on_several_processes(tmp_path):
 def test_a_launch_that_cannot_start_here_is_refused(tmp_path, launch, expected):
     plan = _launch(tmp_path, launch)
     assert len(plan.problems) == 1 and expected in plan.problems[0], plan.problems
+
+
+def test_the_dry_run_counts_the_pairs_a_file_mode_set_really_has(tmp_path):
+    """A world of 32 pairs is 32 pairs (the set's `n` is for built pairs), 16 per snapshot."""
+    raw = yaml.safe_load(Path("configs/demo.yaml").read_text())
+    raw["world"]["n_pairs"] = 32
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    lines = [str(line) for line in dry_run(load_config(tmp_path / "c.yaml")).lines]
+    primary = next(line for line in lines if "(primary circuit)" in line)
+    assert "file, 32 pairs (16 per snapshot)" in primary, primary

@@ -26,15 +26,17 @@ def snapshot_checkpoint(
     device: str | None = None,
     record_failure: bool = False,
     progress: bool = True,
+    pair_set: str = "",
 ):
     """Load a checkpoint and a pairs file, build its CircuitSnapshot and write it to `out_dir`.
 
     Every input is checked before any work starts; nothing is written unless all of it succeeds.
     A model whose numbers are NaN/inf raises NonFiniteError, or with `record_failure` leaves a
-    failed snapshot (what the training hook's process mode wants) and returns it."""
+    failed snapshot (what the training hook's process mode wants) and returns it. `pair_set`:
+    the name of the pair set the file holds, recorded with the file's hash in the snapshot."""
     from sparks.circuits.adapters import check_architecture
     from sparks.circuits.attribute import METRICS, choose_metric, ig_alphas
-    from sparks.circuits.pairs import encode_pairs, load_pairs
+    from sparks.circuits.pairs import encode_pairs, load_pairs, pairs_record
     from sparks.circuits.snapshot import build_or_fail, build_snapshot, save_snapshot
     from sparks.models import check_checkpoint, load_model, load_tokenizer
 
@@ -69,6 +71,7 @@ def snapshot_checkpoint(
         progress=progress,
         steps_tolerance=steps_tolerance,
         max_steps=max_steps,
+        pairs=pairs_record(pairs_path, name=pair_set, n_pairs=len(pairs)),
     )
     save_snapshot(snap, out_dir)
     return snap

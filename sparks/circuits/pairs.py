@@ -86,6 +86,15 @@ class PairBatch:
         return int(self.clean_ids.shape[1])
 
 
+def pairs_record(path: str | Path, *, name: str = "", n_pairs: int) -> dict:
+    """What a snapshot records of the pairs it measured: the pair set's name, the file, its
+    SHA-256 (two snapshots are comparable when it matches) and how many pairs were used."""
+    import hashlib
+
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return {"set": name, "file": str(path), "sha256": digest, "n_pairs": n_pairs}
+
+
 def load_pairs(path: str | Path) -> list[dict]:
     """Read a pairs file, refusing a missing or empty file and records without the needed fields."""
     path = Path(path)

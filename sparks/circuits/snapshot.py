@@ -122,8 +122,10 @@ def build_snapshot(
     progress: bool = False,
     steps_tolerance: float = 0.02,
     max_steps: int = 64,
+    pairs: dict | None = None,
 ) -> CircuitSnapshot:
     """Attribute, extract the circuit and measure it; `model` is left in the mode it was in.
+    `pairs` (`pairs.pairs_record`): which pair set and file were measured, kept in the settings.
 
     Faithfulness is measured on the first `faithfulness_pairs` pairs (patched forwards are the
     snapshot's most expensive part after attribution). `tokens_per_pass` bounds one pass (None:
@@ -187,6 +189,7 @@ def build_snapshot(
             "faithfulness_pairs": int(attr.reference.batch.last.shape[0]),
             "schedule": schedule,
             **auto,
+            **({"pairs": pairs} if pairs else {}),
         },
         graph=graph,
         edge_scores=scores,
@@ -278,6 +281,7 @@ def write_snapshot(
         "faithfulness": {str(k): v for k, v in snap.faithfulness.items()},
         "m_clean": snap.m_clean,
         "m_corrupt": snap.m_corrupt,
+        "completeness_error": snap.completeness_error,
         "seconds": snap.seconds,
         "created": snap.created,
         "edges_saved": len(edges),

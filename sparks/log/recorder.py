@@ -201,11 +201,9 @@ def _keyed(metrics: dict, pair_set: str, is_primary: bool) -> dict:
 
 
 def _auto_note(snap: CircuitSnapshot) -> str:
-    """steps: auto: the count chosen and the completeness error reached (and a capped flag)."""
+    """The IG steps and the completeness error reached (with steps: auto, a capped flag)."""
     s = snap.settings
-    if not s.get("steps_auto"):
-        return ""
-    capped = f", CAPPED at {s['steps']} (raise snapshot.max_steps)" if s["steps_capped"] else ""
+    capped = f", CAPPED at {s['steps']} (raise snapshot.max_steps)" if s.get("steps_capped") else ""
     return f", {s['steps']} IG steps (completeness error {snap.completeness_error:.1%}){capped}"
 
 

@@ -85,6 +85,7 @@ class CircuitSnapshotCallback(TrainerCallback):
         progress: bool = False,
         ranks: Ranks | None = None,
         subdir: str = "circuit",
+        pairs: dict | None = None,
     ):
         if mode not in ("inline", "process"):
             raise ValueError(f"unknown snapshot mode {mode!r}: use 'inline' or 'process'")
@@ -102,6 +103,7 @@ class CircuitSnapshotCallback(TrainerCallback):
             progress=progress,
             steps_tolerance=steps_tolerance,
             max_steps=max_steps,
+            pairs=pairs,
         )
         self.step_offset, self.on_snapshot, self.mode = step_offset, on_snapshot, mode
         # what only the child process needs: it reads and encodes the pairs itself
@@ -110,7 +112,7 @@ class CircuitSnapshotCallback(TrainerCallback):
         self.ranks = ranks or Ranks()
         self.subdir = subdir  # circuit/, or circuit-NAME/ for a run's other pair sets
         self.last_step = -1
-        self.seconds = 0.0  # time spent in snapshots (inline mode)
+        self.seconds = 0.0  # time spent in snapshots (both modes)
         self._children: list[tuple[int, Path, subprocess.Popen]] = []
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
@@ -171,6 +173,8 @@ class CircuitSnapshotCallback(TrainerCallback):
         cmd += ["--schedule", s["schedule"], "--batch-size", str(self.batch_size)]
         cmd += ["--steps-tolerance", str(s["steps_tolerance"]), "--max-steps", str(s["max_steps"])]
         cmd += ["--dtype", self.dtype, "--record-failure"]
+        if s["pairs"] and s["pairs"]["set"]:
+            cmd += ["--pair-set", s["pairs"]["set"]]
         if self.n_pairs is not None:
             cmd += ["--n-pairs", str(self.n_pairs)]
         if s["tokens_per_pass"] is not None:
@@ -192,8 +196,10 @@ class CircuitSnapshotCallback(TrainerCallback):
                     file=sys.stderr,
                 )
                 continue
+            snap = read_snapshot(out)
+            self.seconds += getattr(snap, "seconds", 0.0)
             if self.on_snapshot:
-                self.on_snapshot(step, read_snapshot(out), out)
+                self.on_snapshot(step, snap, out)
         self._children.clear()
 
 

@@ -32,7 +32,7 @@ def encode_set(name: str, path: Path, tokenizer, snapshot, *, primary: bool) -> 
     """Pair set `name` from its pairs file: the first `snapshot.n_pairs` pairs encoded in batches,
     and the snapshot settings (the metric chosen for these pairs when `snapshot.metric` is auto)."""
     from sparks.circuits.attribute import choose_metric
-    from sparks.circuits.pairs import encode_pairs, load_pairs
+    from sparks.circuits.pairs import encode_pairs, load_pairs, pairs_record
 
     pairs = load_pairs(path)[: snapshot.n_pairs]
     batches = encode_pairs(tokenizer, pairs, batch_size=snapshot.batch_size, source=str(path))
@@ -44,6 +44,7 @@ def encode_set(name: str, path: Path, tokenizer, snapshot, *, primary: bool) -> 
         top_k=snapshot.top_k,
         schedule=snapshot.schedule,
         tokens_per_pass=snapshot.tokens_per_pass,
+        pairs=pairs_record(path, name=name, n_pairs=len(pairs)),
     )
     return PairSet(name, subdir(name, primary=primary), Path(path), batches, settings)
 

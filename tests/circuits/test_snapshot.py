@@ -189,3 +189,30 @@ def test_a_top_k_above_the_graphs_edges_is_the_whole_graph(world, tmp_path, caps
     line = capsys.readouterr().out
     assert f"the whole graph (--top-k 100000 >= its {snap.n_edges} edges)" in line
     assert "faithfulness nan" not in line and snap.circuit_faithfulness == snap.circuit_faithfulness
+
+
+def test_snapshot_json_and_the_printed_line_say_what_was_measured_and_how_well(
+    world, tmp_path, capsys
+):
+    """steps auto: the IG steps chosen and the completeness error reached are in snapshot.json
+    and the printed line, with the pair set's name and its pairs file's hash."""
+    import hashlib
+    import json
+
+    from sparks.cli import main
+
+    out = tmp_path / "auto"
+    argv = ["snapshot", str(world.model_dir), "--pairs", str(world.pairs_path), "--out", str(out)]
+    assert main(argv + ["--steps", "auto", "--n-pairs", "4", "--pair-set", "chains"]) == 0
+    meta = json.loads((out / "snapshot.json").read_text())
+    digest = hashlib.sha256(world.pairs_path.read_bytes()).hexdigest()
+    assert meta["settings"]["pairs"] == {
+        "set": "chains", "file": str(world.pairs_path), "sha256": digest, "n_pairs": 4
+    }  # fmt: skip
+    snap = read_snapshot(out)
+    assert meta["completeness_error"] == pytest.approx(snap.completeness_error)
+    assert meta["settings"]["steps_auto"] and meta["settings"]["steps"] >= 1
+    line = capsys.readouterr().out
+    assert f"{meta['settings']['steps']} IG steps, completeness error " in line
+    assert f"{meta['completeness_error']:.1%}" in line
+    assert f"pair set chains, 4 pairs from {world.pairs_path} (sha256 {digest[:12]})" in line

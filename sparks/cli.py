@@ -620,14 +620,14 @@ def build_parser() -> argparse.ArgumentParser:
     snap.add_argument(
         "--steps",
         type=_steps,
-        default=5,
+        default="auto",
         help="integrated-gradient steps (1 = plain EAP), or auto: raised until the completeness "
         "error is within --steps-tolerance and the top-k edges hold still",
     )
     snap.add_argument(
         "--steps-tolerance", type=float, default=0.02, help="--steps auto: error to reach (0.02)"
     )
-    snap.add_argument("--max-steps", type=int, default=64, help="--steps auto: the cap (64)")
+    snap.add_argument("--max-steps", type=int, default=81, help="--steps auto: the cap (81)")
     snap.add_argument("--top-k", type=int, default=200, help="edges kept in the circuit")
     snap.add_argument("--batch-size", type=int, default=16, help="pairs per batch")
     snap.add_argument(

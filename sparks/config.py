@@ -19,6 +19,7 @@ from sparks.world.tasks import MAX_TEST
 
 WORLD = "world"  # the embedded world: its tiny model, tasks and pairs, built on demand
 DEFAULT_SCHEDULE = "midpoint"  # chosen from benchmarks/ig_steps.py (README: IG quadrature)
+MAX_IG_STEPS = 81  # steps auto's default cap: midpoint's 4th tripling (3, 9, 27, 81)
 
 
 class ConfigError(ValueError):
@@ -175,10 +176,10 @@ class PairsPlan(NamedTuple):
 class SnapshotSettings(_Section):
     enabled: bool = Field(True, description="Build a circuit snapshot at every save.")
     steps: Annotated[int, Field(ge=1, le=1000)] | Literal["auto"] = Field(
-        5,
-        description="Integrated-gradient steps (1 = plain EAP), or auto: raised until the "
-        "completeness error is within steps_tolerance and the top-k edges hold still "
-        "(sparks/circuits/steps.py).",
+        "auto",
+        description="Integrated-gradient steps (1 = plain EAP), or auto (the default): raised "
+        "until the completeness error is within steps_tolerance and the top-k edges hold still "
+        "(sparks/circuits/steps.py). No fixed count held 2 % at every save of the demo.",
     )
     schedule: Literal["right", "left", "midpoint", "gauss"] = Field(
         DEFAULT_SCHEDULE,
@@ -190,7 +191,10 @@ class SnapshotSettings(_Section):
         0.02, gt=0, le=1, description="steps auto: completeness error to reach (0.02 = 2 %)."
     )
     max_steps: int = Field(
-        64, ge=1, le=1000, description="steps auto: the cap; a save that reaches it is flagged."
+        MAX_IG_STEPS,
+        ge=1,
+        le=1000,
+        description="steps auto: the cap; a save that reaches it is flagged.",
     )
     metric: Literal["auto", "logit_diff", "logprob", "kl", "kl_prefix"] = Field(
         "auto",

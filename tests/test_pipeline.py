@@ -81,7 +81,7 @@ def test_auto_steps_are_recorded_per_save_in_the_snapshot_ledger_and_mlflow(
     cfg = validate_config(
         {
             "output_dir": str(tmp_path / "out"),
-            "snapshot": {"steps": "auto", "steps_tolerance": 0.05, "max_steps": 8},
+            "snapshot": {"steps": "auto", "steps_tolerance": 0.05, "max_steps": 27},
             "tracking": {"mlflow_uri": uri, "experiment": "auto"},
         }
     )
@@ -105,7 +105,7 @@ def test_auto_steps_are_recorded_per_save_in_the_snapshot_ledger_and_mlflow(
         first.settings["steps_auto"]
         and first.settings["steps"] == first.settings["steps_tried"][-1]
     )
-    assert capped.settings["steps_capped"] and capped.settings["steps"] <= 8
+    assert capped.settings["steps_capped"] and capped.settings["steps"] <= 27
     ledger = pd.read_parquet(run.out / "ledger.parquet").groupby("step").first()
     assert ledger.ig_steps.tolist() == [first.settings["steps"], capped.settings["steps"]]
     assert ledger.completeness_error.tolist() == pytest.approx(

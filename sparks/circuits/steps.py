@@ -4,17 +4,19 @@ EAP-IG's edge scores are a quadrature of gradients along the path from the corru
 input. How many points a checkpoint needs is not known in advance (trained models often need more
 than their base), so `attribute_auto` raises the step count until the scores are good enough:
 
-1. Attribute at 2 steps.
+1. Attribute at the rule's first count (midpoint 3, right / left 2, gauss 2).
 2. Completeness error: |sum of the input node's edge scores - (m_corrupt - m_clean)| / |change|,
    how far the first-order scores are from the metric change they should add up to.
 3. Stop when the error is within `tolerance` and, since errors cancel across edges, the top-k
    edges held still: at least STABLE_OVERLAP of them are the same at the last two step counts
    (edges ranked near k swap on noise; demanding all of them doubled the cost on the demo's SFT
-   checkpoint for an identical circuit). Else go to the next count:
-   right / left double (2, 4, 8, ...), reusing every gradient already computed (the old points
-   are among the new ones; only the new points are run); midpoint and gauss run 2, 3, 5, 8,
-   13, ... afresh. (Midpoint nests only by tripling, 1, 3, 9, ...: on the demo's base model that
-   stopped at 9 points where 2, 3 stops at 5, the fixed default's cost.)
+   checkpoint for an identical circuit). Else go to the next count, reusing every gradient
+   already computed where the rule nests (its old points are among the new ones; only the new
+   points are run): midpoint triples (3, 9, 27, 81: the middle third of each new cell is an old
+   midpoint), right / left double (2, 4, 8, ...); gauss runs 2, 3, 5, 8, 13, ... afresh.
+   On the pretrained organism's checkpoints (make demo, 2026-12-04) midpoint by tripling reached
+   <= 2 % at every save for 33 % less time than the fresh 2, 3, 5, 8, 13, ... sequence, whose
+   error is not monotone in the count (3.4 % at 5 steps, 7.7 % at 8 on the SFT checkpoint).
 4. At `max_steps` the last scores are kept and the snapshot is flagged `capped`, not failed.
 """
 
@@ -28,8 +30,8 @@ from sparks.circuits.attribute import Attribution, attribute, ig_points
 from sparks.circuits.graph import select_edges
 from sparks.config import DEFAULT_SCHEDULE
 
-FRESH_STEPS = (2, 3, 5, 8, 13, 21, 34, 55, 89, 144)  # midpoint and gauss
-NESTED = ("right", "left")  # rules whose m points are among their 2m points
+FRESH_STEPS = (2, 3, 5, 8, 13, 21, 34, 55, 89, 144)  # gauss
+NESTED = {"right": 2, "left": 2, "midpoint": 3}  # rules whose m points are among their f*m points
 STABLE_OVERLAP = 0.95  # share of the top-k edges the last two step counts must agree on
 
 
@@ -45,10 +47,8 @@ class StepChoice:
 
 
 def _next(schedule: str, m: int) -> int:
-    if m == 0:
-        return 2
     if schedule in NESTED:
-        return 2 * m
+        return NESTED[schedule] * m if m else NESTED[schedule]
     return next((s for s in FRESH_STEPS if s > m), 2 * m)
 
 

@@ -80,6 +80,7 @@ def _snapshot(args: argparse.Namespace) -> None:
         device=args.device,
         record_failure=args.record_failure,
         pair_set=args.pair_set,
+        more_sets=json.loads(args.more_sets) if args.more_sets else [],
     )
     if getattr(snap, "reason", None):
         print(f"snapshot of step {args.step} failed, recorded in {args.out}: {snap.reason}")
@@ -665,6 +666,8 @@ def build_parser() -> argparse.ArgumentParser:
     snap.add_argument(
         "--pair-set", default="", metavar="NAME", help="the pair set the file holds (recorded)"
     )
+    # the training hook's process mode: a save's other pair sets, from the same loaded model
+    snap.add_argument("--more-sets", default=None, help=argparse.SUPPRESS)
     snap.set_defaults(func=_snapshot)
 
     pp = sub.add_parser(

@@ -257,15 +257,6 @@ class SnapshotSettings(_Section):
             return {k: PairsSettings.model_validate(one(x)) for k, x in v.items()}
         return one(v)
 
-    @model_validator(mode="after")
-    def _sets_inline(self) -> SnapshotSettings:
-        if isinstance(self.pairs, dict) and len(self.pairs) > 1 and self.mode == "process":
-            raise ValueError(
-                "several pair sets are snapshotted inline only: set snapshot.mode inline, or keep "
-                "one set"
-            )
-        return self
-
 
 class EvaluationSettings(_Section):
     enabled: bool = Field(True, description="Evaluate checkpoints on the benchmarks.")

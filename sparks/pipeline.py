@@ -299,6 +299,19 @@ class TrainingRun:
             mode=s.mode,
             pairs_path=ps.pairs_path,
             subdir=ps.subdir,
+            # process mode: one process per save snapshots every set from one loaded model
+            more_sets=[
+                {
+                    "name": o.name,
+                    "pairs": o.pairs_path,
+                    "subdir": o.subdir,
+                    "metric": o.settings["metric"],
+                }
+                for o in self.sets[1:]
+            ]
+            if s.mode == "process" and ps is self.sets[0]
+            else [],
+            led=s.mode == "process" and ps is not self.sets[0],
             n_pairs=s.n_pairs,
             batch_size=s.batch_size,
             dtype=self.cfg.model.dtype,
@@ -361,17 +374,28 @@ class TrainingRun:
         if not self.cfg.snapshot.enabled:
             return
         saves = [(self.step_offset(i) + save_step(c), c) for c in checkpoints(self.stage_dir(i))]
-        for ps in self.sets:
-            snapshot_missing(
-                saves,
-                ps.batches,
-                dtype=self.cfg.model.dtype,
-                on_snapshot=lambda step, snap, out, n=ps.name: self.recorder.on_snapshot(
-                    step, snap, out, n
-                ),
-                subdir=ps.subdir,
-                **ps.settings,
-            )
+
+        def on_snapshot(name):
+            return lambda step, snap, out: self.recorder.on_snapshot(step, snap, out, name)
+
+        first, *others = self.sets
+        snapshot_missing(
+            saves,
+            first.batches,
+            dtype=self.cfg.model.dtype,
+            on_snapshot=on_snapshot(first.name),
+            subdir=first.subdir,
+            more_sets=[
+                {
+                    "batches": ps.batches,
+                    "subdir": ps.subdir,
+                    "settings": ps.settings,
+                    "on_snapshot": on_snapshot(ps.name),
+                }
+                for ps in others
+            ],  # fmt: skip
+            **first.settings,
+        )
 
     def teacher_records(self, i: int) -> list[dict]:
         """Distillation data for stage `i`: the teacher's correct solutions, cached in its directory."""

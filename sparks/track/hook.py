@@ -7,7 +7,8 @@ and without the hook gives identical losses for the same seed. A snapshot alread
 resumed run) is not redone. With `mode="process"` the snapshot runs from the saved checkpoint in a
 separate process beside training (for sharded training, ZeRO-3 / FSDP, and models too large to
 pause), with every snapshot setting and on the device the settings name; collected at the end of
-training. A save whose model gives NaN/inf is recorded as a failed snapshot and training goes on.
+training. A run with several pair sets gets one such process per save for all its sets (one
+model load); the other sets' hooks read what it wrote. A save whose model gives NaN/inf is recorded as a failed snapshot and training goes on.
 
 On several processes (`ranks`): with whole models on every rank (DDP) the main process snapshots
 and the others wait in training's next collective. With FSDP / FSDP2 every rank enters the gather
@@ -17,6 +18,7 @@ DeepSpeed ZeRO-3 the hook switches to process mode on the consolidated checkpoin
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import subprocess
@@ -86,6 +88,8 @@ class CircuitSnapshotCallback(TrainerCallback):
         ranks: Ranks | None = None,
         subdir: str = "circuit",
         pairs: dict | None = None,
+        more_sets: list[dict] = (),
+        led: bool = False,
     ):
         if mode not in ("inline", "process"):
             raise ValueError(f"unknown snapshot mode {mode!r}: use 'inline' or 'process'")
@@ -111,6 +115,10 @@ class CircuitSnapshotCallback(TrainerCallback):
         self.dtype, self.device = dtype, device
         self.ranks = ranks or Ranks()
         self.subdir = subdir  # circuit/, or circuit-NAME/ for a run's other pair sets
+        # process mode with several pair sets: the first set's process snapshots every set from
+        # one loaded model (`more_sets`: {name, pairs, subdir, metric}); the others are `led`
+        self.more_sets, self.led = list(more_sets), led
+        self._led: list[tuple[int, Path]] = []
         self.last_step = -1
         self.seconds = 0.0  # time spent in snapshots (both modes)
         self._children: list[tuple[int, Path, subprocess.Popen]] = []
@@ -155,6 +163,9 @@ class CircuitSnapshotCallback(TrainerCallback):
         if out.exists():
             return
         step = self.step_offset + global_step
+        if self.mode == "process" and self.led:
+            self._led.append((step, out))  # the first set's process writes it
+            return
         if self.mode == "process":
             self._children.append((step, out, self._spawn(ckpt, out, step)))
             return
@@ -181,11 +192,27 @@ class CircuitSnapshotCallback(TrainerCallback):
             cmd += ["--tokens-per-pass", str(s["tokens_per_pass"])]
         if self.device:
             cmd += ["--device", self.device]
+        more = [
+            {"name": m["name"], "pairs": str(m["pairs"]), "out": str(ckpt / m["subdir"]),
+             "metric": m["metric"]}
+            for m in self.more_sets
+            if not (ckpt / m["subdir"]).exists()
+        ]  # fmt: skip
+        if more:
+            cmd += ["--more-sets", json.dumps(more)]
         return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
     def on_train_end(self, args, state, control, **kwargs):
         """Wait for every snapshot process; one that died leaves its save without a snapshot,
-        which the pipeline builds from the checkpoint (and a rerun would too)."""
+        which the pipeline builds from the checkpoint (and a rerun would too). A led set reads
+        what the first set's processes wrote (that hook ends first: it is registered first)."""
+        for step, out in self._led:
+            if out.is_dir():
+                snap = read_snapshot(out)
+                self.seconds += getattr(snap, "seconds", 0.0)
+                if self.on_snapshot:
+                    self.on_snapshot(step, snap, out)
+        self._led.clear()
         for step, out, proc in self._children:
             _, err = proc.communicate()
             if proc.returncode != 0 or not out.is_dir():
@@ -217,23 +244,32 @@ def snapshot_missing(
     dtype: str = "float32",
     on_snapshot: OnSnapshot | None = None,
     subdir: str = "circuit",
+    more_sets: list[dict] = (),
     **settings,
 ) -> list[int]:
     """Snapshot, from disk, the saves `(step, checkpoint)` that have no snapshot: those of a run,
-    or a snapshot process, killed before it was written. Returns the steps snapshotted."""
+    or a snapshot process, killed before it was written. `more_sets` ({batches, subdir,
+    settings, on_snapshot}): a run's other pair sets, from the same loaded model. Returns the
+    steps where something was snapshotted."""
     from sparks.models import load_model
 
+    sets = [{"batches": batches, "subdir": subdir, "settings": settings,
+             "on_snapshot": on_snapshot}, *more_sets]  # fmt: skip
     done = []
     for step, ckpt in saves:
-        if (ckpt / subdir).exists():
+        todo = [s for s in sets if not (ckpt / s["subdir"]).exists()]
+        if not todo:
             continue
-        clear_stale(ckpt, subdir)
-        model = load_model(ckpt, dtype=dtype)
+        model = load_model(ckpt, dtype=dtype)  # once for all of this save's sets
         device = next(model.parameters()).device
-        with preserved_rng():
-            snap = build_or_fail(model, [b.to(device) for b in batches], step=step, **settings)
-        save_snapshot(snap, ckpt / subdir)
-        if on_snapshot:
-            on_snapshot(step, snap, ckpt / subdir)
+        for s in todo:
+            clear_stale(ckpt, s["subdir"])
+            with preserved_rng():
+                snap = build_or_fail(
+                    model, [b.to(device) for b in s["batches"]], step=step, **s["settings"]
+                )
+            save_snapshot(snap, ckpt / s["subdir"])
+            if s["on_snapshot"]:
+                s["on_snapshot"](step, snap, ckpt / s["subdir"])
         done.append(step)
     return done

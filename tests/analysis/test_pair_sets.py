@@ -21,11 +21,9 @@ SETS = {
 }
 
 
-@pytest.fixture(scope="module")
-def two_sets(world, tmp_path_factory):
+def _run_two_sets(world, tmp, mode: str = "inline"):
     from sparks.pipeline import run_training
 
-    tmp = tmp_path_factory.mktemp("sets")
     spec = world.spec()
     cfg = validate_config(
         {
@@ -36,7 +34,8 @@ def two_sets(world, tmp_path_factory):
                 {"method": "sft", "max_steps": 4, "save_steps": 2, "learning_rate": 3e-3,
                  "batch_size": 8},
             ],
-            "snapshot": {"steps": 2, "top_k": 40, "n_pairs": 8, "batch_size": 8, "pairs": SETS},
+            "snapshot": {"steps": 2, "top_k": 40, "n_pairs": 8, "batch_size": 8, "pairs": SETS,
+                         "mode": mode},
             "evaluation": {"enabled": False},
             "tracking": {"mlflow_uri": f"sqlite:///{tmp}/m.db", "experiment": "sets"},
         }
@@ -45,6 +44,29 @@ def two_sets(world, tmp_path_factory):
         mp.setattr("sparks.pipeline.world_for", lambda s, cache_root=None: world)
         summary = run_training(cfg)
     return cfg, summary, tmp
+
+
+@pytest.fixture(scope="module")
+def two_sets(world, tmp_path_factory):
+    return _run_two_sets(world, tmp_path_factory.mktemp("sets"))
+
+
+def test_several_sets_in_process_mode_share_one_process_per_save(two_sets, world, tmp_path):
+    """Each save's sets come from one snapshot process (one model load), equal to the inline
+    run's snapshots of the same checkpoints, and their time is counted per set."""
+    inline_cfg, _, _ = two_sets
+    cfg, summary, _ = _run_two_sets(world, tmp_path, mode="process")
+    for save in ("stage0-sft/checkpoint-2", "stage0-sft/checkpoint-4"):
+        for sub, name in (("circuit", "easy"), ("circuit-hard", "hard")):
+            got = read_snapshot(Path(cfg.output_dir) / save / sub)
+            want = read_snapshot(Path(inline_cfg.output_dir) / save / sub)
+            assert got.settings["pairs"]["set"] == name
+            assert got.heads == want.heads and got.m_corrupt == pytest.approx(want.m_corrupt)
+    ledger = pd.read_parquet(Path(cfg.output_dir) / "ledger.parquet")
+    assert set(ledger.groupby("set").step.unique().map(tuple)) == {(0, 2, 4)}
+    by_set = summary["snapshot_seconds_by_set"]
+    assert set(by_set) == {"easy", "hard"} and all(v > 0 for v in by_set.values())
+    assert summary["snapshot_seconds"] == pytest.approx(sum(by_set.values()), abs=0.2)
 
 
 def test_every_save_gets_one_circuit_per_set_in_files_ledger_and_mlflow(two_sets):
@@ -116,7 +138,5 @@ def test_pair_sets_are_validated_in_one_line():
                 }
             }
         )
-    with pytest.raises(ConfigError, match="several pair sets are snapshotted inline only"):
-        validate_config({"snapshot": {"mode": "process", "pairs": SETS}})
     one = validate_config({"snapshot": {"pairs": "p.jsonl"}}).snapshot
     assert list(one.pair_sets()) == [""] and one.pairs.file == "p.jsonl"  # the old form

@@ -251,7 +251,8 @@ class TrainingRun:
             )
         source = self.base_model if i == 0 else str(self.stage_dir(i - 1) / "final")
         model = load_model(source, dtype=self.cfg.model.dtype)
-        hooks = [self._hook(i, model, ps) for ps in self.sets]
+        shared: dict = {}  # the hooks' common memo: a save's weights hashed once for all sets
+        hooks = [self._hook(i, model, ps, shared) for ps in self.sets]
         callbacks = list(hooks) if self.cfg.snapshot.enabled else []
         if self.recorder is not None:
             callbacks.append(MetricsToRecorder(self.recorder, self.step_offset(i)))
@@ -283,7 +284,7 @@ class TrainingRun:
             "resumed_from": resume.name if resume else None,
         }
 
-    def _hook(self, i: int, model, ps: PairSet) -> CircuitSnapshotCallback:
+    def _hook(self, i: int, model, ps: PairSet, shared: dict) -> CircuitSnapshotCallback:
         s, rec = self.cfg.snapshot, self.recorder
         # transformers expects one callback per class: each further pair set gets its own name
         cls = CircuitSnapshotCallback
@@ -312,6 +313,7 @@ class TrainingRun:
             if s.mode == "process" and ps is self.sets[0]
             else [],
             led=s.mode == "process" and ps is not self.sets[0],
+            shared=shared,
             n_pairs=s.n_pairs,
             batch_size=s.batch_size,
             dtype=self.cfg.model.dtype,

@@ -40,7 +40,12 @@ def snapshot_checkpoint(
     from sparks.circuits.adapters import check_architecture
     from sparks.circuits.attribute import METRICS, choose_metric, ig_alphas
     from sparks.circuits.pairs import encode_pairs, load_pairs, pairs_record
-    from sparks.circuits.snapshot import build_or_fail, build_snapshot, save_snapshot
+    from sparks.circuits.snapshot import (
+        build_or_fail,
+        build_snapshot,
+        model_fingerprint,
+        save_snapshot,
+    )
     from sparks.models import check_checkpoint, load_model, load_tokenizer
 
     sets = [{"name": pair_set, "pairs": pairs_path, "out": out_dir, "metric": metric}]
@@ -66,6 +71,7 @@ def snapshot_checkpoint(
     model = load_model(model_dir, dtype=dtype, device=device)
     device = next(model.parameters()).device
     build = build_or_fail if record_failure else build_snapshot
+    fingerprint = model_fingerprint(model) if len(sets) > 1 else None  # once for all sets
     first = None
     for s in sets:
         snap = build(
@@ -81,6 +87,7 @@ def snapshot_checkpoint(
             steps_tolerance=steps_tolerance,
             max_steps=max_steps,
             pairs=pairs_record(s["pairs"], name=s["name"], n_pairs=len(s["records"])),
+            fingerprint=fingerprint,
         )
         save_snapshot(snap, s["out"])
         first = first or snap

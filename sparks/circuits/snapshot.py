@@ -123,9 +123,12 @@ def build_snapshot(
     steps_tolerance: float = 0.02,
     max_steps: int = 64,
     pairs: dict | None = None,
+    fingerprint: str | None = None,
 ) -> CircuitSnapshot:
     """Attribute, extract the circuit and measure it; `model` is left in the mode it was in.
-    `pairs` (`pairs.pairs_record`): which pair set and file were measured, kept in the settings.
+    `pairs` (`pairs.pairs_record`): which pair set and file were measured, kept in the settings;
+    `fingerprint`: the model's, when the caller hashed these weights already (another pair set of
+    the same save).
 
     Faithfulness is measured on the first `faithfulness_pairs` pairs (patched forwards are the
     snapshot's most expensive part after attribution). `tokens_per_pass` bounds one pass (None:
@@ -179,7 +182,7 @@ def build_snapshot(
     n_pairs = int(attr.per_pair.shape[0])
     return CircuitSnapshot(
         step=step,
-        fingerprint=model_fingerprint(model),
+        fingerprint=fingerprint or model_fingerprint(model),
         settings={
             "steps": steps,
             "metric": metric,

@@ -34,6 +34,7 @@ from sparks.circuits.snapshot import (
     CircuitSnapshot,
     FailedSnapshot,
     build_or_fail,
+    model_fingerprint,
     read_snapshot,
     save_snapshot,
 )
@@ -90,6 +91,7 @@ class CircuitSnapshotCallback(TrainerCallback):
         pairs: dict | None = None,
         more_sets: list[dict] = (),
         led: bool = False,
+        shared: dict | None = None,
     ):
         if mode not in ("inline", "process"):
             raise ValueError(f"unknown snapshot mode {mode!r}: use 'inline' or 'process'")
@@ -119,6 +121,8 @@ class CircuitSnapshotCallback(TrainerCallback):
         # one loaded model (`more_sets`: {name, pairs, subdir, metric}); the others are `led`
         self.more_sets, self.led = list(more_sets), led
         self._led: list[tuple[int, Path]] = []
+        # one dict for all of a run's hooks: a save's weights are hashed once, not once per set
+        self.shared = shared if shared is not None else {}
         self.last_step = -1
         self.seconds = 0.0  # time spent in snapshots (both modes)
         self._children: list[tuple[int, Path, subprocess.Popen]] = []
@@ -170,7 +174,11 @@ class CircuitSnapshotCallback(TrainerCallback):
             self._children.append((step, out, self._spawn(ckpt, out, step)))
             return
         with preserved_rng():
-            snap = build_or_fail(model, self.batches, step=step, **self.settings)
+            known = self.shared.get(("fingerprint", step))
+            snap = build_or_fail(model, self.batches, step=step, fingerprint=known, **self.settings)
+        if getattr(snap, "fingerprint", None) and known is None:
+            self.shared.clear()  # only this save's weights are ever asked for again
+            self.shared[("fingerprint", step)] = snap.fingerprint
         self.seconds += snap.seconds
         save_snapshot(snap, out)
         if self.on_snapshot:
@@ -262,12 +270,14 @@ def snapshot_missing(
             continue
         model = load_model(ckpt, dtype=dtype)  # once for all of this save's sets
         device = next(model.parameters()).device
+        fingerprint = model_fingerprint(model) if len(todo) > 1 else None
         for s in todo:
             clear_stale(ckpt, s["subdir"])
             with preserved_rng():
                 snap = build_or_fail(
-                    model, [b.to(device) for b in s["batches"]], step=step, **s["settings"]
-                )
+                    model, [b.to(device) for b in s["batches"]], step=step,
+                    fingerprint=fingerprint, **s["settings"],
+                )  # fmt: skip
             save_snapshot(snap, ckpt / s["subdir"])
             if s["on_snapshot"]:
                 s["on_snapshot"](step, snap, ckpt / s["subdir"])

@@ -73,6 +73,7 @@ def test_every_save_gets_one_circuit_per_set_in_files_ledger_and_mlflow(two_sets
     cfg, summary, tmp = two_sets
     out = Path(cfg.output_dir)
     assert (out / "pairs.jsonl").is_file() and (out / "pairs-hard.jsonl").is_file()
+    prints = set()
     for save in ("base", "stage0-sft/checkpoint-2", "stage0-sft/checkpoint-4"):
         easy, hard = (
             read_snapshot(out / save / "circuit"),
@@ -80,6 +81,9 @@ def test_every_save_gets_one_circuit_per_set_in_files_ledger_and_mlflow(two_sets
         )
         assert easy.settings["metric"] == hard.settings["metric"] == "kl"  # numbers pairs
         assert easy.m_corrupt != hard.m_corrupt  # measured on other inputs
+        assert easy.fingerprint == hard.fingerprint  # one save's weights, hashed once
+        prints.add(easy.fingerprint)
+    assert len(prints) == 3  # and another save's are not taken for them
     assert (out / "pairs.jsonl").read_text() != (out / "pairs-hard.jsonl").read_text()
     ledger = pd.read_parquet(out / "ledger.parquet")
     assert ledger["set"].drop_duplicates().tolist() == ["easy", "hard"]  # the primary first

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sparks.log.figures import fit_title, pyplot, save
+from sparks.log.figures import fit_title, pyplot, save, wrapped
 
 
 def _grid(table: pd.DataFrame, value: str) -> np.ndarray:
@@ -32,7 +32,8 @@ def _panels(n: int, grid_shape: tuple[int, int], *, per_row: int = 3):
 
 
 def _label(ax, title: str, shape: tuple[int, int]) -> None:
-    ax.set_title(title, fontsize=9)
+    inches = ax.get_position().width * ax.get_figure().get_figwidth()
+    ax.set_title(wrapped(title, inches * 1.2), fontsize=9)
     ax.set_xlabel("head", fontsize=8)
     ax.set_ylabel("layer", fontsize=8)
     ax.set_xticks(range(shape[1]))

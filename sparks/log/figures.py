@@ -84,10 +84,14 @@ def _covers_data(ax, box, renderer) -> bool:
     return False
 
 
+def wrapped(text: str, inches: float, *, fontsize: float = 9) -> str:
+    """`text` wrapped to lines that fit `inches` at `fontsize` (a character is ~0.6 em wide)."""
+    return textwrap.fill(text, max(12, int(inches * 72 / (0.6 * fontsize))))
+
+
 def fit_title(fig, title: str, *, fontsize: float = 9) -> None:
     """The figure's title, wrapped to the figure's width (long head lists and model paths)."""
-    chars = max(20, int(fig.get_figwidth() * 72 / (0.6 * fontsize)))
-    fig.suptitle(textwrap.fill(title, chars), fontsize=fontsize)
+    fig.suptitle(wrapped(title, fig.get_figwidth(), fontsize=fontsize), fontsize=fontsize)
 
 
 def save(fig, out: Path) -> Path:
@@ -114,7 +118,9 @@ def heatmap(table: pd.DataFrame, out: Path, *, title: str) -> Path:
     ax.set_ylabel("layer")
     ax.set_xticks(range(grid.shape[1]))
     ax.set_yticks(range(grid.shape[0]))
-    ax.set_title(title, fontsize=9)
+    ax.set_title(
+        wrapped(title, fig.get_figwidth() * 0.75), fontsize=9
+    )  # the colorbar takes the rest
     fig.colorbar(im, ax=ax, label="share of |attribution| (outlined: in circuit)")
     fig.tight_layout()
     return save(fig, out)
@@ -170,7 +176,7 @@ def trajectory(
     )
     ax.set_yticks([i + 0.5 for i in range(len(heads))], heads, fontsize=7)
     ax.invert_yaxis()
-    ax.set_title(title, fontsize=10)
+    ax.set_title(wrapped(title, fig.get_figwidth() * 0.8, fontsize=10), fontsize=10)
     ax.legend(
         handles=[Patch(color=c, label=s) for s, c in zip(STATES, COLORS, strict=True)],
         loc="upper left",

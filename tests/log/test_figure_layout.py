@@ -92,7 +92,11 @@ def test_every_saved_figure_passes_the_layout_check(tmp_path, caplog):
             ledger, {"mean reward": pd.Series([0.1, 0.2, 0.3], index=[4, 8, 12])},
             tmp_path / "trajectory.png", title="sft: heads in the circuit at each save",
         )  # fmt: skip
-        figures.heatmap(shares, tmp_path / "heatmap.png", title="checkpoint-12: attribution")
+        figures.heatmap(
+            shares,
+            tmp_path / "heatmap.png",
+            title="sparks-demo: step 80 (easy pairs), 13 circuit heads",
+        )
         figures.tradeoff(_by_bucket(["world"]), {"baseline": 1.0, "scale_0": 0.0},
                          tmp_path / "tradeoff.png", title=LONG_TITLE)  # fmt: skip
     assert not [r.getMessage() for r in caplog.records], caplog.text

@@ -80,7 +80,13 @@ def bench(label: str, model, batches, args, rows: list[dict]) -> None:
             attribute_auto, model, batches, schedule=rule, top_k=args.top_k, **kw
         )
         tried = "/".join(map(str, choice.tried))
-        row(f"{rule} auto (tried {tried}, {choice.passes} points run)", choice.steps, attr, secs)
+        capped = ", CAPPED" if choice.capped else ""
+        row(
+            f"{rule} auto (tried {tried}, {choice.passes} points run{capped})",
+            choice.steps,
+            attr,
+            secs,
+        )
 
 
 def main() -> None:

@@ -110,10 +110,13 @@ def cohort_curves(table: pd.DataFrame, out: Path) -> Path:
 
 def dynamics_plot(table: pd.DataFrame, out: Path) -> Path:
     """Per series: heads activated (up) and pruned (down) per save, circuit size, and the reward."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
     plt = pyplot()
     names = list(dict.fromkeys(table.series))
     fig, axes = plt.subplots(
-        1, len(names), figsize=(4.6 * len(names), 3.4), squeeze=False, constrained_layout=True
+        1, len(names), figsize=(4.6 * len(names) + 1.4, 3.4), squeeze=False, layout="constrained"
     )
     for ax, name in zip(axes[0], names, strict=True):
         t = table[table.series == name]
@@ -129,8 +132,14 @@ def dynamics_plot(table: pd.DataFrame, out: Path) -> Path:
             rx = ax.twinx()
             rx.plot(t.step, t.reward, color="black", ls="--", marker="s", ms=3, label="mean reward")
             rx.set_ylabel("mean reward", fontsize=8)
-            rx.legend(loc="lower right", fontsize=6, frameon=False)
-        ax.legend(loc="upper left", fontsize=6, frameon=False)
+    # one legend for every panel, beside them: inside, it covered the bars and the size line
+    handles = [
+        Patch(color="#31a354", label="activated"),
+        Patch(color="#de2d26", label="pruned"),
+        Line2D([], [], color="#3182bd", marker="o", ms=3, label="circuit size"),
+        Line2D([], [], color="black", ls="--", marker="s", ms=3, label="mean reward"),
+    ]
+    fig.legend(handles=handles, loc="outside right upper", fontsize=7, frameon=False)
     return save(fig, out)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sparks.config import DEFAULT_SCHEDULE
+from sparks.config import DEFAULT_SCHEDULE, MAX_IG_STEPS
 
 
 def snapshot_checkpoint(
@@ -21,7 +21,7 @@ def snapshot_checkpoint(
     dtype: str = "float32",
     schedule: str = DEFAULT_SCHEDULE,
     steps_tolerance: float = 0.02,
-    max_steps: int = 81,
+    max_steps: int = MAX_IG_STEPS,
     tokens_per_pass: int | None = None,
     device: str | None = None,
     record_failure: bool = False,

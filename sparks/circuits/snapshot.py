@@ -34,7 +34,7 @@ from sparks.circuits.attribute import (
 from sparks.circuits.graph import Circuit, Graph, find_circuit, head_stability
 from sparks.circuits.pairs import PairBatch
 from sparks.circuits.steps import attribute_auto
-from sparks.config import DEFAULT_SCHEDULE
+from sparks.config import DEFAULT_SCHEDULE, MAX_IG_STEPS
 from sparks.files import atomic_dir
 
 FORMAT = 1
@@ -121,7 +121,7 @@ def build_snapshot(
     tokens_per_pass: int | None = None,
     progress: bool = False,
     steps_tolerance: float = 0.02,
-    max_steps: int = 64,
+    max_steps: int = MAX_IG_STEPS,
     pairs: dict | None = None,
     fingerprint: str | None = None,
 ) -> CircuitSnapshot:

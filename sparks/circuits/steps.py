@@ -28,7 +28,7 @@ import torch
 
 from sparks.circuits.attribute import Attribution, attribute, ig_points
 from sparks.circuits.graph import select_edges
-from sparks.config import DEFAULT_SCHEDULE
+from sparks.config import DEFAULT_SCHEDULE, MAX_IG_STEPS
 
 FRESH_STEPS = (2, 3, 5, 8, 13, 21, 34, 55, 89, 144)  # gauss
 NESTED = {"right": 2, "left": 2, "midpoint": 3}  # rules whose m points are among their f*m points
@@ -78,7 +78,7 @@ def attribute_auto(
     schedule: str = DEFAULT_SCHEDULE,
     top_k: int = 200,
     tolerance: float = 0.02,
-    max_steps: int = 64,
+    max_steps: int = MAX_IG_STEPS,
     **kwargs,
 ) -> tuple[Attribution, StepChoice]:
     """Attribution with as many IG steps as completeness asks for (see the module docstring)."""

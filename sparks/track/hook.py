@@ -38,7 +38,7 @@ from sparks.circuits.snapshot import (
     read_snapshot,
     save_snapshot,
 )
-from sparks.config import DEFAULT_SCHEDULE
+from sparks.config import DEFAULT_SCHEDULE, MAX_IG_STEPS
 from sparks.track.sharded import sharding, unsharded_copy
 from sparks.train.ranks import Ranks
 
@@ -75,7 +75,7 @@ class CircuitSnapshotCallback(TrainerCallback):
         top_k: int = 200,
         schedule: str = DEFAULT_SCHEDULE,
         steps_tolerance: float = 0.02,
-        max_steps: int = 64,
+        max_steps: int = MAX_IG_STEPS,
         tokens_per_pass: int | None = None,
         step_offset: int = 0,
         on_snapshot: OnSnapshot | None = None,

@@ -462,7 +462,7 @@ def load_config(path: str | Path, *, model: type[BaseModel] | None = None, **ove
             f"config file {path} not found: pass the path of a YAML file such as configs/demo.yaml"
         )
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.load(path.read_text(), Loader=_unique_keys_loader()) or {}
     except yaml.YAMLError as e:
         where = getattr(e, "problem_mark", None)
         line = f" at line {where.line + 1}" if where else ""
@@ -473,6 +473,27 @@ def load_config(path: str | Path, *, model: type[BaseModel] | None = None, **ove
         )
     raw.update({k: v for k, v in overrides.items() if v is not None})
     return validate_config(raw, source=str(path), model=model)
+
+
+def _unique_keys_loader():
+    """yaml's safe loader, except that a key written twice in one mapping is an error (plain
+    YAML keeps the last: two pair sets of one name silently became one)."""
+    import yaml
+
+    class UniqueKeys(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"{key!r} is given twice in one mapping: keep one",
+                        key_node.start_mark,
+                    )  # fmt: skip
+                seen.add(key)
+            return super().construct_mapping(node, deep)
+
+    return UniqueKeys
 
 
 def _union_tag(part) -> bool:

@@ -193,6 +193,21 @@ def _processes(plan: Plan, cfg: RunConfig) -> tuple[int, str]:
     return d.processes, sharded
 
 
+def _world_levels(plan: Plan, name: str, levels: list[str] | None, sources: list[str]) -> None:
+    """A `levels` filter on the world's problems that matches none of its levels would stop the
+    run after it started writing: say so here."""
+    from sparks.world.tasks import TEMPLATES
+
+    if not levels or WORLD not in sources:
+        return
+    known = sorted({str(t.level) for t in TEMPLATES})
+    if not set(levels) & set(known):
+        plan.problems.append(
+            f"snapshot.pairs.{name or 'levels'}: levels {', '.join(levels)} match no world problem "
+            f"(its levels are {', '.join(known)})"
+        )
+
+
 def _pairs_available(cfg: RunConfig, mode: str, sources: list[str]) -> int | None:
     """File mode: the pairs there are to take (the world's own, or the file's lines)."""
     src = (sources or [WORLD])[0]
@@ -229,6 +244,7 @@ def dry_run(cfg: RunConfig, *, gpu_gb: float = 80.0) -> Plan:
         )
         for src in sources or [WORLD]:  # file mode without a file: the world's own pairs
             _source(plan, "    pairs source", cfg.evaluation.sources.get(src, src))
+        _world_levels(plan, name, ps.levels, [cfg.evaluation.sources.get(x, x) for x in sources])
         if mode == "contrast":
             _model(plan, "  contrast reference", reference)
     mode = cfg.resolved_pairs().mode  # the primary set's

@@ -17,7 +17,7 @@ def test_demo_config_loads_with_sft_then_grpo():
     assert isinstance(cfg, RunConfig)
     assert [s.method for s in cfg.stages] == ["sft", "grpo"]
     assert all(s.max_steps // s.save_steps >= 6 for s in cfg.stages), "at least 6 saves per phase"
-    assert cfg.model.path == "world" and cfg.snapshot.steps == 5
+    assert cfg.model.path == "world" and cfg.snapshot.steps == "auto"
 
 
 @pytest.mark.parametrize(
@@ -90,3 +90,15 @@ def test_a_pairs_path_is_short_for_file_mode():
 
     cfg = validate_config({"snapshot": {"pairs": "p.jsonl"}})
     assert cfg.snapshot.pairs.mode == "file" and cfg.snapshot.pairs.file == "p.jsonl"
+
+
+def test_a_key_written_twice_is_refused_with_its_line(tmp_path):
+    """Two pair sets of one name: YAML keeps the last silently; sparks refuses it."""
+    cfg = tmp_path / "twice.yaml"
+    cfg.write_text(
+        "snapshot:\n  pairs:\n    easy: {mode: numbers}\n    easy: {mode: numbers, levels: [3]}\n"
+    )
+    with pytest.raises(
+        ConfigError, match=r"twice.yaml: not valid YAML at line 4: 'easy' is given twice"
+    ):
+        load_config(cfg)

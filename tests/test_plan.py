@@ -164,3 +164,12 @@ def test_the_dry_run_counts_the_pairs_a_file_mode_set_really_has(tmp_path):
     lines = [str(line) for line in dry_run(load_config(tmp_path / "c.yaml")).lines]
     primary = next(line for line in lines if "(primary circuit)" in line)
     assert "file, 32 pairs (16 per snapshot)" in primary, primary
+
+
+def test_a_levels_filter_that_matches_no_world_problem_stops_the_dry_run(tmp_path):
+    raw = yaml.safe_load(Path("configs/demo.yaml").read_text())
+    raw["snapshot"]["pairs"]["hard"]["levels"] = [7]
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    plan = dry_run(load_config(tmp_path / "c.yaml"))
+    assert any("snapshot.pairs.hard: levels 7 match no world problem (its levels are 1, 2, 3)" in p
+               for p in plan.problems), plan.problems  # fmt: skip

@@ -59,6 +59,20 @@ def snapshot_checkpoint(
             raise ValueError(f"unknown metric {s['metric']!r}: use one of {', '.join(METRICS)}")
     # refuses an unknown schedule or steps < 1 before any loading
     ig_alphas(1 if steps == "auto" else steps, schedule)
+    for name, value, low in (
+        ("top_k", top_k, 1),
+        ("max_steps", max_steps, 1),
+        ("batch_size", batch_size, 1),
+        ("n_pairs", n_pairs or 1, 1),
+    ):
+        if value < low:
+            raise ValueError(
+                f"{name} {value}: must be at least {low} (--{name.replace('_', '-')} N)"
+            )  # fmt: skip
+    if not 0 < steps_tolerance <= 1:
+        raise ValueError(
+            f"steps_tolerance {steps_tolerance}: give a completeness error in (0, 1], e.g. 0.02"
+        )
     check_checkpoint(model_dir)
     check_architecture(model_dir)
     tokenizer = load_tokenizer(model_dir)

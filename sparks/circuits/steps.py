@@ -87,6 +87,7 @@ def attribute_auto(
         nxt = _next(schedule, m)
         if nxt > max_steps and m > 0:
             break
+        nxt = min(nxt, max_steps)  # a cap below the rule's first count is the count, flagged
         points = _new_points(schedule, m, nxt)
         part = attribute(model, batches, steps=nxt, schedule=schedule, points=points, **kwargs)
         passes += len(points[0])

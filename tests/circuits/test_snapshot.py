@@ -216,3 +216,35 @@ def test_snapshot_json_and_the_printed_line_say_what_was_measured_and_how_well(
     assert f"{meta['settings']['steps']} IG steps, completeness error " in line
     assert f"{meta['completeness_error']:.1%}" in line
     assert f"pair set chains, 4 pairs from {world.pairs_path} (sha256 {digest[:12]})" in line
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--top-k", "0"], "top_k 0: must be at least 1"),
+        (["--top-k", "-3"], "top_k -3: must be at least 1"),
+        (["--max-steps", "0"], "max_steps 0: must be at least 1"),
+        (["--steps-tolerance", "0"], "steps_tolerance 0.0: give a completeness error in (0, 1]"),
+    ],
+)
+def test_bad_snapshot_settings_are_refused_before_any_work(
+    world, tmp_path, capsys, extra, expected
+):
+    from sparks.cli import main
+
+    out = tmp_path / "bad"
+    argv = ["snapshot", str(world.model_dir), "--pairs", str(world.pairs_path), "--out", str(out)]
+    assert main(argv + extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and err.count("\n") == 0, err
+    assert not out.exists()
+
+
+def test_a_cap_below_the_rules_first_count_is_the_count_and_flagged(world, tmp_path):
+    from sparks.cli import main
+
+    out = tmp_path / "one"
+    argv = ["snapshot", str(world.model_dir), "--pairs", str(world.pairs_path), "--out", str(out)]
+    assert main(argv + ["--steps", "auto", "--max-steps", "1", "--n-pairs", "2"]) == 0
+    s = read_snapshot(out).settings
+    assert s["steps"] == 1 and s["steps_capped"] and s["steps_tried"] == [1]

@@ -186,9 +186,24 @@ def _compare(args: argparse.Namespace) -> None:
 
 
 def _cluster(args: argparse.Namespace):
-    from sparks.config import ClusterSettings
+    from sparks.config import ClusterSettings, validate_config
 
-    return ClusterSettings(workers=args.workers, address=args.address)
+    raw = {"workers": args.workers, "address": args.address}
+    return validate_config(raw, source="--workers/--address", model=ClusterSettings)
+
+
+def _check_targets(found: list[tuple[str, int]], what: str) -> None:
+    """Every checkpoint a flow would work on exists with its weights, or a one-line error, before
+    any server, store or world is started."""
+    from sparks.models import check_checkpoint
+
+    if not found:
+        raise ValueError(f"nothing to {what}: the directories given hold no checkpoint")
+    for c, _ in found:
+        if what == "analyze" and (Path(c) / "circuit").is_dir():
+            continue  # snapshotted already: kept as it is, weights or not (retention)
+        if Path(c).exists() or c.startswith(("/", ".")):  # not a hub id
+            check_checkpoint(c)
 
 
 def _run_snapshot_settings(targets: list[str]):
@@ -205,19 +220,27 @@ def _run_snapshot_settings(targets: list[str]):
 
 
 def _analyze(args: argparse.Namespace) -> None:
-    from flows.analyze import AnalyzeConfig, analyze
+    from flows.analyze import AnalyzeConfig, analyze, targets
     from flows.cluster import api_for_workers
+    from sparks.config import SnapshotSettings, validate_config
     from sparks.demo import prefect_env
 
     settings = _run_snapshot_settings(args.targets)
     update = {k: v for k, v in (("steps", args.steps), ("top_k", args.top_k)) if v is not None}
+    snapshot = validate_config(
+        settings.model_dump() | update, source="--steps/--top-k", model=SnapshotSettings
+    )
     cfg = AnalyzeConfig(
         checkpoints=args.targets,
         base=args.base,
         pairs=args.pairs,
-        snapshot=settings.model_copy(update=update),
+        snapshot=snapshot,
         cluster=_cluster(args),
     )
+    found, pairs = targets(cfg)
+    _check_targets(found, "analyze")
+    if not Path(pairs).is_file():
+        raise FileNotFoundError(f"pairs file {pairs} does not exist: give --pairs PAIRS.jsonl")
     prefect_env()
     with api_for_workers(cfg.cluster):
         out = analyze(cfg)
@@ -229,7 +252,7 @@ def _analyze(args: argparse.Namespace) -> None:
 
 
 def _evaluate_checkpoints(args: argparse.Namespace) -> None:
-    from flows.evaluate import EvaluateConfig, evaluate_checkpoints
+    from flows.evaluate import EvaluateConfig, evaluate_checkpoints, targets
     from sparks.config import EvaluationSettings
     from sparks.demo import prefect_env
 
@@ -245,12 +268,12 @@ def _evaluate_checkpoints(args: argparse.Namespace) -> None:
         backend=args.backend,
         overlong=args.overlong,
     )
-    prefect_env()
-    out = evaluate_checkpoints(
-        EvaluateConfig(
-            checkpoints=args.targets, name=args.name, evaluation=ev, cluster=_cluster(args)
-        )
+    cfg = EvaluateConfig(
+        checkpoints=args.targets, name=args.name, evaluation=ev, cluster=_cluster(args)
     )
+    _check_targets(targets(cfg), "evaluate")
+    prefect_env()
+    out = evaluate_checkpoints(cfg)
     for c, per in out.items():
         print(f"{c}: " + ", ".join(f"{b} pass@1 {m['pass@1']:.3f}" for b, m in per.items()))
 

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 def _sparks(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
@@ -46,3 +48,31 @@ def test_demo_with_a_malformed_config_fails_in_one_line(tmp_path):
     assert done.returncode == 2
     assert "stages.0.max_steps: Input should be greater than or equal to 1" in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["analyze", "nope", "--workers", "2"], "checkpoint nope does not exist"),
+        (["analyze", "empty", "--workers", "0"],
+         "--workers/--address: workers: Input should be greater than or equal to 1 (got 0)"),
+        (["analyze", "empty", "--top-k", "0"], "top_k: Input should be greater than or equal to 1"),
+        (["analyze", "empty", "--pairs", "p.jsonl"], "empty has no config.json"),
+        (["evaluate-checkpoints", "empty", "--benchmark", "world"], "empty has no config.json"),
+    ],
+)  # fmt: skip
+def test_flow_commands_refuse_bad_input_before_starting_anything(
+    tmp_path, monkeypatch, capsys, argv, expected
+):
+    """Refused in one line before a Prefect server, an MLflow store or a world is started: the
+    working directory holds nothing new afterwards (importing Prefect makes its empty home)."""
+    from sparks.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect-home"))
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and err.count("\n") == 0, err
+    assert set(p.name for p in tmp_path.iterdir()) <= {"empty", "prefect-home"}
+    assert not [p for p in (tmp_path / "prefect-home").rglob("*") if p.is_file()]  # no database

@@ -173,3 +173,11 @@ def test_a_levels_filter_that_matches_no_world_problem_stops_the_dry_run(tmp_pat
     plan = dry_run(load_config(tmp_path / "c.yaml"))
     assert any("snapshot.pairs.hard: levels 7 match no world problem (its levels are 1, 2, 3)" in p
                for p in plan.problems), plan.problems  # fmt: skip
+
+
+def test_more_ranks_than_cores_on_a_cpu_is_refused(tmp_path):
+    import os
+
+    plan = _launch(tmp_path, "configs/accelerate/multi_gpu.yaml", processes=1000)
+    expected = f"distributed.processes 1000 is more than the {os.cpu_count()} CPU cores here"
+    assert any(expected in p for p in plan.problems), plan.problems

@@ -92,6 +92,14 @@ def launch_problems(d: DistributedSettings, *, gpus: int | None = None) -> tuple
             "process per GPU; lower it"
         )
     if not gpus:
+        import os
+
+        cores = os.cpu_count() or 1
+        if d.processes > cores:
+            problems.append(
+                f"distributed.processes {d.processes} is more than the {cores} CPU cores here: "
+                "gloo ranks busy-poll, so more ranks than cores only slow every step; lower it"
+            )
         notes.append(f"no GPU: {d.processes} processes train over gloo on the CPU")
         if kind == "FSDP":
             notes.append(

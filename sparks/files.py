@@ -37,12 +37,18 @@ def is_write_error(e: BaseException) -> bool:
 
 
 def write_failure(target: Path, e: BaseException) -> OutputWriteError:
-    """The one-line error for `target` that could not be written because of `e`."""
-    why = getattr(e, "strerror", None) or str(e).splitlines()[0][:160]
-    return OutputWriteError(
+    """The one-line error for `target` that could not be written because of `e`; when `e` is
+    already such an error, the file it names is kept and its advice is said once, not twice."""
+    if isinstance(e, OutputWriteError):
+        target, why = f"{target} ({e.target})", e.why
+    else:
+        why = getattr(e, "strerror", None) or str(e).splitlines()[0][:160]
+    error = OutputWriteError(
         f"cannot write {target}: {why}; free disk space or choose another output directory "
         "(what was written before is kept, and a rerun resumes from it)"
     )
+    error.target, error.why = target, why
+    return error
 
 
 @contextmanager

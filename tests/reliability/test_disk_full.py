@@ -73,6 +73,7 @@ def test_a_snapshot_on_a_full_filesystem_fails_in_one_line_and_succeeds_once_spa
         err = done.stderr.strip().splitlines()
         assert done.returncode == 2, done.stderr[-2000:]
         assert err[-1].startswith(f"sparks: error: cannot write {target}: "), err[-1]
+        assert err[-1].count("free disk space") == 1, err[-1]  # the advice once
         assert "No space left on device" in err[-1]
         assert sorted(p.name for p in fs.iterdir()) == ["balloon"]  # nothing half-written
         balloon.unlink()
@@ -115,6 +116,7 @@ def test_a_filesystem_that_fills_during_a_save_fails_in_one_line_and_the_rerun_c
         last = full.stderr.strip().splitlines()[-1]
         assert full.returncode == 2, full.stderr[-3000:]
         assert last.startswith(f"sparks: error: cannot write {out / 'stage0-sft'}: "), last
+        assert last.count("free disk space") == 1, last
         assert "No space left on device" in last
         # what was written before is whole; the save that failed left nothing behind
         assert read_snapshot(out / "base" / "circuit").heads

@@ -592,9 +592,17 @@ def _train(args: argparse.Namespace) -> None:
     import os
 
     from sparks.config import load_config
+    from sparks.train.launch import launched
+
+    cfg = load_config(args.config)
+    if not launched():  # a launched rank's checks were the launcher's
+        from sparks.plan import dry_run
+
+        if problems := dry_run(cfg).problems:
+            raise ValueError(f"{problems[0]} (nothing was started or written)")
     from sparks.pipeline import run_training
 
-    result = run_training(load_config(args.config), stage=args.stage)
+    result = run_training(cfg, stage=args.stage)
     if os.environ.get("RANK", "0") == "0":  # one summary per launch, from the main process
         print(json.dumps(result, indent=2))
 

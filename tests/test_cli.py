@@ -76,3 +76,21 @@ def test_flow_commands_refuse_bad_input_before_starting_anything(
     assert expected in err and err.count("\n") == 0, err
     assert set(p.name for p in tmp_path.iterdir()) <= {"empty", "prefect-home"}
     assert not [p for p in (tmp_path / "prefect-home").rglob("*") if p.is_file()]  # no database
+
+
+def test_train_runs_the_dry_runs_checks_before_writing_anything(tmp_path, monkeypatch, capsys):
+    """A levels filter no world problem has: `sparks train` used to write config.json, run.json
+    and an MLflow run before refusing."""
+    import yaml
+
+    from sparks.cli import main
+
+    raw = yaml.safe_load((Path(__file__).parents[1] / "configs" / "demo.yaml").read_text())
+    raw["snapshot"]["pairs"]["hard"]["levels"] = [7]
+    raw["output_dir"] = str(tmp_path / "out")
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "bad.yaml"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "levels 7 match no world problem" in err and "nothing was started or written" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]

@@ -927,6 +927,11 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as e:
         _close_progress_bars()  # the error is the last line, not under a half-drawn bar
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "ephemeral Prefect API server" in first:  # Prefect's own line says what, not what to do
+            first += (
+                " A busy machine starts it slowly: start a server with `sparks up`, or give it "
+                "longer: PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=120"
+            )
         print(f"sparks: error: {first}", file=sys.stderr)
         return 2
     return 0

@@ -94,3 +94,23 @@ def test_train_runs_the_dry_runs_checks_before_writing_anything(tmp_path, monkey
     err = capsys.readouterr().err.strip()
     assert "levels 7 match no world problem" in err and "nothing was started or written" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]
+
+
+def test_a_prefect_server_that_starts_too_slowly_says_what_to_do(world, tmp_path):
+    """Under load the temporary Prefect server can miss its start-up timeout; a 1 s timeout makes
+    that happen for real here, and the line says how to get past it."""
+    import os
+    import shutil
+
+    model = shutil.copytree(world.model_dir, tmp_path / "model")  # never the shared world's
+    env = {**os.environ, "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "1",
+           "PREFECT_HOME": str(tmp_path / "prefect")}  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "sparks.cli", "analyze", str(model), "--pairs",
+         str(world.pairs_path)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    last = done.stderr.strip().splitlines()
+    line = next(x for x in last if x.startswith("sparks: error:"))
+    assert done.returncode == 2 and "ephemeral Prefect API server" in line, done.stderr[-2000:]
+    assert "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=120" in line and "sparks up" in line

@@ -28,6 +28,7 @@ Layout of `output_dir`:
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -109,7 +110,25 @@ class TrainingRun:
         all before training, and open the MLflow run (main process)."""
         self.ranks.main_then_all(self._load_inputs, "building the world and reading the data")
         self.ranks.on_main(self._open_run, "opening the MLflow run", share=False)
+        self.ranks.on_main(self._say_launch, "checking the launch", share=False)
         return {"problems": len(self.records), "base_model": self.base_model}
+
+    def _say_launch(self) -> None:
+        """What this launch started, recorded (launch.json, MLflow tags) and, where it differs
+        from the config or suits this machine badly, said in one line each. The process that
+        launches a stage says nothing: its stage's main rank does."""
+        from sparks.train.started import bf16_cpu, differences, started
+
+        asked = self.cfg.distributed.processes
+        if asked > 1 and not self.ranks.distributed and not launched():
+            return  # this process will launch the stage; the launched ranks report
+        actual = started(self.ranks.world_size)
+        for line in differences(
+            actual, asked=asked, cores=os.cpu_count() or 1, env=os.environ, bf16_cpu=bf16_cpu()
+        ):
+            say(f"[sparks] launch: {line}")
+        atomic_write_text(self.out / "launch.json", json.dumps(actual, indent=2))
+        self.tracker.set_tags({f"sparks.launch.{k}": str(v) for k, v in actual.items()})
 
     def _load_inputs(self) -> None:
         cfg = self.cfg
@@ -502,6 +521,10 @@ class TrainingRun:
             "snapshot_seconds": round(spent, 1),
             "snapshot_seconds_by_set": {n: round(v, 1) for n, v in by_set.items() if n},
             "processes": max(self.ranks.world_size, self.cfg.distributed.processes),
+            # what the launch really started (the launched stage's main rank wrote it)
+            "launch": json.loads((self.out / "launch.json").read_text())
+            if (self.out / "launch.json").is_file()
+            else None,
         }
 
 

@@ -151,6 +151,10 @@ def test_two_ranks_inline_from_a_fresh_world_and_store_end_as_one_process_would(
     assert r.returncode == 0, r.stderr[-4000:]
     summary = json.loads(r.stdout[r.stdout.index("{") :])  # printed once, by the main process
     assert summary["processes"] == 2 and summary["saves"] == 5
+    # what the launch started is recorded, and a launch as asked says nothing about itself
+    assert summary["launch"] == {"processes": 2, "backend": "gloo", "sharding": "none",
+                                 "device": "cpu", "mixed_precision": "no"}  # fmt: skip
+    assert "[sparks] launch:" not in r.stdout + r.stderr
     out = Path(cfg["output_dir"])
     assert end_state(out, cfg["tracking"]["mlflow_uri"]) == expected(SAVES, [2, 4, 5, 6])
     # both ranks trained: each wrote its RNG state into every save; retention (the main
@@ -181,4 +185,5 @@ def test_a_rank_killed_mid_stage_in_process_mode_then_the_flow_on_two_processes_
     monkeypatch.chdir(cwd)
     summary = post_train(validate_config(cfg | {"distributed": {"processes": 2}}))
     assert summary["processes"] == 2 and summary["saves"] == 3
+    assert summary["launch"]["processes"] == 2  # the launched stage's main rank wrote it
     assert end_state(out, cfg["tracking"]["mlflow_uri"]) == expected(SAVES[:2], [2, 4])

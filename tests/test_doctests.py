@@ -13,10 +13,12 @@ import sparks.evaluate.metrics
 import sparks.evaluate.study
 import sparks.grading
 import sparks.train.rewards
+import sparks.train.started
 
 MODULES = [
     sparks.grading,
     sparks.train.rewards,
+    sparks.train.started,
     sparks.evaluate.equations,
     sparks.evaluate.failures,
     sparks.demo,

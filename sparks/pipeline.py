@@ -203,11 +203,15 @@ class TrainingRun:
         }
         return info[""] if "" in info else info  # one set: as before
 
-    def _snapshots_on_disk(self) -> list[tuple[int, str, Path]]:
-        """(step, set, directory) of every snapshot on disk, in step order."""
+    def _snapshot_dirs(self) -> list[tuple[str, Path]]:
+        """(set, directory) of every snapshot on disk: the base's and every save's."""
         sets = list(self.cfg.snapshot.pair_sets())
         saves = [self.out / "base", *self.out.glob("stage*/checkpoint-*")]
-        found = [(n, p) for save in saves for n, p in snapshot_dirs(save, sets)]
+        return [(n, p) for save in saves for n, p in snapshot_dirs(save, sets)]
+
+    def _snapshots_on_disk(self) -> list[tuple[int, str, Path]]:
+        """(step, set, directory) of every snapshot on disk, in step order."""
+        found = self._snapshot_dirs()
         return sorted(((read_snapshot(p).step, n, p) for n, p in found), key=lambda x: x[0])
 
     # 2. base snapshot -------------------------------------------------------------------------
@@ -486,7 +490,7 @@ class TrainingRun:
         from datetime import datetime
 
         spent: dict[str, float] = {ps.name: 0.0 for ps in self.sets}
-        for _, name, path in self._snapshots_on_disk():
+        for name, path in self._snapshot_dirs():  # snapshot.json alone: no edge tables read
             meta = json.loads((path / "snapshot.json").read_text())
             created = datetime.strptime(meta["created"], "%Y-%m-%dT%H:%M:%S%z").timestamp()
             if "seconds" in meta and created >= self.started_at - 1:

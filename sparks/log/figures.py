@@ -33,7 +33,7 @@ def pyplot():
 def layout_problems(fig) -> list[str]:
     """What a reader would miss in `fig`: a title or legend that leaves the canvas, a legend
     drawn over bars or line points. Empty when the figure reads at a glance."""
-    fig.canvas.draw()
+    fig.draw_without_rendering()  # lays the figure out; `save` rasterises it once, after
     renderer = fig.canvas.get_renderer()
     canvas = fig.bbox
 

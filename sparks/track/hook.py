@@ -124,7 +124,6 @@ class CircuitSnapshotCallback(TrainerCallback):
         # one dict for all of a run's hooks: a save's weights are hashed once, not once per set
         self.shared = shared if shared is not None else {}
         self.last_step = -1
-        self.seconds = 0.0  # time spent in snapshots (both modes)
         self._children: list[tuple[int, Path, subprocess.Popen]] = []
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
@@ -179,7 +178,6 @@ class CircuitSnapshotCallback(TrainerCallback):
         if getattr(snap, "fingerprint", None) and known is None:
             self.shared.clear()  # only this save's weights are ever asked for again
             self.shared[("fingerprint", step)] = snap.fingerprint
-        self.seconds += snap.seconds
         save_snapshot(snap, out)
         if self.on_snapshot:
             self.on_snapshot(step, snap, out)
@@ -216,10 +214,7 @@ class CircuitSnapshotCallback(TrainerCallback):
         what the first set's processes wrote (that hook ends first: it is registered first)."""
         for step, out in self._led:
             if out.is_dir():
-                snap = read_snapshot(out)
-                self.seconds += getattr(snap, "seconds", 0.0)
-                if self.on_snapshot:
-                    self.on_snapshot(step, snap, out)
+                self._report(step, out)
         self._led.clear()
         for step, out, proc in self._children:
             _, err = proc.communicate()
@@ -231,11 +226,13 @@ class CircuitSnapshotCallback(TrainerCallback):
                     file=sys.stderr,
                 )
                 continue
-            snap = read_snapshot(out)
-            self.seconds += getattr(snap, "seconds", 0.0)
-            if self.on_snapshot:
-                self.on_snapshot(step, snap, out)
+            self._report(step, out)
         self._children.clear()
+
+    def _report(self, step: int, out: Path) -> None:
+        """Hand a snapshot another process wrote to `on_snapshot`."""
+        if self.on_snapshot:
+            self.on_snapshot(step, read_snapshot(out), out)
 
 
 def clear_stale(d: Path, subdir: str = "circuit") -> None:

@@ -605,26 +605,9 @@ def _train(args: argparse.Namespace) -> None:
     result = run_training(cfg, stage=args.stage)
     if os.environ.get("RANK", "0") == "0":  # one summary per launch, from the main process
         print(json.dumps(result, indent=2))
-    _leave_process_group()
+    from sparks.train.ranks import leave_process_groups
 
-
-def _leave_process_group() -> None:
-    """End a rank of a launch cleanly. A rank can abort at interpreter teardown when gloo's threads
-    outlive Python ("terminate called without an active exception", exit -6: seen in 2-rank CI
-    after a completed stage, its summary then lost in the unflushed stdout). So on success the
-    rank leaves its process groups, flushes what it printed, and exits without the teardown
-    (everything it wrote is on disk already, written atomically, and its MLflow run ended).
-    Only on success: after an error the other ranks may never get here."""
-    import os
-
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return
-    dist.destroy_process_group()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    leave_process_groups()
 
 
 def _up(args: argparse.Namespace) -> None:

@@ -113,3 +113,22 @@ def current_ranks(timeout_minutes: float = 60.0) -> Ranks:
         dist.init_process_group(backend=backend, timeout=timeout)
     group = dist.new_group(backend="gloo", timeout=timeout)
     return Ranks(dist.get_rank(), dist.get_world_size(), local_rank, group)
+
+
+def leave_process_groups() -> None:
+    """End a rank of a launch cleanly. A rank can abort at interpreter teardown when gloo's threads
+    outlive Python ("terminate called without an active exception", exit -6: seen in 2-rank CI
+    after a completed stage, its summary then lost in the unflushed stdout). So on success the
+    rank leaves its process groups, flushes what it printed, and exits without the teardown: call
+    it last, once everything is written (`sparks train` after its summary). Only on success:
+    after an error the other ranks may never get here. Without a process group it returns."""
+    import sys
+
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

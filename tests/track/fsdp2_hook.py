@@ -26,7 +26,7 @@ from sparks.circuits.pairs import encode_pairs, load_pairs
 from sparks.track import hook as hook_module
 from sparks.track.hook import CircuitSnapshotCallback
 from sparks.track.sharded import sharding, unsharded_copy
-from sparks.train.ranks import RankFailure, current_ranks
+from sparks.train.ranks import RankFailure, current_ranks, leave_process_groups
 
 
 def main() -> None:
@@ -81,6 +81,7 @@ def main() -> None:
         report["step3"] = f"RuntimeError: {e}"
     report["step3_seconds"] = time.perf_counter() - start
     (out / f"rank{ranks.rank}.json").write_text(json.dumps(report))
+    leave_process_groups()  # as `sparks train` does: no abort in gloo's teardown
 
 
 if __name__ == "__main__":

@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PORT="${1:-${MLFLOW_PORT:-5000}}"
 mkdir -p mlflow/data/artifacts
+# the store is created (or a half-created one repaired) under a temporary name and renamed into
+# place before the server opens it: a kill during MLflow's migrations cannot break it for good
+.venv/bin/python -c "from sparks.log.store import ensure_store; ensure_store('sqlite:///$PWD/mlflow/data/mlflow.db')"
 exec .venv/bin/mlflow server \
   --backend-store-uri "sqlite:///$PWD/mlflow/data/mlflow.db" \
   --default-artifact-root "$PWD/mlflow/data/artifacts" \

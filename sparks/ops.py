@@ -189,6 +189,10 @@ def up(s: Stack | None = None, *, timeout: float = 180, deploy: bool = True) -> 
         if (pid := _pid(s, svc)) is not None:
             print(f"[sparks] {svc.name} already running (pid {pid})")
             continue
+        if svc.name == "mlflow-server":  # the store is made (or repaired) whole before it serves
+            from sparks.log.store import ensure_store
+
+            ensure_store(f"sqlite:///{mlflow_data()}/mlflow.db")
         if svc.name == "prefect-worker":
             _prefect(["work-pool", "create", POOL, "--type", "process", "--overwrite"], env)
         log = s.state / f"{svc.name}.log"

@@ -264,6 +264,8 @@ class TrainingRun:
                 ),
                 "writing final/",
             )
+            if self.recorder is not None:
+                self.recorder.end_of_stage(resume / "trainer_state.json", self.step_offset(i))
             return info | {"steps": stage.max_steps, "resumed_from": resume.name}
         if self.cfg.distributed.processes > 1 and not self.ranks.distributed and not launched():
             return info | self._launch(i)

@@ -138,6 +138,21 @@ class Recorder:
                 if k in entry and "step" in entry:
                     self.curves.setdefault(k, {})[offset + int(entry["step"])] = float(entry[k])
 
+    def end_of_stage(self, trainer_state: Path, offset: int) -> None:
+        """A stage killed after its last save but before the trainer's end-of-training log: its
+        train_loss (the mean of the logged step losses: logging_steps is 1) and total_flos, read
+        from the last save's trainer_state.json. Its runtime and throughput died with the process
+        and are not made up."""
+        state = json.loads(Path(trainer_state).read_text())
+        step = offset + int(state["global_step"])
+        if step in self.tracker.metric_steps("train_loss"):
+            return
+        losses = [e["loss"] for e in state.get("log_history", []) if "loss" in e]
+        metrics = {"total_flos": float(state.get("total_flos", 0.0))}
+        if losses:
+            metrics["train_loss"] = sum(losses) / len(losses)
+        self.tracker.log_metrics(metrics, step)
+
     # 3. evaluations ---------------------------------------------------------------------------
     def on_evaluation(self, step: int, results: dict) -> None:
         """A save's metrics per benchmark and its per-problem tables, once per step."""

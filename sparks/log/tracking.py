@@ -17,8 +17,13 @@ import threading
 import time
 from pathlib import Path
 
+from sparks.files import atomic_write_text
+
 DEFAULT_STORE = Path("mlflow/data")
 RETRY_SECONDS = float(os.environ.get("SPARKS_MLFLOW_RETRY_SECONDS", 20))
+
+
+OUTPUT_DIR_TAG = "sparks.output_dir"
 
 
 def default_uri() -> str:
@@ -105,6 +110,9 @@ class Tracker:
         import mlflow
         from mlflow.tracking import MlflowClient
 
+        from sparks.log.store import ensure_store
+
+        ensure_store(self.uri)  # a local store is created (or repaired) atomically, never in place
         self.client = MlflowClient(tracking_uri=self.uri)
         exp = self.client.get_experiment_by_name(self.experiment)
         if exp is None:
@@ -131,8 +139,23 @@ class Tracker:
             except mlflow.exceptions.MlflowException:
                 self.run_id = None
         if self.run_id is None:
-            self.run_id = self.client.create_run(exp_id, run_name=self.run_name).info.run_id
-            self.run_file.write_text(json.dumps({"run_id": self.run_id, "uri": self.uri}))
+            # a run created just before a kill (mlflow_run.json not yet written) is found again
+            # by its output directory's tag, not created twice
+            where = str(self.out_dir.resolve())
+            quote = '"' if "'" in where else "'"
+            found = self.client.search_runs(
+                [exp_id],
+                filter_string=f"tags.`{OUTPUT_DIR_TAG}` = {quote}{where}{quote}",
+                max_results=1,
+            )
+            if found:
+                self.run_id = found[0].info.run_id
+            else:
+                run = self.client.create_run(
+                    exp_id, run_name=self.run_name, tags={OUTPUT_DIR_TAG: where}
+                )
+                self.run_id = run.info.run_id
+            atomic_write_text(self.run_file, json.dumps({"run_id": self.run_id, "uri": self.uri}))
 
     def _go_offline(self, why: str) -> None:
         if not self.offline:
@@ -314,19 +337,34 @@ class Tracker:
 
 
 def upload_pending(out_dir: Path, uri: str | None = None) -> int:
-    """Send what an offline run kept in `pending.jsonl` to MLflow; returns the records sent."""
+    """Send what an offline run kept in `pending.jsonl` to MLflow (a broken local store is
+    repaired first); returns the records sent. Every failure is one line; nothing kept is lost."""
     out_dir = Path(out_dir)
     pending = out_dir / "pending.jsonl"
-    if not pending.is_file():
-        raise FileNotFoundError(f"{pending} not found: this run has nothing waiting for upload")
-    meta = (
-        json.loads((out_dir / "run.json").read_text()) if (out_dir / "run.json").is_file() else {}
-    )
+    if not (out_dir / "run.json").is_file():
+        raise FileNotFoundError(f"{out_dir} is not a sparks run directory (no run.json)")
+    meta = json.loads((out_dir / "run.json").read_text())
     t = Tracker(
         uri or meta.get("uri"),
         meta.get("experiment", "sparks"),
         meta.get("name", out_dir.name),
         out_dir,
     )
-    t._open()
-    return t._replay_pending()
+    if not pending.is_file():
+        from sparks.log.store import ensure_store
+
+        repaired = ensure_store(t.uri) == "repaired"
+        raise FileNotFoundError(
+            f"{pending} not found: this run has nothing waiting for upload"
+            + (" (its MLflow store was repaired)" if repaired else "")
+        )
+    try:
+        t._open()  # also repairs a half-created local store
+        return t._replay_pending()
+    except Exception as e:
+        first = (str(e).splitlines() or [""])[0][:200]
+        raise RuntimeError(
+            f"MLflow at {t.uri} did not take {out_dir}'s records ({type(e).__name__}: {first}); "
+            f"they stay in {pending}: start the server (sparks up) or fix the URI (--uri), "
+            "then run sparks mlflow-sync again"
+        ) from e

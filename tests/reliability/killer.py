@@ -47,15 +47,25 @@ def kill_at(owner, name: str, n: int, *, after: bool, when=lambda *a, **k: True)
 
 
 def install(phase: str, n: int) -> None:
+    import alembic.runtime.migration as migration
     import pandas as pd
     import transformers
     import trl
     from mlflow.tracking import MlflowClient
 
     import sparks.evaluate.evaluate as evaluation
+    import sparks.log.store as store
     import sparks.train.retention as retention
 
     points = {
+        # the MLflow store's creation: the n-th of MLflow's schema migrations applied, not stamped
+        "store-migration": lambda: kill_at(
+            migration.HeadMaintainer, "update_to_step", n, after=False
+        ),
+        # the store complete under its temporary name, not yet renamed into place
+        "store-publish": lambda: kill_at(store, "_publish", n, after=False),
+        # the run's MLflow run created, its id not yet written to mlflow_run.json
+        "run-create": lambda: kill_at(MlflowClient, "create_run", n, after=True),
         # a trainer step: forward and backward done, the optimizer step not yet taken
         "trainer-step": lambda: kill_at(trl.SFTTrainer, "training_step", n, after=True),
         # a checkpoint save: weights and optimizer written, RNG and trainer_state.json not yet

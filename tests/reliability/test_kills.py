@@ -25,12 +25,17 @@ KILLER = Path(__file__).with_name("killer.py")
 ROOT = Path(__file__).resolve().parents[2]
 
 # (phase, n): the n-th time this process is inside the phase. Each rerun starts where the last
-# one died, so together they walk through one run in order: the base snapshot's files, the MLflow
+# one died, so together they walk through one run in order: the MLflow store's creation (inside
+# MLflow's migrations, where an in-place store broke for good; before its rename), the MLflow
+# run's creation (before its id is written down), the base snapshot's files, the MLflow
 # batch of its metrics, the base evaluation, the second SFT step, the first checkpoint's save, and
 # the ledger write after that checkpoint's snapshot, and retention's first removal (the first
 # save's optimizer state, once the second save is complete): the rerun resumes from the newest
 # save that kept its state.
 KILLS = [
+    ("store-migration", 19),
+    ("store-publish", 1),
+    ("run-create", 1),
     ("snapshot-write", 1),
     ("mlflow-upload", 1),
     ("evaluation", 1),
@@ -140,11 +145,14 @@ def _state(out: Path, uri: str) -> dict:
     }
     run_id = json.loads((out / "mlflow_run.json").read_text())["run_id"]
     client = MlflowClient(uri)
-    twice = {}
+    twice, logged = {}, set()
     for key in client.get_run(run_id).data.metrics:
         counts = Counter(m.step for m in client.get_metric_history(run_id, key))
         if dup := [s for s, n in counts.items() if n > 1]:
             twice[key] = dup
+        logged |= {(key, step) for step in counts}
+    experiment = client.get_run(run_id).info.experiment_id
+    runs = client.search_runs([experiment])
     return {
         "checkpoints": ckpts,
         "kept": kept,
@@ -152,6 +160,8 @@ def _state(out: Path, uri: str) -> dict:
         "ledger": ledger[ledger.in_circuit].groupby("step")["head"].apply(sorted).to_dict(),
         "evaluations": evals,
         "logged twice": twice,
+        "logged": logged,
+        "mlflow runs": sorted(r.info.status for r in runs),
         "leftovers": sorted(str(p) for p in out.rglob(".*.tmp-*")),
     }
 
@@ -177,6 +187,13 @@ def test_killed_in_every_phase_the_rerun_ends_where_an_uninterrupted_run_does(wo
         runs.close()
     expected, got = _state(cwd / "reference", uri_ref), _state(cwd / "killed", uri)
     assert got["logged twice"] == {} and expected["logged twice"] == {}
+    # one FINISHED run holding every metric the uninterrupted run logged, at the same steps
+    assert got["mlflow runs"] == expected["mlflow runs"] == ["FINISHED"]
+    assert sorted(p.name for p in cwd.glob(".kills.db.creating-*")) == []  # no half store left
+    # a stage killed after its last save never logs its runtime: those figures died with it
+    timings = {"train_runtime", "train_samples_per_second", "train_steps_per_second"}
+    assert sorted(k for k in expected["logged"] - got["logged"] if k[0] not in timings) == []
+    assert sorted(got["logged"] - expected["logged"]) == []
     assert got["leftovers"] == [], "a half-written file or directory was left behind"
     assert got["checkpoints"] == expected["checkpoints"]
     # each stage's newest save keeps weights and state; the others only their circuit and eval/

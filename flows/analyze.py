@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from flows.cluster import resources, task_runner
 from sparks.config import ClusterSettings, SnapshotSettings
 from sparks.train.saves import is_run_dir, run_saves
+from sparks.train.writers import writing
 
 
 class AnalyzeConfig(BaseModel):
@@ -102,7 +103,8 @@ def analyze(config: AnalyzeConfig) -> dict:
     found, pairs = targets(config)
     every = found + ([(config.base, 0)] if config.base else [])
     run = snapshot_all.with_options(task_runner=task_runner(config.cluster))
-    heads = run(every, pairs, config.snapshot, config.cluster)
+    with writing(config.checkpoints, role="analyze"):  # a live run's saves are not written into
+        heads = run(every, pairs, config.snapshot, config.cluster)
     out: dict = {"heads": {c: heads[c] for c, _ in found}}
     if config.base:
         base = set(heads[config.base])

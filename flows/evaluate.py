@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from flows.cluster import resources, task_runner
 from sparks.config import ClusterSettings, EvaluationSettings, TrackingSettings
 from sparks.train.saves import is_model_dir, is_run_dir, run_saves
+from sparks.train.writers import writing
 
 
 class EvaluateConfig(BaseModel):
@@ -89,7 +90,8 @@ def evaluate_checkpoints(config: EvaluateConfig) -> dict:
         {"checkpoints": ",".join(config.checkpoints)}, {"sparks.kind": "evaluate-checkpoints"}
     )
     run = evaluate_all.with_options(task_runner=task_runner(config.cluster))
-    results = run([c for c, _ in found], config.evaluation, config.cluster)
+    with writing(config.checkpoints, role="evaluate-checkpoints"):  # eval/ goes into the saves
+        results = run([c for c, _ in found], config.evaluation, config.cluster)
     out = {}
     for (ckpt, step), metrics in zip(found, results, strict=True):
         out[ckpt] = metrics

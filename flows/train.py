@@ -12,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 
 from sparks.config import RunConfig
 from sparks.pipeline import TrainingRun
+from sparks.train.writers import release
 
 
 @task(name="prepare", cache_policy=NO_CACHE)
@@ -55,6 +56,13 @@ def summarise(run: TrainingRun) -> dict:
 def post_train(config: RunConfig = RunConfig()) -> dict:
     """Train `config`'s stages in order and track attention heads across every save."""
     run = TrainingRun(config)
+    try:
+        return _stages(run, config)
+    finally:
+        release(run.out)  # the next run (or a retry) may write output_dir
+
+
+def _stages(run: TrainingRun, config: RunConfig) -> dict:
     prepare(run)
     build_pairs(run)
     base_snapshot(run)

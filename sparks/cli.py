@@ -196,9 +196,12 @@ def _check_targets(found: list[tuple[str, int]], what: str) -> None:
     """Every checkpoint a flow would work on exists with its weights, or a one-line error, before
     any server, store or world is started."""
     from sparks.models import check_checkpoint
+    from sparks.train.writers import busy
 
     if not found:
         raise ValueError(f"nothing to {what}: the directories given hold no checkpoint")
+    if line := busy([c for c, _ in found]):
+        raise ValueError(line)
     for c, _ in found:
         if what == "analyze" and (Path(c) / "circuit").is_dir():
             continue  # snapshotted already: kept as it is, weights or not (retention)
@@ -610,6 +613,20 @@ def _train(args: argparse.Namespace) -> None:
     leave_process_groups()
 
 
+def _stop(args: argparse.Namespace) -> None:
+    from sparks.train.writers import stop
+
+    out = Path(args.run)
+    if not out.is_dir():
+        raise FileNotFoundError(f"{out} does not exist: give the output directory of a run")
+    ended = stop(out, grace=args.grace)
+    if not ended:
+        print(f"nothing is writing {out}")
+        return
+    print(f"stopped {len(ended)} process(es) writing {out}: {'; '.join(ended)}")
+    print("a rerun with the same config resumes from the last save")
+
+
 def _up(args: argparse.Namespace) -> None:
     from sparks.ops import up
 
@@ -803,6 +820,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_options(evc, default_benchmarks=["world"])
     _add_cluster_options(evc)
     evc.set_defaults(func=_evaluate_checkpoints)
+
+    stp = sub.add_parser(
+        "stop",
+        help="end every process writing a run directory: the run, its launcher, and ranks a "
+        "killed launcher left running",
+    )
+    stp.add_argument("run", metavar="OUTPUT_DIR")
+    stp.add_argument(
+        "--grace",
+        type=float,
+        default=15.0,
+        help="seconds between SIGTERM and SIGKILL (default 15)",
+    )
+    stp.set_defaults(func=_stop)
 
     sync = sub.add_parser(
         "mlflow-sync", help="upload what a run kept locally while MLflow was unreachable"

@@ -75,6 +75,7 @@ from sparks.train.saves import (
     save_step,
 )
 from sparks.train.trainers import build_trainer
+from sparks.train.writers import hold, release
 from sparks.world.build import world_for
 
 
@@ -107,7 +108,10 @@ class TrainingRun:
     # 1. prepare -------------------------------------------------------------------------------
     def prepare(self) -> dict:
         """Build inputs (the main process first; the others then read its caches), check them
-        all before training, and open the MLflow run (main process)."""
+        all before training, and open the MLflow run (main process). Every process first
+        registers as a writer of output_dir: another live run's there refuses this one."""
+        r = self.ranks
+        hold(self.out, role=f"rank {r.rank} of {r.world_size}" if r.distributed else "run")
         self.ranks.main_then_all(self._load_inputs, "building the world and reading the data")
         self.ranks.on_main(self._open_run, "opening the MLflow run", share=False)
         self.ranks.on_main(self._say_launch, "checking the launch", share=False)
@@ -553,15 +557,18 @@ def run_training(cfg: RunConfig, *, stage: int | None = None) -> dict:
     on every rank of a launch (`accelerate launch ... -m sparks.cli train CONFIG`). With `stage`,
     only that stage's training (what a launched stage of a flow runs)."""
     run = TrainingRun(cfg, ranks=current_ranks(cfg.distributed.timeout_minutes))
-    if stage is not None:
+    try:
+        if stage is not None:
+            run.prepare()
+            run.build_pairs()
+            return run.train_stage(stage)
         run.prepare()
         run.build_pairs()
-        return run.train_stage(stage)
-    run.prepare()
-    run.build_pairs()
-    run.base_snapshot()
-    run.evaluate_checkpoints(None)
-    for i in range(len(cfg.stages)):
-        run.train_stage(i)
-        run.evaluate_checkpoints(i)
-    return run.summarise()
+        run.base_snapshot()
+        run.evaluate_checkpoints(None)
+        for i in range(len(cfg.stages)):
+            run.train_stage(i)
+            run.evaluate_checkpoints(i)
+        return run.summarise()
+    finally:
+        release(run.out)

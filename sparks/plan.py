@@ -310,7 +310,17 @@ def dry_run(cfg: RunConfig, *, gpu_gb: float = 80.0) -> Plan:
             flag = "  <- over" if gb > gpu_gb else ""
             plan.add(f"  {what:64} {gb:7.1f} GB{flag}")
     _disk(plan, cfg)
+    _writers(plan, cfg)
     return plan
+
+
+def _writers(plan: Plan, cfg: RunConfig) -> None:
+    """A run directory another live run is writing: one writer per directory."""
+    from sparks.train.writers import busy_line, live_writers, token
+
+    others = [w for w in live_writers(Path(cfg.output_dir)) if w.token != token()]
+    if others:
+        plan.problems.append(busy_line(Path(cfg.output_dir), others))
 
 
 def _disk(plan: Plan, cfg: RunConfig) -> None:

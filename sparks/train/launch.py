@@ -133,7 +133,10 @@ def launch_stage(d: DistributedSettings, config: Path, stage: int) -> None:
     if problems:
         raise LaunchError(problems[0])
     cmd = launch_command(d, ["train", str(config), "--stage", str(stage)])
-    env = os.environ | {"SPARKS_LAUNCHED": "1", "PYTHONPATH": _pythonpath()}
+    from sparks.train.writers import TOKEN, token
+
+    # the ranks write output_dir with this process: they share its writer token
+    env = os.environ | {"SPARKS_LAUNCHED": "1", "PYTHONPATH": _pythonpath(), TOKEN: token()}
     rc = subprocess.run(cmd, env=env).returncode
     if rc != 0:
         raise LaunchError(

@@ -7,7 +7,7 @@ With PHASE and N the process sends itself SIGKILL (a real kill: no handler, no c
 time it is inside PHASE, at the moment named below; without them the run goes to the end. The
 library is not changed: the kill points wrap library calls from outside, for this process only.
 Under a multi-process launch (`accelerate launch tests/reliability/killer.py ...`) every rank
-runs it; with KILL_RANK=R only rank R is killed.
+runs it; with KILL_RANK=R only rank R is killed (KILL_WHAT: the launch with it, or the launcher).
 """
 
 from __future__ import annotations
@@ -20,7 +20,20 @@ from functools import wraps
 
 
 def _kill() -> None:
+    """SIGKILL this process; under a launch, KILL_WHAT=launch first kills the launcher (torch's
+    elastic agent, the ranks' parent) and every other rank with it, as a lost machine would, and
+    KILL_WHAT=launcher kills the launcher alone and lets this rank go on (its ranks orphaned)."""
     sys.stdout.flush()
+    what = os.environ.get("KILL_WHAT", "rank")
+    if what in ("launch", "launcher"):
+        import psutil
+
+        agent = psutil.Process().parent()
+        others = [p for p in agent.children(recursive=True) if p.pid != os.getpid()]
+        for p in [agent, *(others if what == "launch" else [])]:
+            p.kill()
+        if what == "launcher":
+            return
     os.kill(os.getpid(), signal.SIGKILL)
 
 

@@ -66,9 +66,10 @@ def _config(cwd: Path, name: str, mode: str, *, grpo: bool = True) -> dict:
     return cfg
 
 
-def _launch(cwd: Path, cfg: dict, *, kill: tuple[str, int] | None = None, env=None):
+def _launch(cwd: Path, cfg: dict, *, kill: tuple[str, int] | None = None, env=None, log=False):
     """`accelerate launch -m sparks.cli train CONFIG`, or with `kill` the same run through
-    killer.py, which SIGKILLs rank KILL_RANK the n-th time it is inside the phase."""
+    killer.py, which SIGKILLs rank KILL_RANK the n-th time it is inside the phase. With `log`,
+    output goes to files (ranks outliving their launcher keep no pipe of ours open)."""
     path = (
         cwd / f"{cfg['name']}.json"
     )  # JSON is YAML too: both `sparks train` and killer.py read it
@@ -79,14 +80,17 @@ def _launch(cwd: Path, cfg: dict, *, kill: tuple[str, int] | None = None, env=No
     what = ["-m", "sparks.cli", "train", str(path)]
     if kill:
         what = [str(KILLER), str(path), kill[0], str(kill[1])]
-    return subprocess.run(
-        [*LAUNCH, *port, *what],
-        cwd=cwd,
-        env=os.environ | {"PYTHONPATH": str(ROOT)} | (env or {}),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    env = os.environ | {"PYTHONPATH": str(ROOT)} | (env or {})
+    if not log:
+        return subprocess.run(
+            [*LAUNCH, *port, *what], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+        )
+    logs = [cwd / f"{cfg['name']}.{s}" for s in ("out", "err")]
+    with open(logs[0], "w") as o, open(logs[1], "w") as e:
+        rc = subprocess.run(
+            [*LAUNCH, *port, *what], cwd=cwd, env=env, stdout=o, stderr=e
+        ).returncode
+    return subprocess.CompletedProcess([], rc, logs[0].read_text(), logs[1].read_text())
 
 
 def end_state(out: Path, uri: str) -> dict:
@@ -145,9 +149,15 @@ def cwd(tmp_path_factory):
     return tmp_path_factory.mktemp("ranks")
 
 
-def test_two_ranks_inline_from_a_fresh_world_and_store_end_as_one_process_would(cwd):
+@pytest.fixture(scope="module")
+def inline(cwd) -> tuple[dict, subprocess.CompletedProcess]:
+    """An uninterrupted 2-rank run (inline snapshots) from a fresh world and store."""
     cfg = _config(cwd, "inline", "inline")
-    r = _launch(cwd, cfg)
+    return cfg, _launch(cwd, cfg)
+
+
+def test_two_ranks_inline_from_a_fresh_world_and_store_end_as_one_process_would(inline):
+    cfg, r = inline
     assert r.returncode == 0, r.stderr[-4000:]
     summary = json.loads(r.stdout[r.stdout.index("{") :])  # printed once, by the main process
     assert summary["processes"] == 2 and summary["saves"] == 5
@@ -187,3 +197,63 @@ def test_a_rank_killed_mid_stage_in_process_mode_then_the_flow_on_two_processes_
     assert summary["processes"] == 2 and summary["saves"] == 3
     assert summary["launch"]["processes"] == 2  # the launched stage's main rank wrote it
     assert end_state(out, cfg["tracking"]["mlflow_uri"]) == expected(SAVES[:2], [2, 4])
+
+
+# (phase, n, what is killed): each relaunch starts where the last one died. "launch" kills the
+# launcher and both ranks at once (main rank's n-th time in the phase): inside the MLflow store's
+# migrations, before the MLflow run's id is written, while the first save's snapshot is written
+# (the base's is the first), inside the first SFT step after it. "launcher" kills the launcher
+# alone at the next save, as killing an `accelerate launch` process group does: the ranks (in
+# sessions of their own) go on writing, a rerun is refused, `sparks stop` ends them.
+LAUNCH_KILLS = [
+    ("store-migration", 19, "launch"),
+    ("run-create", 1, "launch"),
+    ("snapshot-write", 2, "launch"),
+    ("trainer-step", 1, "launch"),
+    ("checkpoint-save", 1, "launcher"),
+]
+
+
+def test_a_two_rank_launch_killed_whole_in_each_phase_ends_as_an_uninterrupted_one(
+    cwd, inline, capsys
+):
+    from sparks.cli import main
+    from sparks.train.writers import live_writers
+
+    ref_cfg, ref = inline
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    cfg = _config(cwd, "launch-kills", "inline") | {"world": ref_cfg["world"]}
+    out, uri = Path(cfg["output_dir"]), cfg["tracking"]["mlflow_uri"]
+    killed = []
+    for phase, n, what in LAUNCH_KILLS:
+        r = _launch(cwd, cfg, kill=(phase, n), env={"KILL_RANK": "0", "KILL_WHAT": what}, log=True)
+        assert r.returncode != 0, f"{phase}: not killed\n{r.stderr[-3000:]}"
+        killed.append(phase)
+        if what == "launcher":
+            orphans = live_writers(out)
+            assert sorted(w.role for w in orphans) == ["rank 0 of 2", "rank 1 of 2"], orphans
+            # a rerun now would be a second writer: refused, naming the ranks, nothing started
+            path = cwd / f"{cfg['name']}.json"
+            assert main(["train", str(path)]) == 2
+            err = capsys.readouterr().err
+            assert "is being written by pid" in err and "rank" in err and "sparks stop" in err
+            assert main(["stop", str(out), "--grace", "10"]) == 0
+            assert "stopped" in capsys.readouterr().out
+            assert live_writers(out) == []
+    r = _launch(cwd, cfg)
+    assert r.returncode == 0, r.stderr[-4000:]
+    print(f"2-rank launch kills survived: {', '.join(killed)}")
+    assert end_state(out, uri) == expected(SAVES, [2, 4, 5, 6])
+    # the same circuits at every save as the uninterrupted launch's
+    ledger, ref_ledger = (
+        pd.read_parquet(Path(c["output_dir"]) / "ledger.parquet") for c in (cfg, ref_cfg)
+    )
+    heads = [
+        x[x.in_circuit].groupby("step")["head"].apply(sorted).to_dict()
+        for x in (ledger, ref_ledger)
+    ]
+    assert heads[0] == heads[1]
+    assert (
+        sorted(p.name for p in Path(uri.removeprefix("sqlite:///")).parent.glob(".*creating-*"))
+        == []
+    )

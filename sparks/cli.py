@@ -10,8 +10,18 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import NoReturn
 
-from sparks.config import DEFAULT_SCHEDULE  # noqa: E402  (pydantic only: `sparks` stays light)
+from sparks.config import (  # pydantic only: `sparks` stays light
+    DEFAULT_SCHEDULE,
+    AblationConfig,
+    ClusterSettings,
+    CompareConfig,
+    EvaluationSettings,
+    PairsSettings,
+    SnapshotSettings,
+    WorldSettings,
+)
 
 USER_ERRORS: tuple[type[Exception], ...] = (
     ValueError,
@@ -21,16 +31,55 @@ USER_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors in sparks' one-line form (`sparks: error: ...`, exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"sparks: error: {message} (see: {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def _number(kind: type = int, field: tuple[type, str] | None = None, **bounds: float):
+    """A numeric option's type: parsed as `kind` and held to `bounds` (ge, gt, le, lt), or to the
+    bounds a config field declares (`field=(Model, "name")`): one place declares each range."""
+    if field is not None:
+        model, name = field
+        for m in model.model_fields[name].metadata:
+            for op in ("ge", "gt", "le", "lt"):
+                if getattr(m, op, None) is not None:
+                    bounds[op] = getattr(m, op)
+    said = {"ge": "at least", "gt": "above", "le": "at most", "lt": "below"}
+    ok = {"ge": float.__ge__, "gt": float.__gt__, "le": float.__le__, "lt": float.__lt__}
+    where = f" (as {field[0].__name__}.{field[1]})" if field else ""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            what = "a whole number" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        for op, limit in bounds.items():
+            if not ok[op](float(value), float(limit)):
+                raise argparse.ArgumentTypeError(f"must be {said[op]} {limit}{where}, got {value}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    parse.bounds = bounds  # read by the test that tries a value out of every option's range
+    return parse
+
+
 def _steps(text: str) -> int | str:
-    """--steps: a whole number, or auto (below 1 is refused by the snapshot, in one line)."""
+    """--steps: a whole number of at least 1, or auto."""
     if text == "auto":
         return text
     try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: give a whole number of steps or auto"
-        ) from None
+        return _STEPS(text)
+    except argparse.ArgumentTypeError as e:
+        raise argparse.ArgumentTypeError(f"{e}; or auto") from None
+
+
+_STEPS = _number(int, ge=1, le=1000)
+_steps.bounds = _STEPS.bounds  # type: ignore[attr-defined]
 
 
 def _world_build(args: argparse.Namespace) -> None:
@@ -284,7 +333,7 @@ def _evaluate_checkpoints(args: argparse.Namespace) -> None:
 def _add_cluster_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--workers",
-        type=int,
+        type=_number(int, (ClusterSettings, "workers")),
         default=1,
         help="checkpoints at once on a local Dask cluster (1: serial)",
     )
@@ -315,14 +364,15 @@ def _add_eval_options(p: argparse.ArgumentParser, *, default_benchmarks: list[st
         metavar="NAME=PATH",
         help="a local .jsonl/.parquet file or directory for benchmark NAME (needed offline)",
     )
-    p.add_argument("--n", type=int, default=1, help="samples per problem")
-    p.add_argument("--temperature", type=float, default=0.6)
-    p.add_argument("--top-p", type=float, default=0.95)
-    p.add_argument("--max-tokens", type=int, default=2048)
-    p.add_argument("--seed", type=int, default=0)
+    ev = EvaluationSettings
+    p.add_argument("--n", type=_number(int, (ev, "n")), default=1, help="samples per problem")
+    p.add_argument("--temperature", type=_number(float, (ev, "temperature")), default=0.6)
+    p.add_argument("--top-p", type=_number(float, (ev, "top_p")), default=0.95)
+    p.add_argument("--max-tokens", type=_number(int, (ev, "max_tokens")), default=2048)
+    p.add_argument("--seed", type=_number(int, (ev, "seed")), default=0)
     p.add_argument(
         "--limit",
-        type=int,
+        type=_number(int, (EvaluationSettings, "limit")),
         default=None,
         help="evaluate only the first N problems of each benchmark",
     )
@@ -640,7 +690,7 @@ def _down(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sparks", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="sparks", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     world = sub.add_parser("world", help="the embedded tiny world").add_subparsers(
@@ -650,10 +700,10 @@ def build_parser() -> argparse.ArgumentParser:
         "build", help="build tokenizer, tiny model, tasks and pairs into OUT_DIR"
     )
     build.add_argument("out_dir", metavar="OUT_DIR")
-    build.add_argument("--seed", type=int, default=0)
+    build.add_argument("--seed", type=_number(int, (WorldSettings, "seed")), default=0)
     build.add_argument(
         "--pretrain-steps",
-        type=int,
+        type=_number(int, (WorldSettings, "pretrain_steps")),
         default=None,
         metavar="N",
         help="pretraining steps of the base model (default: the shipped base's; 0: a random "
@@ -677,11 +727,29 @@ def build_parser() -> argparse.ArgumentParser:
         "error is within --steps-tolerance and the top-k edges hold still",
     )
     snap.add_argument(
-        "--steps-tolerance", type=float, default=0.02, help="--steps auto: error to reach (0.02)"
+        "--steps-tolerance",
+        type=_number(float, (SnapshotSettings, "steps_tolerance")),
+        default=0.02,
+        help="--steps auto: error to reach (0.02)",
     )
-    snap.add_argument("--max-steps", type=int, default=81, help="--steps auto: the cap (81)")
-    snap.add_argument("--top-k", type=int, default=200, help="edges kept in the circuit")
-    snap.add_argument("--batch-size", type=int, default=16, help="pairs per batch")
+    snap.add_argument(
+        "--max-steps",
+        type=_number(int, (SnapshotSettings, "max_steps")),
+        default=81,
+        help="--steps auto: the cap (81)",
+    )
+    snap.add_argument(
+        "--top-k",
+        type=_number(int, (SnapshotSettings, "top_k")),
+        default=200,
+        help="edges kept in the circuit",
+    )
+    snap.add_argument(
+        "--batch-size",
+        type=_number(int, (SnapshotSettings, "batch_size")),
+        default=16,
+        help="pairs per batch",
+    )
     snap.add_argument(
         "--metric",
         default="auto",
@@ -689,8 +757,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto: logit_diff on pairs with answers, kl_prefix on contrast pairs, else kl; "
         "logit_diff/logprob need answer tokens",
     )
-    snap.add_argument("--n-pairs", type=int, default=None, help="use only the first N pairs")
-    snap.add_argument("--step", type=int, default=0, help="training step recorded in the snapshot")
+    snap.add_argument(
+        "--n-pairs",
+        type=_number(int, (SnapshotSettings, "n_pairs")),
+        default=None,
+        help="use only the first N pairs",
+    )
+    snap.add_argument(
+        "--step", type=_number(int, ge=0), default=0, help="training step recorded in the snapshot"
+    )
     snap.add_argument(
         "--schedule",
         default=DEFAULT_SCHEDULE,
@@ -700,7 +775,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     snap.add_argument(
         "--tokens-per-pass",
-        type=int,
+        type=_number(int, (SnapshotSettings, "tokens_per_pass")),
         default=None,
         help="most tokens in one forward/backward pass (default: sized from free memory); "
         "lower it if a snapshot runs out of memory",
@@ -740,9 +815,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODEL",
         help="contrast: model B, whose answer prefixes are the corrupted inputs",
     )
-    pp.add_argument("--n", type=int, default=64, help="pairs to build")
-    pp.add_argument("--prefix-tokens", type=int, default=64, help="contrast: prefix length")
-    pp.add_argument("--seed", type=int, default=0)
+    pp.add_argument(
+        "--n", type=_number(int, (PairsSettings, "n")), default=64, help="pairs to build"
+    )
+    pp.add_argument(
+        "--prefix-tokens",
+        type=_number(int, (PairsSettings, "prefix_tokens")),
+        default=64,
+        help="contrast: prefix length",
+    )
+    pp.add_argument("--seed", type=_number(int, (PairsSettings, "seed")), default=0)
     pp.add_argument("--backend", default="vllm", choices=("vllm", "transformers"))
     pp.add_argument(
         "--benchmark-file",
@@ -762,7 +844,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--dry-run", action="store_true", help="check and print the plan; run nothing")
     rp.add_argument("--out", default=None, help="output directory (default: the config's)")
     rp.add_argument(
-        "--gpu-memory", type=float, default=80.0, help="GPU size in GB the plan's estimates assume"
+        "--gpu-memory",
+        type=_number(float, gt=0),
+        default=80.0,
+        help="GPU size in GB the plan's estimates assume",
     )
     rp.set_defaults(func=_run)
 
@@ -783,7 +868,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--out", default=None, metavar="DIR", help="the report goes to DIR/report/")
     cmp.add_argument(
         "--stability",
-        type=float,
+        type=_number(float, (CompareConfig, "stability")),
         default=None,
         help="stability a head needs to count as stable (0.8)",
     )
@@ -806,7 +891,12 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument(
         "--steps", type=_steps, default=None, help="IG steps or auto (default: the run's)"
     )
-    an.add_argument("--top-k", type=int, default=None, help="edges kept (default: the run's)")
+    an.add_argument(
+        "--top-k",
+        type=_number(int, (SnapshotSettings, "top_k")),
+        default=None,
+        help="edges kept (default: the run's)",
+    )
     _add_cluster_options(an)
     an.set_defaults(func=_analyze)
 
@@ -829,7 +919,7 @@ def build_parser() -> argparse.ArgumentParser:
     stp.add_argument("run", metavar="OUTPUT_DIR")
     stp.add_argument(
         "--grace",
-        type=float,
+        type=_number(float, ge=0),
         default=15.0,
         help="seconds between SIGTERM and SIGKILL (default 15)",
     )
@@ -889,7 +979,10 @@ def build_parser() -> argparse.ArgumentParser:
         "circuit, scaled alike (a study's control: is the effect the heads' or any heads'?)",
     )
     ab.add_argument(
-        "--draws", type=int, default=3, help="random-head control: sets drawn (default 3)"
+        "--draws",
+        type=_number(int, (AblationConfig, "draws")),
+        default=3,
+        help="random-head control: sets drawn (default 3)",
     )
     ab.add_argument("--name", default="ablation", help="the study's MLflow run name")
     ab.add_argument("--mlflow-uri", default=None, help="tracking URI (default: the project store)")
@@ -918,7 +1011,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("config", metavar="CONFIG")
     tr.add_argument(
         "--stage",
-        type=int,
+        type=_number(int, ge=0),
         default=None,
         metavar="I",
         help="train only stage I (what a flow's launched training step runs); inputs must exist",
@@ -954,7 +1047,10 @@ def _given(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help (0), or a bad argument already said in one line (2)
+        return int(e.code or 0)
     args.given = _given(parser, args, sys.argv[1:] if argv is None else argv)
     try:
         args.func(args)

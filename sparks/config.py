@@ -33,7 +33,9 @@ class _Section(BaseModel):
 class WorldSettings(_Section):
     """The embedded world: its seed, split sizes and its base model's pretraining."""
 
-    seed: int = Field(0, description="Seed of the embedded world (tokenizer, model, tasks, pairs).")
+    seed: int = Field(
+        0, ge=0, description="Seed of the embedded world (tokenizer, model, tasks, pairs)."
+    )
     n_train: int = Field(2000, ge=1, description="Training problems generated.")
     n_test: int = Field(
         200, ge=1, le=MAX_TEST, description="Test problems generated (the `world` benchmark)."
@@ -143,7 +145,7 @@ class PairsSettings(_Section):
     )
     n: int = Field(64, ge=1, description="Pairs to build.")
     prefix_tokens: int = Field(64, ge=1, description="contrast: answer-prefix tokens sampled.")
-    seed: int = Field(0, description="Seed of the redrawn numbers and the prefix sampling.")
+    seed: int = Field(0, ge=0, description="Seed of the redrawn numbers and the prefix sampling.")
     backend: Literal["vllm", "transformers"] = Field(
         "vllm", description="contrast: sampling engine."
     )
@@ -277,7 +279,7 @@ class EvaluationSettings(_Section):
     max_tokens: int = Field(
         96, ge=1, description="Max new tokens per sample (vLLM's default is 16)."
     )
-    seed: int = Field(0, description="Sampling seed.")
+    seed: int = Field(0, ge=0, description="Sampling seed.")
     backend: Literal["vllm", "transformers"] = Field("vllm", description="Generation engine.")
     overlong: Literal["skip", "error"] = Field(
         "skip",
@@ -405,7 +407,7 @@ class RunConfig(_Section):
     """A whole sparks run: what to train, how to snapshot and evaluate it, where to log it."""
 
     name: str = Field("run", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="Run name.")
-    seed: int = Field(0, description="Training seed.")
+    seed: int = Field(0, ge=0, description="Training seed.")
     output_dir: str = Field("runs/run", description="Checkpoints, snapshots and ledgers go here.")
     world: WorldSettings = WorldSettings()
     model: ModelSettings = ModelSettings()
@@ -498,7 +500,10 @@ def _unique_keys_loader():
 
 def _union_tag(part) -> bool:
     return isinstance(part, str) and (
-        part.startswith(("constrained-", "literal[")) or part in ("int", "str", "float")
+        part.startswith(
+            ("constrained-", "literal[", "function-")
+        )  # function-after[...]: a validator
+        or part in ("int", "str", "float")
     )
 
 
@@ -561,7 +566,7 @@ class AblationConfig(_Section):
     control_scales: list[float] | None = Field(
         None, min_length=1, description="Random-head control: the scales it runs at (default: all)."
     )
-    control_seed: int = Field(0, description="Random-head control: seed of the draws.")
+    control_seed: int = Field(0, ge=0, description="Random-head control: seed of the draws.")
     output_dir: str = Field(
         "runs/ablation", description="Edited checkpoints and evaluation tables go here."
     )

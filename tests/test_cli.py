@@ -25,7 +25,7 @@ def test_world_build_writes_a_world_and_refuses_a_foreign_directory(tmp_path):
     assert "world ready in" in done.stdout and "pretrained 20 steps" in done.stdout
     assert (tmp_path / "bases").is_dir()
     neg = _sparks("world", "build", str(tmp_path / "w2"), "--pretrain-steps", "-1", cwd=tmp_path)
-    assert neg.returncode == 2 and "--pretrain-steps -1: give 0" in neg.stderr
+    assert neg.returncode == 2 and "--pretrain-steps: must be at least 0" in neg.stderr
     assert not (tmp_path / "w2").exists()
     assert {p.name for p in out.iterdir()} == {"model", "tasks", "pairs.jsonl", "world.json"}
     assert (out / "model" / "model.safetensors").is_file() and (
@@ -55,8 +55,8 @@ def test_demo_with_a_malformed_config_fails_in_one_line(tmp_path):
     [
         (["analyze", "nope", "--workers", "2"], "checkpoint nope does not exist"),
         (["analyze", "empty", "--workers", "0"],
-         "--workers/--address: workers: Input should be greater than or equal to 1 (got 0)"),
-        (["analyze", "empty", "--top-k", "0"], "top_k: Input should be greater than or equal to 1"),
+         "argument --workers: must be at least 1 (as ClusterSettings.workers), got 0"),
+        (["analyze", "empty", "--top-k", "0"], "argument --top-k: must be at least 1"),
         (["analyze", "empty", "--pairs", "p.jsonl"], "empty has no config.json"),
         (["evaluate-checkpoints", "empty", "--benchmark", "world"], "empty has no config.json"),
     ],

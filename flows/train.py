@@ -58,6 +58,9 @@ def post_train(config: RunConfig = RunConfig()) -> dict:
     run = TrainingRun(config)
     try:
         return _stages(run, config)
+    except BaseException as e:  # a cancel from the UI arrives as Prefect's TerminationSignal
+        run.end_early(e)  # MLflow's run KILLED or FAILED, with the reason; summary.json
+        raise
     finally:
         release(run.out)  # the next run (or a retry) may write output_dir
 

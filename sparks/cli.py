@@ -653,8 +653,9 @@ def _train(args: argparse.Namespace) -> None:
 
         if problems := dry_run(cfg).problems:
             raise ValueError(f"{problems[0]} (nothing was started or written)")
-    from sparks.pipeline import run_training
+    from sparks.pipeline import run_training, terminate_on_sigterm
 
+    terminate_on_sigterm()  # `sparks stop`, a scheduler's kill: MLflow's run ends KILLED
     result = run_training(cfg, stage=args.stage)
     if os.environ.get("RANK", "0") == "0":  # one summary per launch, from the main process
         print(json.dumps(result, indent=2))

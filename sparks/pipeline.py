@@ -172,6 +172,8 @@ class TrainingRun:
                 "method": "+".join(s.method for s in cfg.stages),
                 "base_model": cfg.model.path,
                 "sparks.run": cfg.name,
+                # circuit/* and head/L*H* are this set's (logged once, not also under its name)
+                "sparks.primary_pair_set": next(iter(cfg.snapshot.pair_sets())) or "default",
             },
         )
         self._reload()
@@ -519,7 +521,8 @@ class TrainingRun:
             step: {b: round(m["pass@1"], 4) for b, m in json.loads(p.read_text()).items()}
             for step, p in sorted(evals.items())
         }
-        return {
+        summary = {
+            "status": "FINISHED",
             "output_dir": str(self.out),
             "mlflow_uri": self.tracker.uri,
             "run_id": self.tracker.run_id,
@@ -536,6 +539,60 @@ class TrainingRun:
             if (self.out / "launch.json").is_file()
             else None,
         }
+        atomic_write_text(self.out / "summary.json", json.dumps(summary, indent=2, default=str))
+        return summary
+
+    def end_early(self, e: BaseException) -> str:
+        """The run stopped before its end (cancelled, terminated, interrupted or failed): MLflow's
+        run ends KILLED or FAILED with the reason as a tag, and summary.json says what was done
+        (the ledger on disk already holds every snapshot made). Returns the status."""
+        status = "KILLED" if stopped(e) else "FAILED"
+        if self.recorder is None or not self.ranks.is_main or not (self.out / "run.json").is_file():
+            return status  # nothing was started here (refused input): nothing to end or keep
+        reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".strip(": ")
+        primary = self.recorder.tables.get(self.recorder.sets[0], [])
+        saves = sorted({int(t.step.iloc[0]) for t in primary})
+        summary = {
+            "status": status,
+            "reason": reason[:500],
+            "output_dir": str(self.out),
+            "saves": saves,
+            "wall_seconds": round(time.perf_counter() - self.started, 1),
+        }
+        try:
+            atomic_write_text(self.out / "summary.json", json.dumps(summary, indent=2))
+        except OSError:
+            pass  # a full disk: MLflow still hears of the end
+        if self.tracker.run_id is not None or self.tracker.offline:
+            self.tracker.set_tags({"sparks.end": status, "sparks.end_reason": reason[:500]})
+            self.tracker.end(status)
+        say(
+            f"[sparks] run {status.lower()} ({reason[:200]}); what was done is kept: rerun to resume"
+        )
+        return status
+
+
+class Terminated(BaseException):
+    """SIGTERM reached a run (`sparks stop`, a scheduler, a cancel): it ends as killed, cleanly."""
+
+
+def terminate_on_sigterm() -> None:
+    """SIGTERM raises `Terminated` in this (main) thread, so the run ends cleanly: MLflow's run
+    KILLED, summary.json written, the writer lock released (the default would just die)."""
+    import signal
+
+    def handler(signum, frame):
+        raise Terminated(f"signal {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def stopped(e: BaseException) -> bool:
+    """A stop from outside (a signal, Ctrl-C, a Prefect cancel), not a failure of the run."""
+    names = {c.__name__ for c in type(e).__mro__}  # Prefect's TerminationSignal, without Prefect
+    return isinstance(e, (KeyboardInterrupt, Terminated)) or bool(
+        names & {"ExternalSignal", "TerminationSignal", "CancelledError"}
+    )
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -570,5 +627,9 @@ def run_training(cfg: RunConfig, *, stage: int | None = None) -> dict:
             run.train_stage(i)
             run.evaluate_checkpoints(i)
         return run.summarise()
+    except BaseException as e:
+        if stage is None:  # a launched stage's parent run ends it
+            run.end_early(e)
+        raise
     finally:
         release(run.out)

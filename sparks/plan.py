@@ -32,6 +32,10 @@ class Plan:
         return "\n".join(out)
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _source(plan: Plan, what: str, src: str) -> None:
     from sparks.evaluate.benchmarks import BENCHMARKS
     from sparks.models import is_local
@@ -272,8 +276,14 @@ def dry_run(cfg: RunConfig, *, gpu_gb: float = 80.0) -> Plan:
         plan.add(
             f"  stage{i} {s.method}: steps {step + 1}-{step + s.max_steps}, lr {s.learning_rate}, "
             f"batch {s.batch_size} x {s.grad_accum}, {saves} saves (every {s.save_steps}), "
-            f"{saves if cfg.snapshot.enabled else 0} snapshots, {n_eval} evaluations"
+            f"{saves if cfg.snapshot.enabled else 0} snapshots, {_n(n_eval, 'evaluation')}"
         )
+        if s.method == "distill":
+            plan.add(
+                f"    before it: the teacher {s.teacher} writes a solution for each of the "
+                f"{cfg.data.max_samples or 'training'} problems ({ev.backend}), cached in "
+                "output_dir"
+            )
         step += s.max_steps
     plan.add(
         f"totals: {step} steps, {total_saves} saves, "
@@ -284,7 +294,7 @@ def dry_run(cfg: RunConfig, *, gpu_gb: float = 80.0) -> Plan:
             else ""
         )
         + ", "
-        f"{evals} evaluations on {', '.join(ev.benchmarks)} (n={ev.n}, T={ev.temperature}, "
+        f"{_n(evals, 'evaluation')} on {', '.join(ev.benchmarks)} (n={ev.n}, T={ev.temperature}, "
         f"max_tokens {ev.max_tokens}, {ev.backend})"
     )
     processes, sharded = _processes(plan, cfg)
@@ -309,9 +319,36 @@ def dry_run(cfg: RunConfig, *, gpu_gb: float = 80.0) -> Plan:
         ).items():
             flag = "  <- over" if gb > gpu_gb else ""
             plan.add(f"  {what:64} {gb:7.1f} GB{flag}")
+            if flag:
+                plan.problems.append(
+                    f"{what}: about {gb:.0f} GB, over the {gpu_gb:.0f} GB GPU assumed: shrink the "
+                    "batch or the shape, shard it (distributed), or give the GPU's size with "
+                    "--gpu-memory"
+                )
+        _needs_gpu(plan, cfg, shape)
     _disk(plan, cfg)
     _writers(plan, cfg)
     return plan
+
+
+def _has_gpu() -> bool:
+    """An NVIDIA GPU on this machine (its device files; torch is not imported for a dry run)."""
+    return Path("/dev/nvidia0").exists() or Path("/dev/nvidiactl").exists()
+
+
+def _needs_gpu(plan: Plan, cfg: RunConfig, shape: dict) -> None:
+    """A one-line note when the config expects a GPU this machine lacks (it still runs on CPU,
+    slowly, except what only runs on a GPU)."""
+    from sparks.shapes import parameter_count
+
+    if _has_gpu():
+        return
+    why = [f"GRPO stage{i} generates with vLLM colocated" for i, s in enumerate(cfg.stages)
+           if getattr(s, "use_vllm", False)]  # fmt: skip
+    if (n := parameter_count(shape)) >= 1e9:
+        why.append(f"a {n / 1e9:.1f}B-parameter model")
+    if why:
+        plan.add(f"note: this config expects a GPU ({'; '.join(why)}) and this machine has none")
 
 
 def _writers(plan: Plan, cfg: RunConfig) -> None:

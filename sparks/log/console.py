@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 
 LIBRARIES = (
@@ -63,7 +64,24 @@ def quiet_console(path: Path) -> Path:
 
 
 def say(line: str) -> None:
-    """One console line, above the stage's progress bar when one is showing."""
+    """One console line, above the stage's progress bar when one is showing; inside a Prefect
+    flow or task run, also a line of that run's log (the Logs tab of the Prefect UI)."""
     from tqdm import tqdm
 
     tqdm.write(line)
+    _to_prefect(line)
+
+
+def _to_prefect(line: str) -> None:
+    if "prefect" not in sys.modules:  # never imported by sparks for this: not in a flow run
+        return
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    if FlowRunContext.get() is None and TaskRunContext.get() is None:
+        return
+    from prefect.logging import get_run_logger
+
+    try:
+        get_run_logger().info(line.removeprefix("[sparks] "))
+    except Exception:  # noqa: BLE001  (the console has the line; a log upload must never stop a run)
+        pass

@@ -51,8 +51,8 @@ class Recorder:
             self.tables.setdefault(name, []).append(head_table(read_snapshot(p)))
         for name in self.sets:
             # circuit/failed is logged at every save, failed or not
-            keys = [f"circuit/{k}" for k in ("heads", "failed")] if name == self.sets[0] else []
-            keys += [f"circuit/{name}/{k}" for k in ("heads", "failed")] if name else []
+            prefix = "circuit/" if name == self.sets[0] else f"circuit/{name}/"
+            keys = [f"{prefix}{k}" for k in ("heads", "failed")]
             self.logged_steps[name] = set().union(*(self.tracker.metric_steps(k) for k in keys))
         self.eval_logged = self.tracker.metric_steps(eval_key) if eval_key else set()
         self.loss_logged = self.tracker.metric_steps("loss")
@@ -62,7 +62,7 @@ class Recorder:
         self, step: int, snap: CircuitSnapshot | FailedSnapshot, path: Path, pair_set: str = ""
     ) -> None:
         """Ledger row, MLflow metrics and artifacts, and a refreshed trajectory for one snapshot
-        of pair set `pair_set` (the primary's keys are circuit/*, head/L*H*; a named set's also
+        of pair set `pair_set` (the primary's keys are circuit/*, head/L*H*; another set's
         circuit/NAME/*, head/NAME/L*H*)."""
         tables = self.tables.setdefault(pair_set, [])
         tables[:] = [t for t in tables if t.step.iloc[0] != step] + [head_table(snap)]
@@ -207,12 +207,11 @@ class Recorder:
 
 
 def _keyed(metrics: dict, pair_set: str, is_primary: bool) -> dict:
-    """The primary set's metrics as they are (circuit/*, head/L*H*), plus, for a named set,
-    the same under circuit/NAME/*, head/NAME/L*H* (the only keys of the other sets)."""
-    named = {}
-    if pair_set:
-        named = {k.replace("/", f"/{pair_set}/", 1): v for k, v in metrics.items()}
-    return (dict(metrics) if is_primary else {}) | named
+    """The primary set's metrics as they are (circuit/*, head/L*H*: one series each, its name is
+    the run's tag sparks.primary_pair_set); another set's under circuit/NAME/*, head/NAME/L*H*."""
+    if is_primary or not pair_set:
+        return dict(metrics)
+    return {k.replace("/", f"/{pair_set}/", 1): v for k, v in metrics.items()}
 
 
 def _auto_note(snap: CircuitSnapshot) -> str:

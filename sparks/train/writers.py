@@ -33,7 +33,7 @@ from pathlib import Path
 
 WRITERS = ".writers"
 TOKEN = "SPARKS_RUN_TOKEN"
-_HELD: dict[str, tuple[Path, object]] = {}  # run directory -> (our file, its open handle)
+_HELD: dict[str, tuple[Path, object, bool]] = {}  # run dir -> (our file, its handle, made it)
 
 
 class RunBusyError(RuntimeError):
@@ -78,6 +78,7 @@ def hold(out: Path, *, role: str) -> list[Writer]:
     out = Path(out).resolve()
     if str(out) in _HELD:
         return []
+    made = not out.exists()  # a run refused before it writes leaves no directory behind
     d = out / WRITERS
     d.mkdir(parents=True, exist_ok=True)
     with _gate(d):
@@ -92,7 +93,7 @@ def hold(out: Path, *, role: str) -> list[Writer]:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         f.write(json.dumps(me.__dict__))
         f.flush()
-        _HELD[str(out)] = (path, f)
+        _HELD[str(out)] = (path, f, made)
     for w in dead:
         print(
             f"[sparks] {out}: took over from a writer that is no longer running ({w.line()})",
@@ -107,13 +108,20 @@ def release(out: Path) -> None:
     held = _HELD.pop(str(Path(out).resolve()), None)
     if held is None:
         return
-    path, f = held
+    path, f, made = held
     path.unlink(missing_ok=True)
     f.close()
-    try:
-        path.parent.rmdir()  # only when no other writer's file is there
-    except OSError:
-        pass
+    if (
+        made
+        and not list(path.parent.glob("*.json"))
+        and set(os.listdir(path.parent.parent)) == {WRITERS}
+    ):  # a run that wrote nothing (refused) leaves no directory; .writers/ stays otherwise
+        (path.parent / ".gate").unlink(missing_ok=True)
+        for d in (path.parent, path.parent.parent):
+            try:
+                d.rmdir()
+            except OSError:
+                break
 
 
 @contextmanager
@@ -221,7 +229,7 @@ def _scan(d: Path, *, remove: bool = True) -> tuple[list[Writer], list[Writer]]:
             w = Writer(**json.loads(path.read_text()))
         except (OSError, ValueError, TypeError):
             w = None  # written by a process killed mid-write: dead, or about to be rewritten
-        held = next((h for p, h in _HELD.values() if p == path), None)
+        held = next((h for p, h, _ in _HELD.values() if p == path), None)
         if held is not None:  # our own file (an flock of ours would not block us)
             live.append(w)
             continue

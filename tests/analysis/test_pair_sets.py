@@ -92,12 +92,13 @@ def test_every_save_gets_one_circuit_per_set_in_files_ledger_and_mlflow(two_sets
     client = MlflowClient(f"sqlite:///{tmp}/m.db")
     rid = json.loads((out / "mlflow_run.json").read_text())["run_id"]
     keys = set(client.get_run(rid).data.metrics)
-    assert {"circuit/heads", "circuit/easy/heads", "circuit/hard/heads"} <= keys
-    for name in ("easy", "hard"):
-        heads = {k for k in keys if k.startswith(f"head/{name}/L")}
-        assert len(heads) == 16  # 4 layers x 4 heads
-        hist = client.get_metric_history(rid, f"circuit/{name}/heads")
-        assert sorted(m.step for m in hist) == [0, 2, 4]
+    # the primary set (easy) once, under circuit/* and head/L*H*; the other under its name
+    assert {"circuit/heads", "circuit/hard/heads"} <= keys
+    assert not [k for k in keys if "/easy/" in k], "the primary set's series logged twice"
+    assert client.get_run(rid).data.tags["sparks.primary_pair_set"] == "easy"
+    for prefix, key in (("head/L", "circuit/heads"), ("head/hard/L", "circuit/hard/heads")):
+        assert len({k for k in keys if k.startswith(prefix)}) == 16  # 4 layers x 4 heads
+        assert sorted(m.step for m in client.get_metric_history(rid, key)) == [0, 2, 4]
 
 
 def test_compare_shows_set_specific_and_shared_heads_with_stability(two_sets, tmp_path):

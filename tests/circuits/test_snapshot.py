@@ -221,10 +221,10 @@ def test_snapshot_json_and_the_printed_line_say_what_was_measured_and_how_well(
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
-        (["--top-k", "0"], "top_k 0: must be at least 1"),
-        (["--top-k", "-3"], "top_k -3: must be at least 1"),
-        (["--max-steps", "0"], "max_steps 0: must be at least 1"),
-        (["--steps-tolerance", "0"], "steps_tolerance 0.0: give a completeness error in (0, 1]"),
+        (["--top-k", "0"], "argument --top-k: must be at least 1 (as SnapshotSettings.top_k)"),
+        (["--top-k", "-3"], "argument --top-k: must be at least 1"),
+        (["--max-steps", "0"], "argument --max-steps: must be at least 1"),
+        (["--steps-tolerance", "0"], "argument --steps-tolerance: must be above 0"),
     ],
 )
 def test_bad_snapshot_settings_are_refused_before_any_work(

@@ -175,7 +175,7 @@ def test_ablate_bad_input_fails_in_one_line(world, tmp_path, args, expected):
           "world", "--results", "r"], "--results is for one edited checkpoint"),
         (["MODEL", "--heads", "L1H0"], "give --out DIR"),
         (["MODEL", "--heads", "L1H0", "--study", "--out", "o", "--benchmark", "world",
-          "--control", "random", "--draws", "0"], "draws: Input should be greater than or equal to 1"),
+          "--control", "random", "--draws", "0"], "argument --draws: must be at least 1"),
     ],
 )  # fmt: skip
 def test_a_bad_study_request_fails_in_one_line_before_anything_is_written(

@@ -218,7 +218,7 @@ def trained(stack) -> dict:
         runs = _http("POST", f"{ml}/runs/search", {"experiment_ids": [exp]})["runs"]
     except (AssertionError, TimeoutError) as e:
         raise AssertionError(f"{e}\n{_server_logs(stack)}") from e
-    return {"experiment": exp, "run": runs[0]["info"]["run_id"], "api": ml}
+    return {"experiment": exp, "run": runs[0]["info"]["run_id"], "api": ml, "flow_run": fr["id"]}
 
 
 def test_triggered_post_train_run_logs_rewards_and_heads_at_the_same_steps(trained):
@@ -262,6 +262,10 @@ def test_the_uis_show_the_deployment_and_the_head_trajectories(stack, trained):
         page.get_by_text("head/L0H0").first.wait_for(timeout=90_000)
         page.get_by_text("circuit/emergent").first.wait_for(timeout=30_000)
         page.screenshot(path=str(shots / "mlflow-run.png"), full_page=True)
+        # sparks' own lines (snapshots, stages) in the flow run's Logs tab
+        page.goto(f"{prefect_ui}/runs/flow-run/{trained['flow_run']}")
+        page.get_by_text("snapshot step 2:").first.wait_for(timeout=90_000)
+        page.screenshot(path=str(shots / "prefect-flow-run-logs.png"), full_page=True)
         browser.close()
     assert (shots / "prefect-deployment.png").stat().st_size > 20_000
     assert (shots / "mlflow-run.png").stat().st_size > 20_000
@@ -379,6 +383,47 @@ def test_a_failing_flow_run_is_marked_failed_with_its_error(stack):
     fr = _run(stack, "post-train/post-train", {"config": cfg}, timeout=240)
     assert fr["state"]["type"] == "FAILED"
     assert "does not exist" in fr["state"]["message"]
+
+
+def test_a_run_cancelled_from_the_ui_ends_its_mlflow_run_killed(stack):
+    """The UI's Cancel (the flow run set to Cancelling through the API it uses) while the run
+    trains: the worker stops the flow-run process, whose run ends in MLflow as KILLED with the
+    reason, summary.json says which saves were done, and the writer lock is released."""
+    out = stack["tmp"] / "cancel"
+    params = {
+        "config": _config(stack["tmp"], name="cancel", output_dir=str(out))
+        | {"tracking": {"experiment": "e2e-cancel"}}
+    }
+    dep = _deployment(stack, "post-train/post-train")
+    run = _http(
+        "POST",
+        f"{stack['prefect']}/deployments/{dep['id']}/create_flow_run",
+        {"parameters": params},
+    )
+    first = out / "stage0-sft" / "checkpoint-2" / "circuit" / "snapshot.json"
+    deadline = time.time() + 300
+    while not first.is_file():
+        assert time.time() < deadline, f"no first save\n{_server_logs(stack)}"
+        time.sleep(0.5)
+    _http(
+        "POST",
+        f"{stack['prefect']}/flow_runs/{run['id']}/set_state",
+        {"state": {"type": "CANCELLING", "name": "Cancelling"}, "force": True},
+    )
+    t0 = time.time()
+    while (state := _http("GET", f"{stack['prefect']}/flow_runs/{run['id']}")["state"])[
+        "type"
+    ] != "CANCELLED":
+        assert time.time() - t0 < 180, f"still {state}\n{_server_logs(stack)}"
+        time.sleep(1)
+    run_id = json.loads((out / "mlflow_run.json").read_text())["run_id"]
+    got = _http("GET", f"{stack['mlflow']}/api/2.0/mlflow/runs/get?run_id={run_id}")["run"]
+    tags = {t["key"]: t["value"] for t in got["data"].get("tags", [])}
+    assert got["info"]["status"] == "KILLED", (got["info"], _server_logs(stack))
+    assert tags["sparks.end"] == "KILLED" and tags["sparks.end_reason"], tags
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "KILLED" and summary["saves"][:2] == [0, 2], summary
+    assert not (out / ".writers").exists()
 
 
 def test_prefect_server_lost_mid_run_the_work_is_kept_and_a_rerun_finishes(stack):

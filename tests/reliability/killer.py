@@ -22,9 +22,15 @@ from functools import wraps
 def _kill() -> None:
     """SIGKILL this process; under a launch, KILL_WHAT=launch first kills the launcher (torch's
     elastic agent, the ranks' parent) and every other rank with it, as a lost machine would, and
-    KILL_WHAT=launcher kills the launcher alone and lets this rank go on (its ranks orphaned)."""
+    KILL_WHAT=launcher kills the launcher alone and lets this rank go on (its ranks orphaned);
+    KILL_WHAT=raise raises instead: the run fails there."""
     sys.stdout.flush()
     what = os.environ.get("KILL_WHAT", "rank")
+    if what == "raise":  # not a kill: the run fails there (a bug, a bad file met mid-run)
+        raise RuntimeError("injected failure")
+    if what == "term":  # a stop from outside: SIGTERM, through the run's own handler
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
     if what in ("launch", "launcher"):
         import psutil
 
@@ -115,7 +121,9 @@ def run(config_path: str, phase: list | None = None) -> None:
     if phase and os.environ.get("KILL_RANK", rank) == rank:
         install(phase[0], int(phase[1]))
     from sparks.config import validate_config
-    from sparks.pipeline import run_training
+    from sparks.pipeline import run_training, terminate_on_sigterm
+
+    terminate_on_sigterm()  # as `sparks train` does
 
     summary = run_training(validate_config(config))
     print(json.dumps({"done": True, "saves": summary["saves"]}))
@@ -142,6 +150,7 @@ def serve() -> None:
         req = json.loads(line)
         pid = os.fork()
         if pid == 0:  # the run
+            os.environ.update(req.get("env") or {})
             code = 0
             with open(req["stdout"], "w") as out, open(req["stderr"], "w") as err:
                 os.dup2(out.fileno(), 1)

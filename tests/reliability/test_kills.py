@@ -39,10 +39,12 @@ KILLS = [
     ("snapshot-write", 1),
     ("mlflow-upload", 1),
     ("evaluation", 1),
+    ("trainer-step", 1, "raise"),  # not a kill: the run fails there, and ends FAILED
     ("trainer-step", 2),
     ("checkpoint-save", 1),
     ("ledger-write", 1),
     ("prune", 1),
+    ("evaluation", 1, "term"),  # SIGTERM (`sparks stop`, a scheduler): the run ends KILLED
 ]
 
 
@@ -99,7 +101,7 @@ class Runs:
             text=True,
         )
 
-    def __call__(self, cfg: dict, *phase) -> subprocess.CompletedProcess:
+    def __call__(self, cfg: dict, *phase, env: dict | None = None) -> subprocess.CompletedProcess:
         path = self.cwd / f"{cfg['name']}.json"
         path.write_text(json.dumps(cfg))
         self.n += 1
@@ -109,6 +111,7 @@ class Runs:
             "phase": list(phase) or None,
             "stdout": str(out),
             "stderr": str(err),
+            "env": env,
         }
         self.proc.stdin.write(json.dumps(req) + "\n")
         self.proc.stdin.flush()
@@ -120,6 +123,23 @@ class Runs:
     def close(self) -> None:
         self.proc.stdin.close()
         self.proc.wait(timeout=60)
+
+
+def _ended(out: Path, uri: str, status: str, said: str) -> None:
+    """The MLflow run ended `status` with the reason, summary.json says which saves were done, the
+    writer lock is released, and one line said it."""
+    run = MlflowClient(uri).get_run(json.loads((out / "mlflow_run.json").read_text())["run_id"])
+    reason = {"FAILED": "RuntimeError: injected failure", "KILLED": "Terminated: signal SIGTERM"}
+    assert run.info.status == status and run.info.end_time is not None, run.info
+    assert run.data.tags["sparks.end"] == status
+    assert run.data.tags["sparks.end_reason"] == reason[status]
+    summary = json.loads((out / "summary.json").read_text())
+    saves = sorted(
+        int(p.parent.name.split("-")[1]) for p in out.glob("stage0-*/checkpoint-*/circuit")
+    )
+    assert summary["status"] == status and summary["saves"] == [0, *saves], summary
+    assert not list((out / ".writers").glob("*.json"))
+    assert f"[sparks] run {status.lower()} ({reason[status]})" in said, said[-2000:]
 
 
 def _state(out: Path, uri: str) -> dict:
@@ -177,10 +197,15 @@ def test_killed_in_every_phase_the_rerun_ends_where_an_uninterrupted_run_does(wo
         assert done.returncode == 0, done.stderr[-3000:]
         cfg = _config(cwd / "killed", uri, world) | prune
         killed = []
-        for phase, n in KILLS:
-            r = runs(cfg, phase, n)
-            assert r.returncode == -signal.SIGKILL, f"{phase}: not killed\n{r.stderr[-3000:]}"
-            killed.append(phase)
+        for phase, n, *how in KILLS:
+            r = runs(cfg, phase, n, env={"KILL_WHAT": how[0]} if how else None)
+            if not how:
+                assert r.returncode == -signal.SIGKILL, f"{phase}: not killed\n{r.stderr[-3000:]}"
+            else:  # a run that fails or is stopped ends its MLflow run and says what was done
+                status = {"raise": "FAILED", "term": "KILLED"}[how[0]]
+                assert r.returncode == 1, f"{phase}: did not end\n{r.stderr[-3000:]}"
+                _ended(cwd / "killed", uri, status, r.stdout + r.stderr)
+            killed.append(phase + (f" ({how[0]})" if how else ""))
         final = runs(cfg)
         assert final.returncode == 0, final.stderr[-3000:]
     finally:

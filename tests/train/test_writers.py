@@ -83,7 +83,7 @@ def test_a_dead_holders_lock_is_taken_over_and_said(tmp_path, capsys):
         assert [w.pid for w in live_writers(out)] == [os.getpid()]
     finally:
         release(out)
-    assert not (out / ".writers").exists() or not list((out / ".writers").glob("*.json"))
+    assert not list((out / ".writers").glob("*.json"))  # released: no writer left
 
 
 def test_stop_ends_ranks_a_killed_launcher_left_running(tmp_path, capsys):

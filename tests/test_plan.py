@@ -12,7 +12,8 @@ import yaml
 from sparks.config import load_config
 from sparks.plan import dry_run
 
-CONFIGS = sorted(Path("configs").glob("*.yaml"))
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 
 
 def test_the_papers_runs_are_shipped():
@@ -45,7 +46,7 @@ def test_every_shipped_config_passes_its_dry_run(path):
     assert f"free at {cfg.output_dir}: " in text and ", at the peak " in text
 
 
-ABLATIONS = sorted(Path("configs/ablation").glob("*.yaml"))
+ABLATIONS = sorted((ROOT / "configs" / "ablation").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", ABLATIONS, ids=[p.stem for p in ABLATIONS])
@@ -181,3 +182,23 @@ def test_more_ranks_than_cores_on_a_cpu_is_refused(tmp_path):
     plan = _launch(tmp_path, "configs/accelerate/multi_gpu.yaml", processes=1000)
     expected = f"distributed.processes 1000 is more than the {os.cpu_count()} CPU cores here"
     assert any(expected in p for p in plan.problems), plan.problems
+
+
+def test_a_phase_over_the_gpu_budget_stops_the_dry_run_and_a_missing_gpu_is_noted(capsys):
+    """`<- over` is a problem (exit 2), not a remark under "in order"; a 1.5B model on a machine
+    without a GPU gets a one-line note; distill's plan lists the teacher's generation first."""
+    from sparks.cli import main
+    from sparks.plan import _has_gpu
+
+    path = ROOT / "configs" / "qwen2.5-math-1.5b-grpo-gsm8k.yaml"
+    small = dry_run(load_config(path), gpu_gb=2)
+    assert any("over the 2 GB GPU assumed" in p for p in small.problems), small.problems
+    assert main(["run", str(path), "--dry-run", "--gpu-memory", "2"]) == 2
+    assert "over the 2 GB GPU assumed" in capsys.readouterr().err
+    fits = dry_run(load_config(path))
+    assert fits.problems == []
+    noted = [ln for ln in fits.lines if ln.startswith("note: this config expects a GPU")]
+    assert noted == ([] if _has_gpu() else [noted[0]]) and (_has_gpu() or "1.5B" in noted[0])
+    distill = dry_run(load_config(ROOT / "configs" / "qwen2.5-math-1.5b-distill-r1.yaml")).text()
+    assert "before it: the teacher deepseek-ai/" in distill
+    assert " 1 evaluations" not in distill

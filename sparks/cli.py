@@ -679,9 +679,9 @@ def _stop(args: argparse.Namespace) -> None:
 
 
 def _up(args: argparse.Namespace) -> None:
-    from sparks.ops import up
+    from sparks.ops import stack_from_env, up
 
-    up(deploy=not args.no_deploy)
+    up(stack_from_env(db=args.db), deploy=not args.no_deploy)
 
 
 def _down(args: argparse.Namespace) -> None:
@@ -1001,6 +1001,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="start Prefect server, MLflow server and a worker on 127.0.0.1; register deployments",
     )
     upp.add_argument("--no-deploy", action="store_true", help="start the services only")
+    upp.add_argument(
+        "--db",
+        default=None,
+        metavar="sqlite|postgres|URL",
+        help="Prefect's database: sqlite (the default), postgres (a local PostgreSQL server "
+        "started beside the others: what holds under load), or a postgresql:// URL (e.g. "
+        "docker/compose.yaml's); remembered by the next up and down (SPARKS_DB)",
+    )
     upp.set_defaults(func=_up)
     sub.add_parser("down", help="stop what `sparks up` started").set_defaults(func=_down)
 

@@ -12,6 +12,8 @@ MLflow store: SPARKS_MLFLOW_DATA (mlflow/data).
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,9 +40,22 @@ class Stack:
     mlflow_port: int
     state: Path
     prefect_home: Path
-    # where the servers listen: loopback unless SPARKS_BIND_HOST says otherwise (README: put
+    # where the servers listen: loopback unless SPARKS_BIND_HOST says otherwise (docs: put
     # authentication in front of them before binding a reachable address)
     host: str = "127.0.0.1"
+    # Prefect's database: sqlite (under PREFECT_HOME), postgres (a local server sparks starts,
+    # data under STATE/postgres) or a postgresql:// URL (e.g. docker/compose.yaml's)
+    db: str = "sqlite"
+    postgres_port: int = 5433
+
+    @property
+    def prefect_db_url(self) -> str | None:
+        """Prefect's database URL (None: its SQLite default)."""
+        if self.db == "sqlite":
+            return None
+        if self.db == "postgres":
+            return f"postgresql+asyncpg://sparks@127.0.0.1:{self.postgres_port}/prefect"
+        return re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql+asyncpg://", self.db)
 
     @property
     def client_host(self) -> str:
@@ -79,14 +94,23 @@ def local_timezone() -> str:
         return "UTC"
 
 
-def stack_from_env() -> Stack:
+def stack_from_env(db: str | None = None) -> Stack:
+    """The stack as the environment sets it; the database as given, or as the last `up` chose
+    (STATE/db), or SPARKS_DB, or sqlite."""
     state = Path(os.environ.get("SPARKS_STATE_DIR", ROOT / ".sparks"))
+    chosen = state / "db"
+    db = db or (chosen.read_text().strip() if chosen.is_file() else None)
+    db = db or os.environ.get("SPARKS_DB", "sqlite")
+    if db not in ("sqlite", "postgres") and not re.match(r"^postgres(ql)?(\+\w+)?://", db):
+        raise ValueError(f"--db {db}: give sqlite, postgres, or a postgresql:// URL")
     return Stack(
         int(os.environ.get("SPARKS_PREFECT_PORT", 4200)),
         int(os.environ.get("SPARKS_MLFLOW_PORT", 5000)),
         state,
         Path(os.environ.get("PREFECT_HOME", ROOT / ".prefect")),
         os.environ.get("SPARKS_BIND_HOST", "127.0.0.1"),
+        db,
+        int(os.environ.get("SPARKS_POSTGRES_PORT", 5433)),
     )
 
 
@@ -100,13 +124,16 @@ def mlflow_data() -> Path:
 
 def services(s: Stack) -> list[Service]:
     data = mlflow_data()
-    return [
+    pg = [postgres_service(s)] if s.db == "postgres" else []
+    return pg + [
         Service(
             "prefect-server",
+            # `prefect server start` with SQLite write transactions taken at once (no
+            # "database is locked" at every worker poll: sparks/prefect_server.py)
             [
-                _bin("prefect"),
-                "server",
-                "start",
+                _bin("python"),
+                "-m",
+                "sparks.prefect_server",
                 "--host",
                 s.host,
                 "--port",
@@ -114,7 +141,8 @@ def services(s: Stack) -> list[Service]:
             ],
             f"{s.prefect_api}/health",
             # the browser UI calls this address (default :4200, wrong on any other port)
-            {"PREFECT_UI_API_URL": s.prefect_api},
+            {"PREFECT_UI_API_URL": s.prefect_api}
+            | ({"PREFECT_API_DATABASE_CONNECTION_URL": url} if (url := s.prefect_db_url) else {}),
         ),
         Service(
             "mlflow-server",
@@ -142,6 +170,85 @@ def services(s: Stack) -> list[Service]:
     ]
 
 
+def postgres_service(s: Stack) -> Service:
+    """A local PostgreSQL server for Prefect: data under STATE/postgres, 127.0.0.1 only, trust
+    authentication for the local user `sparks` (run as the `postgres` user when sparks is root)."""
+    data = s.state / "postgres"
+    cmd = [_pg_bin("postgres"), "-D", str(data), "-p", str(s.postgres_port),
+           "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={data}",
+           "-c", "max_connections=100"]  # fmt: skip
+    return Service("postgres", _as_postgres(cmd), f"tcp://127.0.0.1:{s.postgres_port}")
+
+
+def _pg_bin(name: str) -> str:
+    found = shutil.which(name) or next(
+        iter(sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True)), None
+    )
+    if found is None:
+        raise RuntimeError(
+            f"PostgreSQL's {name} not found: install PostgreSQL (apt-get install postgresql), or "
+            "give an existing server: sparks up --db postgresql://USER:PASSWORD@HOST:PORT/prefect"
+        )
+    return str(found)
+
+
+def _as_postgres(cmd: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: as root, run it as the `postgres` user."""
+    if os.geteuid() != 0:
+        return cmd
+    import pwd
+
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        raise RuntimeError(
+            "PostgreSQL does not run as root and there is no `postgres` user: create one "
+            "(useradd postgres) or run sparks up as another user"
+        ) from None
+    return ["runuser", "-u", "postgres", "--", *cmd]
+
+
+def _init_postgres(s: Stack) -> None:
+    """The data directory, once (initdb), owned by whoever runs the server."""
+    data = s.state / "postgres"
+    if (data / "PG_VERSION").is_file():
+        return
+    data.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        shutil.chown(data, "postgres", "postgres")
+        reach = subprocess.run(_as_postgres(["test", "-w", str(data)]), capture_output=True)
+        if reach.returncode != 0:
+            raise RuntimeError(
+                f"the postgres user cannot reach {data} (a parent directory is private): set "
+                "SPARKS_STATE_DIR to a directory other users can traverse"
+            )
+    done = subprocess.run(
+        _as_postgres([_pg_bin("initdb"), "-D", str(data), "-U", "sparks", "--auth=trust", "-E", "UTF8"]),
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"initdb {data} failed: {(done.stdout + done.stderr).strip()[-600:]}")
+
+
+def _create_prefect_database(s: Stack) -> None:
+    """Prefect's database on the local server, if it is not there yet."""
+    import asyncio
+
+    import asyncpg
+
+    async def create() -> None:
+        con = await asyncpg.connect(
+            host="127.0.0.1", port=s.postgres_port, user="sparks", database="postgres"
+        )
+        try:
+            if not await con.fetchval("SELECT 1 FROM pg_database WHERE datname = 'prefect'"):
+                await con.execute("CREATE DATABASE prefect")
+        finally:
+            await con.close()
+
+    asyncio.run(create())
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -161,6 +268,15 @@ def _pid(s: Stack, svc: Service) -> int | None:
 
 
 def _healthy(url: str) -> bool:
+    if url.startswith("tcp://"):  # a database: accepting connections is ready
+        import socket
+
+        host, port = url.removeprefix("tcp://").rsplit(":", 1)
+        try:
+            with socket.create_connection((host, int(port)), timeout=3):
+                return True
+        except OSError:
+            return False
     try:
         with urllib.request.urlopen(url, timeout=3) as r:
             return r.status == 200
@@ -183,6 +299,7 @@ def up(s: Stack | None = None, *, timeout: float = 180, deploy: bool = True) -> 
     """Start what is not running, register the deployments, print the URLs. Idempotent."""
     s = s or stack_from_env()
     s.state.mkdir(parents=True, exist_ok=True)
+    (s.state / "db").write_text(s.db)  # `down` and the next `up` know which database
     (mlflow_data() / "artifacts").mkdir(parents=True, exist_ok=True)
     env = os.environ | s.env()
     for svc in services(s):
@@ -193,6 +310,8 @@ def up(s: Stack | None = None, *, timeout: float = 180, deploy: bool = True) -> 
             from sparks.log.store import ensure_store
 
             ensure_store(f"sqlite:///{mlflow_data()}/mlflow.db")
+        if svc.name == "postgres":
+            _init_postgres(s)
         if svc.name == "prefect-worker":
             _prefect(["work-pool", "create", POOL, "--type", "process", "--overwrite"], env)
         log = s.state / f"{svc.name}.log"
@@ -212,6 +331,8 @@ def up(s: Stack | None = None, *, timeout: float = 180, deploy: bool = True) -> 
             )
         (s.state / f"{svc.name}.pid").write_text(str(proc.pid))
         _wait(svc, proc, timeout, log)
+        if svc.name == "postgres":
+            _create_prefect_database(s)
         print(f"[sparks] {svc.name} started (pid {proc.pid}, log {log})")
     if deploy:
         _prefect(
@@ -229,6 +350,9 @@ def up(s: Stack | None = None, *, timeout: float = 180, deploy: bool = True) -> 
         f"[sparks] Prefect UI: http://{s.client_host}:{s.prefect_port}  (deployments: /deployments)"
     )
     print(f"[sparks] MLflow UI:  {s.mlflow_uri}")
+    if s.db != "sqlite":
+        where = f"127.0.0.1:{s.postgres_port}" if s.db == "postgres" else "the given server"
+        print(f"[sparks] Prefect's database: PostgreSQL at {where}")
     print(
         f"[sparks] for clients: export PREFECT_API_URL={s.prefect_api} MLFLOW_TRACKING_URI={s.mlflow_uri}"
     )
@@ -253,8 +377,8 @@ def down(s: Stack | None = None) -> list[str]:
         pid = _pid(s, svc)
         if pid is None:
             continue
-        try:
-            os.killpg(pid, signal.SIGTERM)
+        try:  # PostgreSQL: SIGINT is its fast shutdown (SIGTERM waits for every client)
+            os.killpg(pid, signal.SIGINT if svc.name == "postgres" else signal.SIGTERM)
         except ProcessLookupError:
             pass
         for _ in range(100):

@@ -475,6 +475,14 @@ def test_prefect_server_lost_mid_run_the_work_is_kept_and_a_rerun_finishes(stack
     assert set(pd.read_parquet(out / "ledger.parquet").step) == {0, 2, 4, 6}
 
 
+def test_the_prefect_server_logged_no_database_lock_errors(stack, trained):
+    """After every run of this module (the worker polling all along), Prefect's SQLite database
+    gave no `database is locked` (sparks/prefect_server.py; 20 tracebacks before it)."""
+    log = (stack["tmp"] / "state" / "prefect-server.log").read_text(errors="replace")
+    assert "Check out the dashboard at" in log, log[-2000:]  # the server's own log
+    assert log.count("database is locked") == 0, log[-4000:]
+
+
 def test_down_stops_only_what_up_started(stack):
     bystander = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True

@@ -7,7 +7,7 @@ STAMP := $(VENV)/.sparks-installed
 HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
 OUT ?= runs/demo
 
-.PHONY: demo test venv lint clean-venv up down gpu-check gpu-check-smoke
+.PHONY: demo test test-fast docs docs-serve venv lint clean-venv up down gpu-check gpu-check-smoke
 
 venv: $(STAMP)
 
@@ -36,7 +36,20 @@ $(CHROMIUM):
 
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check sparks flows tests benchmarks tools
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 	$(BIN)/python -m pytest
+
+# The edit-run lane: unit tests without servers, launches, engines or trained runs (<= 3 min).
+test-fast: $(STAMP)
+	$(BIN)/ruff check sparks flows tests benchmarks tools
+	$(BIN)/python -m pytest -m "not slow" -q --durations=15
+
+# The docs site from docs/ (mkdocs.yml) into site/; docs-serve on 127.0.0.1:8000.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve -a 127.0.0.1:8000
 
 # The prepared GPU check (benchmarks/gpu_check.py): one table of every GPU figure, <= 8 min on one
 # GPU. `make gpu-check-smoke` runs it at tiny shapes on any machine (make test does too).

@@ -1,4 +1,4 @@
-"""The prepared GPU check: every GPU figure the README marks as not measured, in one command.
+"""The prepared GPU check: every GPU figure the docs mark as not measured, in one command.
 
     make gpu-check                                   # on a GPU machine: at most ~8 minutes
     .venv/bin/python benchmarks/gpu_check.py --cpu-smoke --out DIR   # tiny shapes, any machine

@@ -18,7 +18,9 @@ from sparks.world.pretrain import PretrainSpec  # plain dataclasses: no torch at
 from sparks.world.tasks import MAX_TEST
 
 WORLD = "world"  # the embedded world: its tiny model, tasks and pairs, built on demand
-DEFAULT_SCHEDULE = "midpoint"  # chosen from benchmarks/ig_steps.py (README: IG quadrature)
+DEFAULT_SCHEDULE = (
+    "midpoint"  # chosen from benchmarks/ig_steps.py (docs/real-models.md: IG quadrature)
+)
 MAX_IG_STEPS = 81  # steps auto's default cap: midpoint's 4th tripling (3, 9, 27, 81)
 
 
@@ -186,7 +188,7 @@ class SnapshotSettings(_Section):
     schedule: Literal["right", "left", "midpoint", "gauss"] = Field(
         DEFAULT_SCHEDULE,
         description="IG quadrature: midpoint (k + 1/2)/m, gauss (Gauss-Legendre), right k/m "
-        "(k=1..m) or left k/m (k=0..m-1, hannamw/EAP-IG's). README: IG quadrature says why "
+        "(k=1..m) or left k/m (k=0..m-1, hannamw/EAP-IG's). docs/real-models.md, IG quadrature, says why "
         "midpoint is the default.",
     )
     steps_tolerance: float = Field(

@@ -191,3 +191,28 @@ def trained_run(prefect_server, tmp_path_factory, world):
         mp.setattr("sparks.pipeline.world_for", lambda s, cache_root=None: world, raising=True)
         summary = post_train(cfg)
     return SimpleNamespace(cfg=cfg, summary=summary, client=MlflowClient(uri), uri=uri, tmp=tmp)
+
+
+# The fast lane (`make test-fast`, `pytest -m "not slow"`): what needs no server, launch, engine or
+# trained run. A test is slow when it is marked so, uses a fixture below, or lives in a module
+# below (each measured here above ~5 s: real servers, multi-process launches, kills and reruns).
+SLOW_FIXTURES = {"prefect_server", "trained_run", "world_cache", "stack", "trained", "inline"}
+SLOW_MODULES = {
+    "tests/reliability/",
+    "tests/flows/",
+    "tests/ops/",
+    "tests/train/test_multiprocess.py",
+    "tests/train/test_distill.py",
+    "tests/track/test_sharded.py",
+    "tests/test_gpu_check.py",
+    "tests/test_docker.py",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = item.nodeid.split("::")[0]
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or any(
+            path.startswith(m) for m in SLOW_MODULES
+        ):
+            item.add_marker(pytest.mark.slow)

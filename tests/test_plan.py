@@ -202,3 +202,15 @@ def test_a_phase_over_the_gpu_budget_stops_the_dry_run_and_a_missing_gpu_is_note
     distill = dry_run(load_config(ROOT / "configs" / "qwen2.5-math-1.5b-distill-r1.yaml")).text()
     assert "before it: the teacher deepseek-ai/" in distill
     assert " 1 evaluations" not in distill
+
+
+def test_the_dry_run_estimates_wall_time_where_throughput_was_measured():
+    """The demo's own config against the demo's measured flow (377.9 s on 2026-12-04): the
+    estimate is within a factor of two; a shape never measured gets no number, and says so."""
+    demo = dry_run(load_config(ROOT / "configs" / "demo.yaml"))
+    line = next(ln for ln in demo.lines if ln.startswith("wall time estimates"))
+    minutes = float(line.rsplit("~", 1)[1].split()[0])
+    assert 377.9 / 60 / 2 <= minutes <= 377.9 / 60 * 2, line
+    assert any(ln.strip().startswith("snapshots: 13 saves x 3 set(s)") for ln in demo.lines)
+    real = dry_run(load_config(ROOT / "configs" / "qwen2.5-math-1.5b-sft-openr1.yaml"))
+    assert any(ln.startswith("wall time: no throughput measured") for ln in real.lines)

@@ -10,18 +10,18 @@ circuits (runs with several pair sets); 8 head sets.
 from __future__ import annotations
 
 import base64
-import html
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+from markupsafe import Markup
 
 from sparks.analysis import figures, heads
 from sparks.analysis.series import Sources
 from sparks.analysis.sets import set_circuits
 from sparks.analysis.think import ThinkResult
-from sparks.files import replacing_dir
+from sparks.files import render_template, replacing_dir
 
 TOP_E = 8  # heads listed in each direction of an E-score comparison
 
@@ -262,144 +262,82 @@ text-align:right}th{background:#f2f2f2}img{max-width:100%;border:1px solid #eee;
 code,pre{background:#f6f6f6;padding:2px 4px}pre{padding:8px;overflow-x:auto}.note{color:#555;font-size:14px}"""
 
 
-def _img(path: Path, alt: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode()
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+def _uri(path: Path) -> str:
+    """A PNG inlined as a data URI: the report is one file that opens anywhere (MLflow's
+    artifact viewer included)."""
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
 
 
-def _table(df: pd.DataFrame, **kw) -> str:
-    return df.to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep="–", border=0, **kw)
+def _table(df: pd.DataFrame, **kw) -> Markup:
+    """A table as HTML (pandas escapes the cells)."""
+    return Markup(
+        df.to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep="–", border=0, **kw)
+    )
 
 
 def _html(r: Report, d: Path, figs: dict, sets: dict, final: Path, links: dict) -> str:
-    t, thr = r.tables, r.threshold
-    p = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>sparks compare: {html.escape(r.name)}</title>"
-    ]
-    p.append(f"<style>{CSS}</style></head><body><h1>sparks compare: {html.escape(r.name)}</h1>")
-    p.append(f"<p class='note'>Base: {html.escape(r.sources.base_name)}. Series: ")
-    p.append(
-        ", ".join(
-            f"<b>{html.escape(s.name)}</b> ({s.method}, {len(s.saves)} saves, from {html.escape(s.source)})"
-            for s in r.sources.series
-        )
-    )
-    p.append(
-        f". A head counts as <i>stable</i> when its bootstrap stability is at least {thr:g}.</p>"
-    )
-    if links:
-        p.append(
-            "<p>"
-            + " · ".join(
-                f"<a href='{html.escape(u)}'>{html.escape(k)}</a>" for k, u in links.items()
-            )
-            + "</p>"
-        )
-    p.append(
-        "<h2>1. Emergent heads against the base</h2><p class='note'>Circuit sizes; heads gained "
-        "(in the model's circuit, not the base's) and lost, raw and stable, with the mean stability "
-        "of the heads counted.</p>" + _table(t["emergent"])
-    )
+    """The report page: templates/report.html.jinja filled with this report's tables and figures."""
+    t = r.tables
+    tables = {"emergent": _table(t["emergent"])}
     if "frequency" in figs:
-        p.append(
-            "<h2>2. Activation frequency</h2><p class='note'>Share of each series' saves in which "
-            "a head is in the circuit (one colour scale).</p>"
-            + _img(figs["frequency"], "activation frequency")
-        )
-        p.append(
-            "<h2>3. Cohorts</h2><p class='note'>Heads grouped by the save at which they first "
-            "entered the circuit; how many of each cohort are still in at every later save.</p>"
-        )
-        p.append(_img(figs["cohorts"], "cohorts"))
         sizes = t["cohorts"].drop_duplicates(["series", "cohort"])[["series", "cohort", "size"]]
-        p.append(_table(sizes))
+        tables["cohort_sizes"] = _table(sizes)
+    e_tops = []
     if "e_scores" in figs:
-        p.append(
-            "<h2>4. E score</h2><p class='note'>E = (I_post − I_pre) / (I_post + I_pre + ε), I = the "
-            "head's share of |edge score| (its outgoing edges).</p>"
-            + _img(figs["e_scores"], "E scores")
-        )
         for c, g in t["e_scores"].groupby("between", sort=False):
             top = pd.concat([g.nlargest(TOP_E, "E"), g.nsmallest(TOP_E, "E")])
-            p.append(
-                f"<h4>{html.escape(c)}: top {TOP_E} each way</h4>"
-                + _table(top[["head", "I_pre", "I_post", "E"]])
-            )
+            e_tops.append((c, _table(top[["head", "I_pre", "I_post", "E"]])))
     if "dynamics" in figs:
-        p.append(
-            "<h2>5. Training dynamics</h2><p class='note'>Per save: heads activated and pruned, circuit "
-            "size and the mean reward since the previous save. Correlations are Pearson r over saves with "
-            "a 95% bootstrap interval (undefined, –, with fewer than 3 saves or a constant series).</p>"
-        )
-        p.append(_img(figs["dynamics"], "dynamics"))
         if len(t["correlations"]):
-            p.append(_table(t["correlations"]))
-        for k, f in figs.items():
-            if k.startswith("membership "):
-                p.append(
-                    f"<h4>{html.escape(k.removeprefix('membership '))}: membership against reward</h4>"
-                    + _img(f, k)
-                )
+            tables["correlations"] = _table(t["correlations"])
         if len(t["membership_vs_reward"]):
-            p.append(_table(t["membership_vs_reward"].head(20)))
+            tables["membership_vs_reward"] = _table(t["membership_vs_reward"].head(20))
     if "retention" in figs:
-        p.append(
-            "<h2>6. SFT/distillation vs GRPO: retention and churn</h2><p class='note'>retention: of "
-            "the heads that entered the circuit at one of a series' saves, the share still in at its last "
-            "save (cumulative growth keeps them: near 1). churn: heads activated + pruned per save "
-            "(a dynamic search: high).</p>"
-            + _img(figs["retention"], "retention")
-            + _table(t["retention"])
-        )
+        tables["retention"] = _table(t["retention"])
     if r.think is not None:
-        p.append(
-            "<h2>7. Think on/off</h2><p class='note'>One model, the same problems, pairs built with "
-            "each template; compensatory heads are in the thinking-off circuit only.</p>"
-        )
-        p.append(_img(figs["think"], "think on/off circuits") + _table(t["think_sets"]))
+        tables["think_sets"] = _table(t["think_sets"])
         if "think_eval" in figs:
-            cols = [
-                "variant",
-                "benchmark",
-                "pass@1",
-                "pass@1_ci_low",
-                "pass@1_ci_high",
-                "problems",
-                "samples_per_problem",
-            ]
-            p.append(_img(figs["think_eval"], "pass@1 on/off") + _table(t["think_eval"][cols]))
+            cols = ["variant", "benchmark", "pass@1", "pass@1_ci_low", "pass@1_ci_high",
+                    "problems", "samples_per_problem"]  # fmt: skip
+            tables["think_eval"] = _table(t["think_eval"][cols])
     if len(t.get("pair_sets", [])):
-        p.append(
-            "<h2 id='pair-sets'>Task-specific circuits (pair sets)</h2><p class='note'>Each save "
-            "was measured on several pair sets. At each series' last save: heads in every set's "
-            "circuit (shared), in one set's only, or in several; stability is the share of the "
-            "series' saves at which the head had the same status.</p>"
-        )
-        for k, f in figs.items():
-            if k.startswith("sets "):
-                p.append(_img(f, k))
-        p.append(_table(t["pair_sets"]))
+        tables["pair_sets"] = _table(t["pair_sets"])
     if len(t["evaluations"]):
         cols = [
             c
             for c in ["series", "step", "benchmark", "pass@1", "pass@1_ci_low", "pass@1_ci_high"]
             if c in t["evaluations"]
         ]
-        p.append("<h3>Evaluations of the compared saves</h3>" + _table(t["evaluations"][cols]))
-    p.append(
-        "<h2>8. From finding to intervention</h2><p class='note'>Each head set below feeds the "
-        "ablation study as it is: the <code>ablation-study</code> deployment with these parameters, "
-        "or the command under it.</p>"
+        tables["evaluations"] = _table(t["evaluations"][cols])
+    return render_template(
+        "sparks.analysis",
+        "report.html.jinja",
+        name=r.name,
+        css=Markup(CSS),
+        base=r.sources.base_name,
+        series=[
+            {"name": s.name, "method": s.method, "saves": len(s.saves), "source": s.source}
+            for s in r.sources.series
+        ],
+        threshold=f"{r.threshold:g}",
+        links=links,
+        tables=tables,
+        figs={k: _uri(f) for k, f in figs.items() if " " not in k},
+        e_tops=e_tops,
+        top_e=TOP_E,
+        membership=[
+            (k.removeprefix("membership "), _uri(f))
+            for k, f in figs.items()
+            if k.startswith("membership ")
+        ],
+        set_figs=[(k, _uri(f)) for k, f in figs.items() if k.startswith("sets ")],
+        head_sets=[
+            {
+                "name": k,
+                "heads": v["heads"],
+                "config": json.dumps({"config": v["ablation"]}, indent=1),
+                "command": v["command"],
+            }
+            for k, v in sets.items()
+        ],
     )
-    if not sets:
-        p.append("<p>No head set (no emergent or compensatory heads).</p>")
-    for k, v in sets.items():
-        p.append(
-            f"<h4>{html.escape(k)}: {len(v['heads'])} heads</h4><p>{html.escape(', '.join(v['heads']))}</p>"
-        )
-        p.append(f"<pre>{html.escape(json.dumps({'config': v['ablation']}, indent=1))}</pre>")
-        p.append(f"<pre>{html.escape(v['command'])}</pre>")
-    p.append(
-        "<p class='note'>Tables: tables/*.csv and *.parquet beside this page; head sets: head_sets.json.</p></body></html>"
-    )
-    return "".join(p)

@@ -9,12 +9,12 @@ artifact view, or in a test's browser.
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 import pandas as pd
+from markupsafe import Markup
 
-from sparks.files import atomic_write_text
+from sparks.files import atomic_write_text, render_template
 
 _STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:1.5em;max-width:1400px}
@@ -33,39 +33,35 @@ table{border-collapse:collapse} td,th{border:1px solid #ccc;padding:.2em .5em;te
 """
 
 
-def _highlight(text: str, start: int, end: int) -> str:
-    """`text` escaped, with characters [start, end) marked (every copy of a loop, or the slip)."""
-    if not 0 <= start < end <= len(text):
-        return html.escape(text)
-    return (
-        html.escape(text[:start])
-        + f"<mark>{html.escape(text[start:end])}</mark>"
-        + html.escape(text[end:])
-    )
-
-
 def _label(benchmark: str, problem_id: str) -> str:
     """`aime24-7`, not `aime24 aime24-7`: loaded ids already carry their benchmark."""
     return problem_id if problem_id.startswith(f"{benchmark}-") else f"{benchmark} {problem_id}"
 
 
-def _side(title: str, sample: pd.Series | None) -> str:
+def _side(title: str, sample: pd.Series | None) -> dict:
+    """One side of a flip for the template: the sample's mode, answer, evidence and response,
+    split around the marked span (every copy of a loop, or the slip)."""
     if sample is None:
-        return f'<div class="side"><h3>{html.escape(title)}</h3><p>no sample</p></div>'
-    mode = sample["mode"]
-    evidence = sample.get("evidence") or ""
-    answer = sample["answer"] if isinstance(sample["answer"], str) else None
-    why = f" &mdash; evidence: <code>{html.escape(evidence[:120])}</code>" if evidence else ""
-    if sample.get("true_value"):
-        why += f", true value <code>{html.escape(str(sample['true_value']))}</code>"
+        return {"title": title, "sample": None}
+    text = str(sample["response"])
     start, end = int(sample.get("mark_start") or 0), int(sample.get("mark_end") or 0)
-    return (
-        f'<div class="side"><h3>{html.escape(title)}: <span class="mode {mode}">{mode}</span>'
-        + (f" answer <code>{html.escape(answer)}</code>," if answer else " no boxed answer,")
-        + f" {int(sample['length'])} "
-        f"tokens{', truncated' if sample['truncated'] else ''}{why}</h3>"
-        f"<pre>{_highlight(str(sample['response']), start, end)}</pre></div>"
-    )
+    if not 0 <= start < end <= len(text):
+        start = end = len(text)
+    answer = sample["answer"] if isinstance(sample["answer"], str) else None
+    return {
+        "title": title,
+        "sample": {
+            "mode": sample["mode"],
+            "answer": answer,
+            "length": int(sample["length"]),
+            "truncated": bool(sample["truncated"]),
+            "evidence": (sample.get("evidence") or "")[:120],
+            "true_value": str(sample["true_value"]) if sample.get("true_value") else "",
+            "before": text[:start],
+            "marked": text[start:end],
+            "after": text[end:],
+        },
+    }
 
 
 def _shown(samples: pd.DataFrame, flip: str, side: str) -> pd.Series | None:
@@ -93,56 +89,50 @@ def write_viewer(
     variant -> benchmark -> per-sample table with response, mode and evidence; `figures`: image
     files beside `path` shown at the top; `skipped`: what each variant did not measure."""
     text = {(b, p["id"]): p["problem"] for b, ps in problems.items() for p in ps}
-    parts = [f"<h1>{html.escape(title)}</h1>"]
-    parts += [
-        f'<img class="figure" src="{html.escape(f)}" alt="{html.escape(f)}">' for f in figures
-    ]
-    if skipped is not None and len(skipped):
-        parts.append(
-            '<table class="skipped"><tr><th>variant</th><th>benchmark</th><th>not measured</th>'
-            "<th>why</th></tr>"
-            + "".join(
-                f"<tr><td>{html.escape(r['variant'])}</td><td>{html.escape(r['benchmark'])}</td>"
-                f"<td>{r['problems']}</td><td>{html.escape(r['reason'])}</td></tr>"
-                for r in skipped.to_dict("records")
-            )
-            + "</table>"
-        )
-    if len(tests):
-        parts.append(
-            "<table><tr><th>variant</th><th>benchmark</th><th>problems</th>"
-            "<th>solved&rarr;failed</th><th>failed&rarr;solved</th><th>McNemar p</th></tr>"
-            + "".join(
-                f"<tr><td>{html.escape(r['variant'])}</td><td>{html.escape(r['benchmark'])}</td>"
-                f"<td>{r['problems']}</td><td>{r['solved->failed']}</td>"
-                f"<td>{r['failed->solved']}</td><td>{r['p_value']:.3g}</td></tr>"
-                for r in tests.to_dict("records")
-            )
-            + "</table>"
-        )
-    if flipped.empty:
-        parts.append("<p>No problem flipped: every variant solves what the baseline solves.</p>")
+    flips = []
     for r in flipped.itertuples():
         base = samples["baseline"][r.benchmark]
         var = samples[r.variant][r.benchmark]
-        kind = "lost" if r.flip == "solved->failed" else "gained"
         gold = base.loc[base.problem_id == r.problem_id, "gold"]
-        parts.append(
-            f'<section class="flip" data-variant="{html.escape(r.variant)}" '
-            f'data-problem="{html.escape(str(r.problem_id))}">'
-            f'<h2><span class="{kind}">{r.flip}</span> &middot; {html.escape(r.variant)} &middot; '
-            f"{html.escape(_label(r.benchmark, str(r.problem_id)))} ({html.escape(r.bucket)}"
-            f", baseline {r.baseline_rate:.0%} &rarr; {r.rate:.0%})</h2>"
-            f"<p>{html.escape(text.get((r.benchmark, r.problem_id), ''))} &mdash; gold "
-            f"<code>{html.escape(str(gold.iloc[0]) if len(gold) else '?')}</code></p>"
-            '<div class="pair">'
-            + _side("baseline", _shown(base[base.problem_id == r.problem_id], r.flip, "baseline"))
-            + _side(r.variant, _shown(var[var.problem_id == r.problem_id], r.flip, "variant"))
-            + "</div></section>"
+        flips.append(
+            {
+                "variant": r.variant,
+                "problem_id": str(r.problem_id),
+                "kind": "lost" if r.flip == "solved->failed" else "gained",
+                "flip": r.flip,
+                "label": _label(r.benchmark, str(r.problem_id)),
+                "bucket": r.bucket,
+                "baseline_rate": f"{r.baseline_rate:.0%}",
+                "rate": f"{r.rate:.0%}",
+                "problem": text.get((r.benchmark, r.problem_id), ""),
+                "gold": str(gold.iloc[0]) if len(gold) else "?",
+                "baseline": _side(
+                    "baseline", _shown(base[base.problem_id == r.problem_id], r.flip, "baseline")
+                ),
+                "variant_side": _side(
+                    r.variant, _shown(var[var.problem_id == r.problem_id], r.flip, "variant")
+                ),
+            }
         )
-    page = (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>"
+    page = render_template(
+        "sparks.log",
+        "viewer.html.jinja",
+        title=title,
+        style=Markup(_STYLE),
+        figures=list(figures),
+        skipped=skipped.to_dict("records") if skipped is not None and len(skipped) else [],
+        tests=[
+            {
+                "variant": r["variant"],
+                "benchmark": r["benchmark"],
+                "problems": r["problems"],
+                "lost": r["solved->failed"],
+                "gained": r["failed->solved"],
+                "p": f"{r['p_value']:.3g}",
+            }
+            for r in tests.to_dict("records")
+        ],
+        flips=flips,
     )
     atomic_write_text(Path(path), page)
     return Path(path)

@@ -201,7 +201,3 @@ def _fill(arg: str, files: dict[str, str]) -> str:
     for k, v in files.items():
         arg = arg.replace("{" + k + "}", v)
     return arg
-
-
-def test_the_table_has_at_least_thirty_cases():
-    assert len(CASES) >= 30

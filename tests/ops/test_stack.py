@@ -475,6 +475,43 @@ def test_prefect_server_lost_mid_run_the_work_is_kept_and_a_rerun_finishes(stack
     assert set(pd.read_parquet(out / "ledger.parquet").step) == {0, 2, 4, 6}
 
 
+def test_two_triggered_nights_are_two_runs_and_the_second_is_compared_with_the_first(stack):
+    """The nightly deployment triggered twice, as its schedule would on two nights (the dates
+    given): two run directories, two MLflow runs, and the second night compared with the first
+    (night.json, night/* metrics in its MLflow run, a compare report)."""
+    import yaml
+
+    cfg = _config(stack["tmp"], name="night", evaluation={"benchmarks": ["world"], "every": 1,
+                  "n": 1, "max_tokens": 8, "limit": 4, "backend": "transformers"})  # fmt: skip
+    cfg["stages"] = [cfg["stages"][0] | {"max_steps": 2, "save_steps": 2},
+                     cfg["stages"][1] | {"max_steps": 1, "save_steps": 1}]  # fmt: skip
+    cfg["tracking"] = {"experiment": "e2e-nights"}
+    path = stack["tmp"] / "night.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    root = stack["tmp"] / "nightly"
+    for night in ("2026-12-03", "2026-12-04"):
+        params = {"config_path": str(path), "output_root": str(root), "night": night}
+        fr = _run(stack, "nightly/nightly", params)
+        assert fr["state"]["type"] == "COMPLETED", f"{fr['state']}\n{_server_logs(stack)}"
+    assert sorted(p.name for p in root.iterdir()) == ["2026-12-03", "2026-12-04"]
+    change = json.loads((root / "2026-12-04" / "night.json").read_text())
+    assert change["previous"] == "2026-12-03" and change["step"] == 3
+    assert {"heads_gained", "heads_lost", "reward_delta"} <= set(change)
+    assert set(change["pass@1_delta"]) == {"world"}
+    assert (root / "2026-12-04" / "compare" / "report" / "report.html").is_file()
+    ml = stack["mlflow"] + "/api/2.0/mlflow"
+    exp = _http("GET", f"{ml}/experiments/get-by-name?experiment_name=e2e-nights")["experiment"]
+    runs = _http("POST", f"{ml}/runs/search", {"experiment_ids": [exp["experiment_id"]]})["runs"]
+    by_name = {r["info"]["run_name"]: r for r in runs}
+    assert {"night-2026-12-03", "night-2026-12-04"} <= set(by_name), sorted(by_name)
+    two = by_name["night-2026-12-04"]
+    metrics = {m["key"]: m["value"] for m in two["data"]["metrics"]}
+    tags = {t["key"]: t["value"] for t in two["data"]["tags"]}
+    assert two["info"]["status"] == "FINISHED" and tags["sparks.previous_night"] == "2026-12-03"
+    assert metrics["night/heads_gained"] == len(change["heads_gained"])
+    assert metrics["night/world/pass_at_1_delta"] == change["pass@1_delta"]["world"]
+
+
 def test_the_prefect_server_logged_no_database_lock_errors(stack, trained):
     """After every run of this module (the worker polling all along), Prefect's SQLite database
     gave no `database is locked` (sparks/prefect_server.py; 20 tracebacks before it)."""

@@ -134,7 +134,7 @@ def read_jsonl(path: Path) -> list[dict]:
     return out
 
 
-def render_template(package: str, name: str, **context) -> str:
+def render_template(package: str, template: str, /, **context) -> str:
     """A page from `package`'s templates/ folder (Jinja2), everything inserted HTML-escaped
     unless marked safe (markupsafe.Markup): the report's and the viewer's HTML live there."""
     from jinja2 import Environment, PackageLoader, select_autoescape
@@ -143,4 +143,4 @@ def render_template(package: str, name: str, **context) -> str:
         loader=PackageLoader(package, "templates"),
         autoescape=select_autoescape(["jinja", "html"], default=True),
     )
-    return env.get_template(name).render(**context)
+    return env.get_template(template).render(**context)

@@ -19,10 +19,10 @@ def test_world_build_writes_a_world_and_refuses_a_foreign_directory(tmp_path):
     out = tmp_path / "w"
     # seed 7 has no shipped base: it is pretrained, briefly, into tmp_path/bases
     done = _sparks(
-        "world", "build", str(out), "--seed", "7", "--pretrain-steps", "20", cwd=tmp_path
+        "world", "build", str(out), "--seed", "7", "--pretrain-steps", "8", cwd=tmp_path
     )
     assert done.returncode == 0, done.stderr
-    assert "world ready in" in done.stdout and "pretrained 20 steps" in done.stdout
+    assert "world ready in" in done.stdout and "pretrained 8 steps" in done.stdout
     assert (tmp_path / "bases").is_dir()
     neg = _sparks("world", "build", str(tmp_path / "w2"), "--pretrain-steps", "-1", cwd=tmp_path)
     assert neg.returncode == 2 and "--pretrain-steps: must be at least 0" in neg.stderr

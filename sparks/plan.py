@@ -298,7 +298,7 @@ def dry_run(cfg: RunConfig, *, gpu_gb: float = 80.0) -> Plan:
         f"max_tokens {ev.max_tokens}, {ev.backend})"
     )
     processes, sharded = _processes(plan, cfg)
-    _time_estimate(plan, cfg, processes)
+    _time_estimate(plan, cfg, processes, saves=total_saves, evals=evals)
     if shape is not None:
         max_len = shape.get("max_position_embeddings")
         if max_len and ev.max_tokens >= max_len:
@@ -345,9 +345,10 @@ MEASURED = {
 }  # fmt: skip
 
 
-def _time_estimate(plan: Plan, cfg: RunConfig, processes: int) -> None:
+def _time_estimate(plan: Plan, cfg: RunConfig, processes: int, *, saves: int, evals: int) -> None:
     """Wall time per phase from MEASURED, where it was measured (the world's model, one CPU
-    process); stated as estimates."""
+    process); stated as estimates. `saves` and `evals`: the plan's counts (base excluded from
+    saves, included in evals)."""
     from sparks.world.tasks import MAX_TEST
 
     if cfg.model.path != WORLD or processes > 1 or _has_gpu():
@@ -356,7 +357,7 @@ def _time_estimate(plan: Plan, cfg: RunConfig, processes: int) -> None:
             "the embedded world's model on 2 CPU cores, one process), so no estimate"
         )
         return
-    m, lines, total = MEASURED, [], 0.0
+    m, lines = MEASURED, []
     for i, s in enumerate(cfg.stages):
         if s.method == "grpo":
             sec = m["grpo_step_s"] * s.batch_size * s.max_completion_length / m["grpo_tokens"]
@@ -365,24 +366,21 @@ def _time_estimate(plan: Plan, cfg: RunConfig, processes: int) -> None:
         lines.append((f"stage{i} {s.method}: {s.max_steps} steps x {sec:.2f} s", s.max_steps * sec))
     sn = cfg.snapshot
     if sn.enabled:
-        saves = sum(s.max_steps // s.save_steps for s in cfg.stages) + 1
         n_sets = len(sn.pair_sets())
         low, high = (27, 81) if sn.steps == "auto" else (sn.steps, sn.steps)
         high = min(high, sn.max_steps) if sn.steps == "auto" else high
         per = sn.n_pairs * m["snapshot_pair_step_s"]
         lines.append((
-            f"snapshots: {saves} saves x {n_sets} set(s) x {sn.n_pairs} pairs x "
+            f"snapshots: {saves + 1} saves x {n_sets} set(s) x {sn.n_pairs} pairs x "
             f"{low}{f'-{high}' if high != low else ''} IG steps",
-            saves * n_sets * per * (low + high) / 2,
+            (saves + 1) * n_sets * per * (low + high) / 2,
         ))  # fmt: skip
     ev = cfg.evaluation
-    if ev.enabled and ev.benchmarks:
-        n_eval = 1 + sum(len(range(ev.every - 1, s.max_steps // s.save_steps, ev.every))
-                         for s in cfg.stages)  # fmt: skip
+    if evals and ev.benchmarks:
         problems = min(ev.limit or MAX_TEST, cfg.world.n_test) * len(ev.benchmarks)
         each = m["engine_start_s"] + problems * ev.n * ev.max_tokens / m["generate_tokens_per_s"]
         lines.append(
-            (f"evaluations: {n_eval} x ~{each:.0f} s (at most max_tokens each)", n_eval * each)
+            (f"evaluations: {evals} x ~{each:.0f} s (at most max_tokens each)", evals * each)
         )
     total = sum(sec for _, sec in lines)
     plan.add(
@@ -415,10 +413,9 @@ def _needs_gpu(plan: Plan, cfg: RunConfig, shape: dict) -> None:
 
 def _writers(plan: Plan, cfg: RunConfig) -> None:
     """A run directory another live run is writing: one writer per directory."""
-    from sparks.train.writers import busy_line, live_writers, token
+    from sparks.train.writers import busy_line, other_writers
 
-    others = [w for w in live_writers(Path(cfg.output_dir)) if w.token != token()]
-    if others:
+    if others := other_writers(Path(cfg.output_dir)):
         plan.problems.append(busy_line(Path(cfg.output_dir), others))
 
 

@@ -18,9 +18,7 @@ def _sparks(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_world_build_writes_a_world_and_refuses_a_foreign_directory(tmp_path):
     out = tmp_path / "w"
     # seed 7 has no shipped base: it is pretrained, briefly, into tmp_path/bases
-    done = _sparks(
-        "world", "build", str(out), "--seed", "7", "--pretrain-steps", "8", cwd=tmp_path
-    )
+    done = _sparks("world", "build", str(out), "--seed", "7", "--pretrain-steps", "8", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "world ready in" in done.stdout and "pretrained 8 steps" in done.stdout
     assert (tmp_path / "bases").is_dir()

@@ -46,7 +46,7 @@ def ensure_store(uri: str) -> str:
         return "remote"
     db.parent.mkdir(parents=True, exist_ok=True)
     with _locked(db):
-        for stale in db.parent.glob(f".{db.name}.creating-*"):
+        for stale in db.parent.glob(_creating(db, pid="*").name):
             stale.unlink(missing_ok=True)  # a creation killed before its rename (we hold the lock)
         if db.is_file() and db.stat().st_size > 0:
             if not (problem := store_problem(db)):
@@ -85,7 +85,7 @@ def _fresh(db: Path) -> Path:
     """A new store at MLflow's head schema, under a temporary name beside `db`."""
     from mlflow.store.db.utils import _initialize_tables, create_sqlalchemy_engine
 
-    tmp = db.parent / f".{db.name}.creating-{os.getpid()}"
+    tmp = _creating(db)
     tmp.unlink(missing_ok=True)
     engine = create_sqlalchemy_engine(f"sqlite:///{tmp}")
     try:
@@ -95,6 +95,11 @@ def _fresh(db: Path) -> Path:
     if problem := store_problem(tmp):
         raise RuntimeError(f"a fresh MLflow store came out unusable ({problem}); please report it")
     return tmp
+
+
+def _creating(db: Path, *, pid: int | str | None = None) -> Path:
+    """Where a store for `db` is built before its rename (this process's, or `pid`'s)."""
+    return db.parent / f".{db.name}.creating-{os.getpid() if pid is None else pid}"
 
 
 def _publish(tmp: Path, db: Path) -> None:
@@ -146,7 +151,7 @@ def _upgraded_copy(db: Path) -> Path | None:
     """A copy of `db` that MLflow's migrations brought to the head schema, or None if they fail."""
     from mlflow.store.db.utils import _upgrade_db, create_sqlalchemy_engine
 
-    tmp = db.parent / f".{db.name}.creating-{os.getpid()}"
+    tmp = _creating(db)
     with _connect(db) as con, sqlite3.connect(tmp) as out:
         con.backup(out)  # a consistent copy, journal rolled back
     out.close()

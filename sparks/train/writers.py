@@ -155,9 +155,14 @@ def runs_of(paths: list[str | Path]) -> list[Path]:
 def busy(paths: list[str | Path]) -> str:
     """The line refusing work on `paths` while another run writes them ('' when none does)."""
     for run in runs_of(paths):
-        if others := [w for w in live_writers(run) if w.token != token()]:
+        if others := other_writers(run):
             return busy_line(run, others)
     return ""
+
+
+def other_writers(out: Path) -> list[Writer]:
+    """The live writers of `out` that are not this run's processes."""
+    return [w for w in live_writers(out) if w.token != token()]
 
 
 def live_writers(out: Path) -> list[Writer]:

@@ -15,29 +15,15 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from benchmarks.store_kills import KILLED  # MLflow creating a store in place, SIGKILLed
 from sparks.cli import main
 from sparks.log.store import ensure_store, store_problem
 from sparks.log.tracking import Tracker
 
-# MLflow creating a store in place, killed (SIGKILL, no cleanup) before its N-th migration is stamped
-IN_PLACE = """
-import os, signal, sys
-import alembic.runtime.migration as m
-n, seen, original = int(sys.argv[2]), [0], m.HeadMaintainer.update_to_step
-def update_to_step(self, step):
-    seen[0] += 1
-    if seen[0] == n:
-        os.kill(os.getpid(), signal.SIGKILL)
-    return original(self, step)
-m.HeadMaintainer.update_to_step = update_to_step
-from mlflow.store.db.utils import _initialize_tables, create_sqlalchemy_engine
-_initialize_tables(create_sqlalchemy_engine(sys.argv[1]))
-"""
-
 
 def _half_migrated(db: Path, n: int) -> None:
     r = subprocess.run(
-        [sys.executable, "-c", IN_PLACE, f"sqlite:///{db}", str(n)], capture_output=True
+        [sys.executable, "-c", KILLED, f"sqlite:///{db}", str(n)], capture_output=True
     )
     assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.ops.test_stack import _free_port
+from tests.ops.test_stack import _free_port, stack_env
 
 pytestmark = pytest.mark.slow
 
@@ -32,16 +31,7 @@ def shared_tmp():
 
 def test_up_with_postgres_stores_prefects_state_there_and_down_stops_it(shared_tmp):
     tmp_path = shared_tmp
-    env = os.environ | {
-        "SPARKS_PREFECT_PORT": str(_free_port()),
-        "SPARKS_MLFLOW_PORT": str(_free_port()),
-        "SPARKS_POSTGRES_PORT": str(_free_port()),
-        "SPARKS_STATE_DIR": str(tmp_path / "state"),
-        "PREFECT_HOME": str(tmp_path / "prefect"),
-        "SPARKS_MLFLOW_DATA": str(tmp_path / "mlflow"),
-        "SPARKS_TIMEZONE": "UTC",
-    }
-    env.pop("PREFECT_API_URL", None)
+    env = stack_env(tmp_path) | {"SPARKS_POSTGRES_PORT": str(_free_port())}
     env.pop("SPARKS_DB", None)
 
     def sparks(*args: str) -> subprocess.CompletedProcess:

@@ -69,9 +69,9 @@ def _server_logs(stack, lines: int = 40) -> str:
     return "\n".join(out)
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("stack")
+def stack_env(tmp: Path) -> dict:
+    """The environment of a stack of its own under `tmp`: free ports, its own state, Prefect
+    home and MLflow store, no Prefect API of the caller's."""
     env = os.environ | {
         "SPARKS_PREFECT_PORT": str(_free_port()),
         "SPARKS_MLFLOW_PORT": str(_free_port()),
@@ -79,11 +79,17 @@ def stack(tmp_path_factory):
         "PREFECT_HOME": str(tmp / "prefect"),
         "SPARKS_MLFLOW_DATA": str(tmp / "mlflow"),
         "SPARKS_TIMEZONE": "UTC",
-        # the worker asks for scheduled runs every 2 s, not 10: each triggered run here starts
-        # sooner (test time only; nothing else differs)
-        "PREFECT_WORKER_QUERY_SECONDS": "2",
     }
     env.pop("PREFECT_API_URL", None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("stack")
+    # the worker asks for scheduled runs every 2 s, not 10: each triggered run here starts
+    # sooner (test time only; nothing else differs)
+    env = stack_env(tmp) | {"PREFECT_WORKER_QUERY_SECONDS": "2"}
     up = subprocess.run(
         [sys.executable, "-m", "sparks.cli", "up"],
         env=env,
@@ -112,14 +118,19 @@ def _deployment(stack, name: str) -> dict:
     return _http("GET", f"{stack['prefect']}/deployments/name/{name}")
 
 
-def _run(stack, deployment: str, parameters: dict, timeout: float = 420) -> dict:
-    """Create a flow run from a deployment (the UI's Run button) and wait for a final state."""
+def _create_run(stack, deployment: str, parameters: dict) -> dict:
+    """Create a flow run from a deployment, as the UI's Run button does; returns it at once."""
     dep = _deployment(stack, deployment)
-    run = _http(
+    return _http(
         "POST",
         f"{stack['prefect']}/deployments/{dep['id']}/create_flow_run",
         {"parameters": parameters},
     )
+
+
+def _run(stack, deployment: str, parameters: dict, timeout: float = 420) -> dict:
+    """Create a flow run from a deployment (the UI's Run button) and wait for a final state."""
+    run = _create_run(stack, deployment, parameters)
     t0 = time.time()
     while time.time() - t0 < timeout:
         fr = _http("GET", f"{stack['prefect']}/flow_runs/{run['id']}")
@@ -397,12 +408,7 @@ def test_a_run_cancelled_from_the_ui_ends_its_mlflow_run_killed(stack):
         "config": _config(stack["tmp"], name="cancel", output_dir=str(out))
         | {"tracking": {"experiment": "e2e-cancel"}}
     }
-    dep = _deployment(stack, "post-train/post-train")
-    run = _http(
-        "POST",
-        f"{stack['prefect']}/deployments/{dep['id']}/create_flow_run",
-        {"parameters": params},
-    )
+    run = _create_run(stack, "post-train/post-train", params)
     first = out / "stage0-sft" / "checkpoint-2" / "circuit" / "snapshot.json"
     deadline = time.time() + 300
     while not first.is_file():
@@ -438,12 +444,7 @@ def test_prefect_server_lost_mid_run_the_work_is_kept_and_a_rerun_finishes(stack
         "config": _config(stack["tmp"], name="outage", output_dir=str(out))
         | {"tracking": {"experiment": "e2e-outage"}}
     }
-    dep = _deployment(stack, "post-train/post-train")
-    run = _http(
-        "POST",
-        f"{stack['prefect']}/deployments/{dep['id']}/create_flow_run",
-        {"parameters": params},
-    )
+    run = _create_run(stack, "post-train/post-train", params)
     base = out / "base" / "circuit" / "snapshot.json"
     deadline = time.time() + 300
     while not base.is_file():

@@ -73,7 +73,7 @@ def bench(
     floor_mem = _peak_mb(device)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    attr = _timed(lambda: attribute(model, batches, steps=steps), device, repeats)
+    attr = _timed(lambda: attribute(model, batches, steps=steps, metric="logit_diff"), device, repeats)
     snap = _timed(
         lambda: build_snapshot(model, batches, steps=steps, top_k=200, n_boot=50), device, repeats
     )

@@ -78,7 +78,7 @@ def snapshot(model_dir: str, step: int, pairs: str, settings: SnapshotSettings) 
         model_dir,
         pairs,
         out,
-        **settings.checkpoint_kwargs(),
+        settings,
         step=step,
         record_failure=True,  # a diverged checkpoint is recorded as failed, the others go on
         progress=False,

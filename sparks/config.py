@@ -12,16 +12,22 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from sparks.circuits.spec import DEFAULT_SCHEDULE, MAX_IG_STEPS, SnapshotSpec  # noqa: F401 (re-exported)
+from sparks.evaluate.spec import SamplingSpec
 from sparks.world.pretrain import PretrainSpec  # plain dataclasses: no torch at import
 from sparks.world.tasks import MAX_TEST
 
 WORLD = "world"  # the embedded world: its tiny model, tasks and pairs, built on demand
-DEFAULT_SCHEDULE = (
-    "midpoint"  # chosen from benchmarks/ig_steps.py (docs/real-models.md: IG quadrature)
-)
-MAX_IG_STEPS = 81  # steps auto's default cap: midpoint's 4th tripling (3, 9, 27, 81)
 
 
 class ConfigError(ValueError):
@@ -82,8 +88,10 @@ class DataSettings(_Section):
     )
 
 
-class StageSettings(_Section):
-    method: Literal["sft", "distill", "grpo"] = Field(
+class _StageCommon(_Section):
+    """What every stage has: its method, length, saves, optimizer and batch."""
+
+    method: str = Field(
         description="sft: on reference solutions; distill: SFT on a teacher's; grpo: RL on correctness."
     )
     max_steps: int = Field(30, ge=1, description="Optimizer steps in this stage.")
@@ -93,35 +101,61 @@ class StageSettings(_Section):
     learning_rate: float = Field(1e-3, gt=0, le=1, description="Peak learning rate.")
     batch_size: int = Field(8, ge=1, description="Per-device batch size.")
     grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps.")
-    max_length: int = Field(256, ge=16, description="SFT: max tokens per example.")
-    num_generations: int = Field(4, ge=2, description="GRPO: completions per prompt.")
-    max_completion_length: int = Field(48, ge=4, description="GRPO: max new tokens per completion.")
-    temperature: float = Field(1.0, gt=0, description="GRPO: sampling temperature.")
-    beta: float = Field(0.0, ge=0, description="GRPO: KL penalty coefficient.")
-    format_reward: bool = Field(True, description="GRPO: add a reward for a \\boxed{} answer.")
-    teacher: str | None = Field(None, description="distill: teacher model (path or hub id).")
     gradient_checkpointing: bool = Field(
         False, description="Recompute activations in the backward pass (long sequences on a GPU)."
     )
+
+
+class SFTStage(_StageCommon):
+    """Supervised fine-tuning on the training problems' reference solutions."""
+
+    method: Literal["sft"]
+    max_length: int = Field(256, ge=16, description="Max tokens per example.")
+
+
+class DistillStage(_StageCommon):
+    """SFT on a teacher's correct solutions (generated once, cached in the stage's directory)."""
+
+    method: Literal["distill"]
+    max_length: int = Field(256, ge=16, description="Max tokens per example.")
+    teacher: str = Field(min_length=1, description="Teacher model (path or hub id).")
+
+
+class GRPOStage(_StageCommon):
+    """GRPO: reinforcement learning on the correctness (and format) of sampled answers."""
+
+    method: Literal["grpo"]
+    num_generations: int = Field(4, ge=2, description="Completions per prompt.")
+    max_completion_length: int = Field(48, ge=4, description="Max new tokens per completion.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
+    beta: float = Field(0.0, ge=0, description="KL penalty coefficient.")
+    format_reward: bool = Field(True, description="Add a reward for a \\boxed{} answer.")
     use_vllm: bool = Field(
-        False, description="GRPO: generate with vLLM colocated in the trainer (GPU, `gpu` extra)."
+        False, description="Generate with vLLM colocated in the trainer (GPU, `gpu` extra)."
     )
     vllm_memory: float = Field(
-        0.3, gt=0, lt=1, description="GRPO with vLLM: share of the GPU its engine may take."
+        0.3, gt=0, lt=1, description="With vLLM: share of the GPU its engine may take."
     )
 
     @model_validator(mode="after")
-    def _check(self) -> StageSettings:
-        if self.method == "grpo" and (self.batch_size * self.grad_accum) % self.num_generations:
+    def _check(self) -> GRPOStage:
+        if (self.batch_size * self.grad_accum) % self.num_generations:
             raise ValueError(
                 f"batch_size x grad_accum ({self.batch_size * self.grad_accum}) must be divisible by "
                 f"num_generations ({self.num_generations}); change one of them"
             )
-        if self.method == "distill" and not self.teacher:
-            raise ValueError(
-                "method 'distill' needs a teacher: set teacher to a model path or hub id"
-            )
         return self
+
+
+METHODS = ("sft", "distill", "grpo")
+# A stage is one of the three, told apart by `method`: a field of another method (num_generations
+# on an sft stage, teacher on a grpo stage) is refused, not ignored.
+StageSettings = Annotated[SFTStage | DistillStage | GRPOStage, Field(discriminator="method")]
+
+
+def stage(**fields) -> SFTStage | DistillStage | GRPOStage:
+    """The stage `fields` describe (by their `method`), validated."""
+    return TypeAdapter(StageSettings).validate_python(fields)
 
 
 class PairsSettings(_Section):
@@ -177,49 +211,15 @@ class PairsPlan(NamedTuple):
     reference: str | None  # contrast: model B
 
 
-class SnapshotSettings(_Section):
+class SnapshotSettings(SnapshotSpec):
+    """The `snapshot:` section: what each save's circuit measures (`SnapshotSpec`, declared once
+    in sparks/circuits/spec.py), whether and where it runs, and on which pairs."""
+
     enabled: bool = Field(True, description="Build a circuit snapshot at every save.")
-    steps: Annotated[int, Field(ge=1, le=1000)] | Literal["auto"] = Field(
-        "auto",
-        description="Integrated-gradient steps (1 = plain EAP), or auto (the default): raised "
-        "until the completeness error is within steps_tolerance and the top-k edges hold still "
-        "(sparks/circuits/steps.py). No fixed count held 2 % at every save of the demo.",
-    )
-    schedule: Literal["right", "left", "midpoint", "gauss"] = Field(
-        DEFAULT_SCHEDULE,
-        description="IG quadrature: midpoint (k + 1/2)/m, gauss (Gauss-Legendre), right k/m "
-        "(k=1..m) or left k/m (k=0..m-1, hannamw/EAP-IG's). docs/real-models.md, IG quadrature, says why "
-        "midpoint is the default.",
-    )
-    steps_tolerance: float = Field(
-        0.02, gt=0, le=1, description="steps auto: completeness error to reach (0.02 = 2 %)."
-    )
-    max_steps: int = Field(
-        MAX_IG_STEPS,
-        ge=1,
-        le=1000,
-        description="steps auto: the cap; a save that reaches it is flagged.",
-    )
-    metric: Literal["auto", "logit_diff", "logprob", "kl", "kl_prefix"] = Field(
-        "auto",
-        description="auto: logit_diff on pairs with answers, kl_prefix on contrast pairs, else kl.",
-    )
-    top_k: int = Field(200, ge=1, description="Edges kept in the circuit (by |score|).")
-    n_pairs: int = Field(32, ge=1, description="Prompt pairs per snapshot.")
-    batch_size: int = Field(16, ge=1, description="Pairs per batch.")
-    tokens_per_pass: int | None = Field(
-        None,
-        ge=1,
-        description="Most tokens in one forward/backward pass; default: sized from free memory. "
-        "Lower it if snapshots run out of memory.",
-    )
     mode: Literal["inline", "process"] = Field(
         "inline",
         description="inline: snapshot the live model at each save; process: snapshot the saved "
         "checkpoint in its own process (sharded training, models too big to pause).",
-    )
-    device: str | None = Field(
-        None, description="process mode: device for the snapshot process, e.g. cuda:1."
     )
     pairs: PairsSettings | dict[str, PairsSettings] = Field(
         default_factory=PairsSettings,
@@ -231,21 +231,6 @@ class SnapshotSettings(_Section):
     def pair_sets(self) -> dict[str, PairsSettings]:
         """The pair sets by name, the primary first; the single form is one set named ''."""
         return dict(self.pairs) if isinstance(self.pairs, dict) else {"": self.pairs}
-
-    def checkpoint_kwargs(self) -> dict:
-        """These settings as `sparks.circuits.snapshot_checkpoint`'s keyword arguments."""
-        return dict(
-            steps=self.steps,
-            steps_tolerance=self.steps_tolerance,
-            max_steps=self.max_steps,
-            top_k=self.top_k,
-            batch_size=self.batch_size,
-            metric=self.metric,
-            n_pairs=self.n_pairs,
-            schedule=self.schedule,
-            tokens_per_pass=self.tokens_per_pass,
-            device=self.device,
-        )
 
     @field_validator("pairs", mode="before")
     @classmethod
@@ -262,7 +247,10 @@ class SnapshotSettings(_Section):
         return one(v)
 
 
-class EvaluationSettings(_Section):
+class EvaluationSettings(SamplingSpec):
+    """The `evaluation:` section: how answers are sampled (`SamplingSpec`, declared once in
+    sparks/evaluate/spec.py), on which benchmarks, how often and beside what."""
+
     enabled: bool = Field(True, description="Evaluate checkpoints on the benchmarks.")
     benchmarks: list[str] = Field(
         default_factory=lambda: [WORLD], description="e.g. world, aime24, amc23."
@@ -275,28 +263,11 @@ class EvaluationSettings(_Section):
         None, ge=1, description="Evaluate only the first N problems of each benchmark."
     )
     every: int = Field(1, ge=1, description="Evaluate every k-th save.")
-    n: int = Field(1, ge=1, le=1024, description="Samples per problem.")
-    temperature: float = Field(0.6, ge=0, description="Sampling temperature (0 = greedy).")
-    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling.")
-    max_tokens: int = Field(
-        96, ge=1, description="Max new tokens per sample (vLLM's default is 16)."
-    )
-    seed: int = Field(0, ge=0, description="Sampling seed.")
     backend: Literal["vllm", "transformers"] = Field("vllm", description="Generation engine.")
     overlong: Literal["skip", "error"] = Field(
         "skip",
         description="A prompt that with max_tokens exceeds the model's context: skip the problem "
         "(counted as skipped_overlong) or refuse the evaluation before the engine starts.",
-    )
-    tensor_parallel_size: int = Field(
-        1, ge=1, description="vLLM: GPUs one engine spreads a large model over."
-    )
-    gpu_memory_utilization: float = Field(
-        0.9,
-        gt=0,
-        le=1,
-        description="vLLM: share of each GPU's memory the engine may take (lower it when "
-        "evaluating beside training on the same GPU).",
     )
     concurrent: bool = Field(
         False,
@@ -415,7 +386,7 @@ class RunConfig(_Section):
     model: ModelSettings = ModelSettings()
     data: DataSettings = DataSettings()
     stages: list[StageSettings] = Field(
-        default_factory=lambda: [StageSettings(method="sft")],
+        default_factory=lambda: [SFTStage(method="sft")],
         min_length=1,
         description="Run in order.",
     )
@@ -435,7 +406,9 @@ class RunConfig(_Section):
             sources = [p.file] if p.file else []
         else:
             sources = list(p.sources or self.evaluation.benchmarks)
-        reference = p.reference or next((s.teacher for s in self.stages if s.teacher), None)
+        reference = p.reference or next(
+            (s.teacher for s in self.stages if isinstance(s, DistillStage)), None
+        )
         return PairsPlan(mode, sources, reference)
 
     @model_validator(mode="after")
@@ -517,10 +490,16 @@ def validate_config(raw: dict, *, source: str = "config", model: type[BaseModel]
         err = e.errors()[0]
         # a union's member tags (constrained-int, literal['auto']) are not field names
         loc = [p for p in err["loc"] if not _union_tag(p)]
+        # a stage's method picks its kind: stages.0.sft.teacher is said as stages.0.teacher
+        kind = loc.pop(2) if len(loc) > 2 and loc[0] == "stages" and loc[2] in METHODS else None
         field = ".".join(str(p) for p in loc) or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
+        if err["type"] == "extra_forbidden" and kind:
+            msg = f"not a setting of a {kind} stage: remove it or change the stage's method"
+        elif err["type"] == "extra_forbidden":
             msg = "unknown setting: check its spelling against configs/demo.yaml"
+        elif err["type"] == "missing" and kind:
+            msg = f"a {kind} stage needs it"
         elif "input" in err and err["type"] != "missing":
             msg += f" (got {err['input']!r})"
         more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""

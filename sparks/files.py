@@ -15,10 +15,12 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from sparks.errors import UserError
+
 WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
-class OutputWriteError(RuntimeError):
+class OutputWriteError(UserError):
     """An output that could not be written (disk full, file too large, read-only, no permission);
     the message names the path. Nothing half-written is left where it would be read."""
 

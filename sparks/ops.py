@@ -22,6 +22,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sparks.errors import UserError
+
 ROOT = Path(__file__).resolve().parents[1]
 POOL = "sparks"
 
@@ -185,7 +187,7 @@ def _pg_bin(name: str) -> str:
         iter(sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True)), None
     )
     if found is None:
-        raise RuntimeError(
+        raise UserError(
             f"PostgreSQL's {name} not found: install PostgreSQL (apt-get install postgresql), or "
             "give an existing server: sparks up --db postgresql://USER:PASSWORD@HOST:PORT/prefect"
         )
@@ -201,7 +203,7 @@ def _as_postgres(cmd: list[str]) -> list[str]:
     try:
         pwd.getpwnam("postgres")
     except KeyError:
-        raise RuntimeError(
+        raise UserError(
             "PostgreSQL does not run as root and there is no `postgres` user: create one "
             "(useradd postgres) or run sparks up as another user"
         ) from None
@@ -218,7 +220,7 @@ def _init_postgres(s: Stack) -> None:
         shutil.chown(data, "postgres", "postgres")
         reach = subprocess.run(_as_postgres(["test", "-w", str(data)]), capture_output=True)
         if reach.returncode != 0:
-            raise RuntimeError(
+            raise UserError(
                 f"the postgres user cannot reach {data} (a parent directory is private): set "
                 "SPARKS_STATE_DIR to a directory other users can traverse"
             )
@@ -227,7 +229,7 @@ def _init_postgres(s: Stack) -> None:
         capture_output=True, text=True,
     )  # fmt: skip
     if done.returncode != 0:
-        raise RuntimeError(f"initdb {data} failed: {(done.stdout + done.stderr).strip()[-600:]}")
+        raise UserError(f"initdb {data} failed: {(done.stdout + done.stderr).strip()[-600:]}")
 
 
 def _create_prefect_database(s: Stack) -> None:
@@ -288,11 +290,11 @@ def _wait(svc: Service, proc: subprocess.Popen, timeout: float, log: Path) -> No
     t0 = time.time()
     while time.time() - t0 < timeout:
         if proc.poll() is not None:  # poll, not kill(pid, 0): a dead child is a zombie until reaped
-            raise RuntimeError(f"{svc.name} exited while starting; see {log}")
+            raise UserError(f"{svc.name} exited while starting; see {log}")
         if svc.health is None or _healthy(svc.health):
             return
         time.sleep(0.5)
-    raise RuntimeError(f"{svc.name} did not answer {svc.health} within {timeout:.0f}s; see {log}")
+    raise UserError(f"{svc.name} did not answer {svc.health} within {timeout:.0f}s; see {log}")
 
 
 def up(s: Stack | None = None, *, timeout: float = 180, deploy: bool = True) -> Stack:
@@ -365,7 +367,7 @@ def _prefect(args: list[str], env: dict) -> None:
         [_bin("prefect"), *args], cwd=ROOT, env=env, capture_output=True, text=True
     )
     if done.returncode != 0:
-        raise RuntimeError(
+        raise UserError(
             f"prefect {' '.join(args[:3])} failed: {(done.stdout + done.stderr).strip()[-800:]}"
         )
 

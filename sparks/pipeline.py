@@ -41,7 +41,7 @@ from sparks.circuits.snapshot import (
     read_snapshot,
     save_snapshot,
 )
-from sparks.config import WORLD, RunConfig
+from sparks.config import WORLD, DistillStage, RunConfig
 from sparks.evaluate.evaluate import benchmarks_for, evaluate_model, sampling_for
 from sparks.evaluate.teacher import teacher_solutions
 from sparks.files import atomic_dir, atomic_write_text, is_write_error, write_failure
@@ -203,7 +203,7 @@ class TrainingRun:
             ps.name: {
                 "pairs": sum(len(b.last) for b in ps.batches),
                 "path": str(ps.pairs_path),
-                "metric": ps.settings["metric"],
+                "metric": ps.spec.metric,
             }
             for ps in self.sets
         }
@@ -241,7 +241,8 @@ class TrainingRun:
 
     def _build(self, model, ps: PairSet, step: int) -> CircuitSnapshot | FailedSnapshot:
         device = next(model.parameters()).device
-        return build_or_fail(model, [b.to(device) for b in ps.batches], step=step, **ps.settings)
+        batches = [b.to(device) for b in ps.batches]
+        return build_or_fail(model, batches, ps.spec, step=step, pairs=ps.record)
 
     # 3. stages --------------------------------------------------------------------------------
     def stage_dir(self, i: int) -> Path:
@@ -323,7 +324,8 @@ class TrainingRun:
             cls = type(f"CircuitSnapshotCallback[{ps.name}]", (CircuitSnapshotCallback,), {})
         return cls(
             [b.to(next(model.parameters()).device) for b in ps.batches],
-            **ps.settings,
+            ps.spec,
+            pairs=ps.record,
             step_offset=self.step_offset(i),
             on_snapshot=(lambda step, snap, out: rec.on_snapshot(step, snap, out, ps.name))
             if rec
@@ -337,7 +339,7 @@ class TrainingRun:
                     "name": o.name,
                     "pairs": o.pairs_path,
                     "subdir": o.subdir,
-                    "metric": o.settings["metric"],
+                    "metric": o.spec.metric,
                 }
                 for o in self.sets[1:]
             ]
@@ -345,10 +347,7 @@ class TrainingRun:
             else [],
             led=s.mode == "process" and ps is not self.sets[0],
             shared=shared,
-            n_pairs=s.n_pairs,
-            batch_size=s.batch_size,
             dtype=self.cfg.model.dtype,
-            device=s.device,
             ranks=self.ranks,
         )
 
@@ -415,6 +414,8 @@ class TrainingRun:
         snapshot_missing(
             saves,
             first.batches,
+            first.spec,
+            pairs=first.record,
             dtype=self.cfg.model.dtype,
             on_snapshot=on_snapshot(first.name),
             subdir=first.subdir,
@@ -422,20 +423,21 @@ class TrainingRun:
                 {
                     "batches": ps.batches,
                     "subdir": ps.subdir,
-                    "settings": ps.settings,
+                    "spec": ps.spec,
+                    "pairs": ps.record,
                     "on_snapshot": on_snapshot(ps.name),
                 }
                 for ps in others
             ],  # fmt: skip
-            **first.settings,
         )
 
     def teacher_records(self, i: int) -> list[dict]:
         """Distillation data for stage `i`: the teacher's correct solutions, cached in its directory."""
+        stage = self.cfg.stages[i]
+        if not isinstance(stage, DistillStage):
+            raise ValueError(f"stage {i} is a {stage.method} stage: only distill stages have a teacher")
         cache = self.stage_dir(i) / "teacher_solutions.jsonl"
-        return teacher_solutions(
-            self.cfg.stages[i].teacher, self.records, self.cfg.evaluation, cache
-        )
+        return teacher_solutions(stage.teacher, self.records, self.cfg.evaluation, cache)
 
     # evaluation -------------------------------------------------------------------------------
     def _eval_inputs(self):

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sparks.config import WORLD, RunConfig
+from sparks.config import WORLD, DistillStage, RunConfig
 from sparks.train.disk import DTYPE_BYTES, describe, estimate_disk, refusal, run_shape
 
 GB = 2**30
@@ -232,7 +232,7 @@ def dry_run(cfg: RunConfig, *, gpu_gb: float = 80.0) -> Plan:
     shape = _model(plan, "model", cfg.model.path)
     _source(plan, "training data", cfg.data.train)
     for s in cfg.stages:
-        if s.teacher:
+        if isinstance(s, DistillStage):
             _model(plan, f"{s.method} teacher", s.teacher)
     for i, (name, ps) in enumerate(cfg.snapshot.pair_sets().items()):
         mode, sources, reference = cfg.resolved_pairs(ps)
@@ -278,7 +278,7 @@ def dry_run(cfg: RunConfig, *, gpu_gb: float = 80.0) -> Plan:
             f"batch {s.batch_size} x {s.grad_accum}, {saves} saves (every {s.save_steps}), "
             f"{saves if cfg.snapshot.enabled else 0} snapshots, {_n(n_eval, 'evaluation')}"
         )
-        if s.method == "distill":
+        if isinstance(s, DistillStage):
             plan.add(
                 f"    before it: the teacher {s.teacher} writes a solution for each of the "
                 f"{cfg.data.max_samples or 'training'} problems ({ev.backend}), cached in "

@@ -36,7 +36,12 @@ def test_demo_config_loads_with_sft_then_grpo():
             "stages:\n  - {method: grpo, batch_size: 6, num_generations: 4}\n",
             r"stages\.0: batch_size x grad_accum \(6\) must be divisible by num_generations \(4\)",
         ),
-        ("stages:\n  - {method: distill}\n", r"stages\.0: method 'distill' needs a teacher"),
+        ("stages:\n  - {method: distill}\n", r"stages\.0\.teacher: a distill stage needs it"),
+        (
+            "stages:\n  - {method: sft, num_generations: 8}\n",
+            r"stages\.0\.num_generations: not a setting of a sft stage: remove it",
+        ),
+        ("stages:\n  - {method: grpo, teacher: x}\n", r"stages\.0\.teacher: not a setting of a grpo"),
         (
             "evaluation: {concurrent: true, backend: transformers}\n",
             r"evaluation: concurrent evaluation needs backend 'vllm'",

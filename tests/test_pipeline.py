@@ -7,6 +7,7 @@ from mlflow.tracking import MlflowClient
 
 from sparks.circuits.graph import Graph
 from sparks.circuits.snapshot import FailedSnapshot
+from sparks.circuits.spec import SnapshotSpec
 from sparks.config import validate_config
 from sparks.pipeline import TrainingRun
 
@@ -92,11 +93,9 @@ def test_auto_steps_are_recorded_per_save_in_the_snapshot_ledger_and_mlflow(
     # more than 32 steps for 5 % on one batch (what is recorded is under test here, not that)
     model = build_model(TinyModelSpec(), tokenizer, seed=0).eval()
     s = cfg.snapshot
-    for step, tol in ((0, s.steps_tolerance), (3, 0.0)):  # the second can only stop at the cap
-        snap = build_snapshot(
-            model, batches[:1], step=step, steps="auto", top_k=30, n_boot=5,
-            steps_tolerance=tol, max_steps=s.max_steps,
-        )  # fmt: skip
+    for step, tol in ((0, s.steps_tolerance), (3, 1e-9)):  # the second can only stop at the cap
+        spec = SnapshotSpec(top_k=30, steps_tolerance=tol, max_steps=s.max_steps)
+        snap = build_snapshot(model, batches[:1], spec, step=step, n_boot=5)
         save_snapshot(snap, tmp_path / f"s{step}")
         run.recorder.on_snapshot(step, read_snapshot(tmp_path / f"s{step}"), tmp_path / f"s{step}")
     run.tracker.end()

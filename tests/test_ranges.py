@@ -1,6 +1,6 @@
 """Every numeric input has a range, and a value outside it is refused in one line naming it.
 
-Not a hand list: the test walks the CLI's parser (every subcommand's numeric options) and the
+Not a hand list: the test walks the CLI's commands (every subcommand's numeric options) and the
 configs' pydantic models (every numeric field, nested sections and stage lists included), and
 tries a value just outside each declared bound. A numeric option or field without a range fails
 the test unless it is in UNBOUNDED, with the reason it may take any value.
@@ -8,14 +8,14 @@ the test unless it is in UNBOUNDED, with the reason it may take any value.
 
 from __future__ import annotations
 
-import argparse
 import typing
 
 import pytest
+import typer
 import yaml
 from pydantic import BaseModel
 
-from sparks.cli import build_parser, main
+from sparks.cli import app, main
 from sparks.config import AblationConfig, RunConfig
 
 UNBOUNDED = {
@@ -35,26 +35,43 @@ def _outside(bounds: dict, kind: type) -> list:
     return out
 
 
-def _options() -> list[tuple[list[str], argparse.Action, list[str]]]:
-    """(subcommand path, numeric option, the required arguments filled with placeholders)."""
+def commands() -> list[tuple[list[str], typing.Any]]:
+    """(path, click command) of every leaf command of `sparks`."""
     found = []
 
-    def walk(path: list[str], parser: argparse.ArgumentParser) -> None:
-        required = []
-        for a in parser._actions:
-            if isinstance(a, argparse._SubParsersAction):
-                for name, sub in a.choices.items():
-                    walk([*path, name], sub)
-                return
-            if not a.option_strings and a.dest != "help":
-                required.append("x")
-            elif a.required:
-                required += [a.option_strings[-1], "x"]
-        for a in parser._actions:
-            if a.option_strings and a.type not in (None, str) and a.choices is None:
-                found.append((path, a, required))
+    def walk(path, cmd):
+        subs = getattr(cmd, "commands", None)
+        if subs:
+            for name, sub in subs.items():
+                walk([*path, name], sub)
+        else:
+            found.append((path, cmd))
 
-    walk([], build_parser())
+    walk([], typer.main.get_command(app))
+    return found
+
+
+def _kind(param) -> type | None:
+    """int or float for a numeric option (its annotation, Optional and list unwrapped)."""
+    ann = param.type_descriptor.annotation
+    if typing.get_origin(ann) is list:
+        ann = typing.get_args(ann)[0]
+    return ann if ann in (int, float) else None
+
+
+def _options() -> list[tuple[list[str], typing.Any, list[str]]]:
+    """(command path, numeric option, the required arguments filled with placeholders)."""
+    found = []
+    for path, cmd in commands():
+        required = []
+        for p in cmd.params:
+            if p.param_type_name == "argument" and p.required:
+                required.append("x")
+            elif p.param_type_name == "option" and p.required:
+                required += [p.opts[-1], "x"]
+        for p in cmd.params:
+            if p.param_type_name == "option" and (_kind(p) or getattr(p.callback, "bounds", None)):
+                found.append((path, p, required))
     return found
 
 
@@ -66,23 +83,28 @@ def test_the_walk_finds_the_numeric_options():
 
 
 @pytest.mark.parametrize(
-    "path, action, required",
+    "path, option, required",
     OPTIONS,
-    ids=[f"{' '.join(p)} {a.option_strings[-1]}" for p, a, _ in OPTIONS],
+    ids=[f"{' '.join(p)} {o.opts[-1]}" for p, o, _ in OPTIONS],
 )
-def test_every_numeric_option_refuses_a_value_outside_its_range(path, action, required, capsys):
-    name = f"{' '.join(path)} {action.option_strings[-1]}"
-    bounds = getattr(action.type, "bounds", None)
+def test_every_numeric_option_refuses_a_value_outside_its_range(path, option, required, capsys):
+    name = f"{' '.join(path)} {option.opts[-1]}"
+    bounds = getattr(option.callback, "bounds", None)
     if name in UNBOUNDED:
         assert not bounds
         return
-    assert bounds, f"{name} declares no range: give it one (sparks.cli._number)"
-    kind = int if action.type.__name__ == "int" else float
+    assert bounds, f"{name} declares no range: give it one (sparks.cli.options)"
+    kind = _kind(option) or int
     for value in _outside(bounds, kind):
-        code = main([*path, *required, action.option_strings[-1], str(value)])
+        code = main([*path, *required, option.opts[-1], str(value)])
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1, err
-        assert err[0].startswith(f"sparks: error: argument {action.option_strings[-1]}:"), err
+        assert err[0].startswith(
+            f"sparks: error: Invalid value for '{option.opts[-1]}': must be"
+        ), err
+
+
+METHOD: dict[str, tuple] = {}  # a stage field's path -> the methods (stage kinds) that have it
 
 
 def _fields(model: type[BaseModel], prefix: str = "") -> list[tuple[str, type, dict]]:
@@ -92,8 +114,17 @@ def _fields(model: type[BaseModel], prefix: str = "") -> list[tuple[str, type, d
         ann = f.annotation
         if typing.get_origin(ann) is list:
             ann = typing.get_args(ann)[0]
-            if isinstance(ann, type) and issubclass(ann, BaseModel):
-                out += _fields(ann, f"{prefix}{name}.0.")
+            if typing.get_origin(ann) is typing.Annotated:  # a discriminated union (stages)
+                ann = typing.get_args(ann)[0]
+            kinds = [m for m in typing.get_args(ann) or (ann,) if isinstance(m, type)]
+            if kinds and all(issubclass(m, BaseModel) for m in kinds):
+                seen = {p for p, *_ in out}
+                for m in kinds:  # each kind of stage: its own fields, under its method
+                    for row in _fields(m, f"{prefix}{name}.0."):
+                        if row[0] not in seen:
+                            seen.add(row[0])
+                            out.append(row)
+                            METHOD[row[0]] = typing.get_args(m.model_fields["method"].annotation)
                 continue
         members = typing.get_args(ann) if typing.get_origin(ann) is not None else (ann,)
         for m in members:
@@ -144,7 +175,7 @@ def test_every_numeric_config_field_refuses_a_value_outside_its_range(
         cfg = tmp_path / "c.yaml"
         data = _nested(path, value)
         if path.startswith("stages.0."):
-            data["stages"][0].setdefault("method", "sft")
+            data["stages"][0].setdefault("method", METHOD[path][0])
         if kind_of == "ablation":
             data.setdefault("model", str(tmp_path / "model"))  # the one required field
         cfg.write_text(yaml.safe_dump(data))

@@ -1,4 +1,4 @@
-"""Write docs/commands.md from the `sparks` parser itself: every command's usage and options.
+"""Write docs/commands.md from the `sparks` commands themselves: every command's usage and options.
 
 python tools/cli_docs.py          # rewrite docs/commands.md
 python tools/cli_docs.py --check  # exit 1 if it is out of date (tests/test_docs.py)
@@ -6,7 +6,8 @@ python tools/cli_docs.py --check  # exit 1 if it is out of date (tests/test_docs
 
 from __future__ import annotations
 
-import argparse
+import contextlib
+import io
 import os
 import sys
 from pathlib import Path
@@ -17,31 +18,25 @@ PAGE = ROOT / "docs" / "commands.md"
 
 def render() -> str:
     sys.path.insert(0, str(ROOT))
-    os.environ["COLUMNS"] = "100"  # argparse wraps help text to the terminal: fix it
-    from sparks.cli import build_parser
+    os.environ["COLUMNS"] = "100"  # help text wraps to the terminal: fix it
+    os.environ["TERM"] = "dumb"
+    from sparks.cli import main
+    from tests.test_ranges import commands
 
-    parser = build_parser()
     out = [
         "# Commands",
         "",
-        "Every `sparks` command with its options, generated from the parser by",
-        "`python tools/cli_docs.py` (a test fails when this page is out of date).",
+        "Every `sparks` command with its options, generated from the commands themselves by",
+        "`python tools/cli_docs.py` (a test fails when this page is out of date). Every command",
+        "takes `sparks --debug COMMAND ...` to show the traceback of an error.",
         "",
     ]
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    helps = {a.dest: a.help for a in sub._choices_actions}
-
-    def page(name: str, p: argparse.ArgumentParser) -> None:
-        nested = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
-        if nested:
-            for child, cp in nested[0].choices.items():
-                page(f"{name} {child}", cp)
-            return
-        out.extend([f"## `sparks {name}`", "", helps.get(name.split()[0], "") or "", ""])
-        out.extend(["```", p.format_help().rstrip(), "```", ""])
-
-    for name, p in sub.choices.items():
-        page(name, p)
+    for path, _cmd in commands():
+        text = io.StringIO()
+        with contextlib.redirect_stdout(text):
+            main([*path, "--help"])
+        out.extend([f"## `sparks {' '.join(path)}`", ""])
+        out.extend(["```", text.getvalue().rstrip(), "```", ""])
     return "\n".join(out)
 
 

@@ -84,7 +84,7 @@ def run_think(settings: ThinkSettings, out: Path, *, progress=print) -> ThinkRes
                 model,
                 pairs,
                 d / "circuit",
-                **s.checkpoint_kwargs(),
+                s,
                 dtype=settings.dtype,
                 progress=False,
             )

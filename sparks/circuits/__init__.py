@@ -2,34 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
-from sparks.config import DEFAULT_SCHEDULE, MAX_IG_STEPS
+from sparks.circuits.spec import DEFAULTS, SnapshotSpec
 
 
 def snapshot_checkpoint(
     model_dir: str | Path,
     pairs_path: str | Path,
     out_dir: str | Path,
+    spec: SnapshotSpec = DEFAULTS,
     *,
-    steps: int | str = "auto",
-    top_k: int = 200,
-    batch_size: int = 16,
-    metric: str = "auto",
-    n_pairs: int | None = None,
     step: int = 0,
     dtype: str = "float32",
-    schedule: str = DEFAULT_SCHEDULE,
-    steps_tolerance: float = 0.02,
-    max_steps: int = MAX_IG_STEPS,
-    tokens_per_pass: int | None = None,
-    device: str | None = None,
     record_failure: bool = False,
     progress: bool = True,
     pair_set: str = "",
-    more_sets: list[dict] = (),
+    more_sets: Sequence[dict] = (),
 ):
-    """Load a checkpoint and a pairs file, build its CircuitSnapshot and write it to `out_dir`.
+    """Load a checkpoint and a pairs file, build its CircuitSnapshot as `spec` says and write it
+    to `out_dir`.
 
     Every input is checked before any work starts; nothing is written unless all of it succeeds.
     A model whose numbers are NaN/inf raises NonFiniteError, or with `record_failure` leaves a
@@ -38,7 +31,7 @@ def snapshot_checkpoint(
     `more_sets`: further sets ({name, pairs, out, metric}) snapshotted from the same loaded model
     (one load and one preparation for all of a save's sets); returns the first set's snapshot."""
     from sparks.circuits.adapters import check_architecture
-    from sparks.circuits.attribute import METRICS, choose_metric, ig_alphas
+    from sparks.circuits.attribute import METRICS, choose_metric
     from sparks.circuits.pairs import encode_pairs, load_pairs, pairs_record
     from sparks.circuits.snapshot import (
         build_or_fail,
@@ -48,7 +41,7 @@ def snapshot_checkpoint(
     )
     from sparks.models import check_checkpoint, load_model, load_tokenizer
 
-    sets = [{"name": pair_set, "pairs": pairs_path, "out": out_dir, "metric": metric}]
+    sets = [{"name": pair_set, "pairs": pairs_path, "out": out_dir, "metric": spec.metric}]
     sets += [dict(x) for x in more_sets]
     for s in sets:
         if Path(s["out"]).exists():
@@ -57,32 +50,16 @@ def snapshot_checkpoint(
             )
         if s["metric"] != "auto" and s["metric"] not in METRICS:
             raise ValueError(f"unknown metric {s['metric']!r}: use one of {', '.join(METRICS)}")
-    # refuses an unknown schedule or steps < 1 before any loading
-    ig_alphas(1 if steps == "auto" else steps, schedule)
-    for name, value, low in (
-        ("top_k", top_k, 1),
-        ("max_steps", max_steps, 1),
-        ("batch_size", batch_size, 1),
-        ("n_pairs", n_pairs or 1, 1),
-    ):
-        if value < low:
-            raise ValueError(
-                f"{name} {value}: must be at least {low} (--{name.replace('_', '-')} N)"
-            )  # fmt: skip
-    if not 0 < steps_tolerance <= 1:
-        raise ValueError(
-            f"steps_tolerance {steps_tolerance}: give a completeness error in (0, 1], e.g. 0.02"
-        )
     check_checkpoint(model_dir)
     check_architecture(model_dir)
     tokenizer = load_tokenizer(model_dir)
     for s in sets:
-        s["records"] = load_pairs(s["pairs"])[:n_pairs]
+        s["records"] = load_pairs(s["pairs"])[: spec.n_pairs]
         s["batches"] = encode_pairs(
-            tokenizer, s["records"], batch_size=batch_size, source=str(s["pairs"])
+            tokenizer, s["records"], batch_size=spec.batch_size, source=str(s["pairs"])
         )
-        s["metric"] = choose_metric(s["metric"], s["batches"])
-    model = load_model(model_dir, dtype=dtype, device=device)
+        s["spec"] = spec.with_(metric=choose_metric(s["metric"], s["batches"]))
+    model = load_model(model_dir, dtype=dtype, device=spec.device)
     device = next(model.parameters()).device
     build = build_or_fail if record_failure else build_snapshot
     fingerprint = model_fingerprint(model) if len(sets) > 1 else None  # once for all sets
@@ -91,15 +68,9 @@ def snapshot_checkpoint(
         snap = build(
             model,
             [b.to(device) for b in s["batches"]],
+            s["spec"],
             step=step,
-            steps=steps,
-            metric=s["metric"],
-            top_k=top_k,
-            schedule=schedule,
-            tokens_per_pass=tokens_per_pass,
             progress=progress,
-            steps_tolerance=steps_tolerance,
-            max_steps=max_steps,
             pairs=pairs_record(s["pairs"], name=s["name"], n_pairs=len(s["records"])),
             fingerprint=fingerprint,
         )

@@ -35,8 +35,9 @@ from sparks.circuits.budget import patched_rows, plan_passes
 from sparks.circuits.graph import Graph
 from sparks.circuits.intervene import EdgePatch, GradientProbe, graph_hooks, norm_eps
 from sparks.circuits.pairs import PairBatch
+from sparks.circuits.spec import DEFAULT_SCHEDULE, SCHEDULES
 
-IG_SCHEDULES = ("right", "left", "midpoint", "gauss")
+IG_SCHEDULES = SCHEDULES
 
 
 class NonFiniteError(ArithmeticError):
@@ -138,7 +139,7 @@ class Attribution:
     steps: int
     metric: str
     reference: PatchReference | None = None  # the first micro-batch's first rows, when asked for
-    schedule: str = "right"
+    schedule: str = DEFAULT_SCHEDULE
 
     @property
     def scores(self) -> torch.Tensor:
@@ -193,7 +194,7 @@ def _finite(x: torch.Tensor, what: str) -> torch.Tensor:
     return x
 
 
-def ig_points(steps: int, schedule: str = "right") -> tuple[torch.Tensor, torch.Tensor]:
+def ig_points(steps: int, schedule: str = DEFAULT_SCHEDULE) -> tuple[torch.Tensor, torch.Tensor]:
     """IG quadrature on [0, 1]: interpolation points alpha (0 = corrupted, 1 = clean), in the
     order they are run (highest first), and their weights (summing to 1).
 
@@ -223,7 +224,7 @@ def ig_points(steps: int, schedule: str = "right") -> tuple[torch.Tensor, torch.
     return alphas, torch.from_numpy(w[::-1] / 2).to(torch.float64)
 
 
-def ig_alphas(steps: int, schedule: str = "right") -> torch.Tensor:
+def ig_alphas(steps: int, schedule: str = DEFAULT_SCHEDULE) -> torch.Tensor:
     """The interpolation points of `ig_points`, in run order."""
     return ig_points(steps, schedule)[0]
 
@@ -232,9 +233,9 @@ def attribute(
     model,
     batches: Sequence[PairBatch],
     *,
-    steps: int = 5,
-    metric: str = "logit_diff",
-    schedule: str = "right",
+    steps: int,
+    metric: str,
+    schedule: str = DEFAULT_SCHEDULE,
     tokens_per_pass: int | None = None,
     progress: bool = False,
     keep_reference: int = 0,
@@ -452,7 +453,7 @@ def patched_metric(
     batches: Sequence[PairBatch],
     missing: Sequence[torch.Tensor],
     *,
-    metric: str = "logit_diff",
+    metric: str,
     tokens_per_pass: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The metric on clean inputs when every edge in each `missing` mask [n_up, n_down] carries
@@ -534,7 +535,7 @@ def faithfulness(
     batches: Sequence[PairBatch],
     circuits: Sequence[torch.Tensor],
     *,
-    metric: str = "logit_diff",
+    metric: str,
     reference: PatchReference | None = None,
     tokens_per_pass: int | None = None,
 ) -> list[float]:

@@ -27,14 +27,15 @@ from sparks.circuits.adapters import adapter_for
 from sparks.circuits.attribute import (
     NonFiniteError,
     attribute,
+    choose_metric,
     completeness_gap,
     faithfulness,
     graph_of,
 )
 from sparks.circuits.graph import Circuit, Graph, find_circuit, head_stability
 from sparks.circuits.pairs import PairBatch
+from sparks.circuits.spec import DEFAULTS, SnapshotSpec
 from sparks.circuits.steps import attribute_auto
-from sparks.config import DEFAULT_SCHEDULE, MAX_IG_STEPS
 from sparks.files import atomic_dir
 
 FORMAT = 1
@@ -110,22 +111,17 @@ def model_fingerprint(model) -> str:
 def build_snapshot(
     model,
     batches: list[PairBatch],
+    spec: SnapshotSpec = DEFAULTS,
     *,
     step: int = 0,
-    steps: int = 5,
-    metric: str = "logit_diff",
-    top_k: int = 200,
     n_boot: int = 50,
     faithfulness_pairs: int = 8,
-    schedule: str = DEFAULT_SCHEDULE,
-    tokens_per_pass: int | None = None,
     progress: bool = False,
-    steps_tolerance: float = 0.02,
-    max_steps: int = MAX_IG_STEPS,
     pairs: dict | None = None,
     fingerprint: str | None = None,
 ) -> CircuitSnapshot:
-    """Attribute, extract the circuit and measure it; `model` is left in the mode it was in.
+    """Attribute as `spec` says (its metric auto: chosen for `batches`), extract the circuit and
+    measure it; `model` is left in the mode it was in.
     `pairs` (`pairs.pairs_record`): which pair set and file were measured, kept in the settings;
     `fingerprint`: the model's, when the caller hashed these weights already (another pair set of
     the same save).
@@ -134,6 +130,13 @@ def build_snapshot(
     snapshot's most expensive part after attribution). `tokens_per_pass` bounds one pass (None:
     sized from free memory). Raises NonFiniteError when the model's numbers are NaN/inf."""
     t0 = time.perf_counter()
+    metric = choose_metric(spec.metric, batches)
+    steps, top_k, schedule, tokens_per_pass = (
+        spec.steps,
+        spec.top_k,
+        spec.schedule,
+        spec.tokens_per_pass,
+    )
     was_training = model.training
     model.eval()
     try:
@@ -148,18 +151,14 @@ def build_snapshot(
         auto = {}
         if steps == "auto":
             attr, choice = attribute_auto(
-                model,
-                batches,
-                top_k=top_k,
-                tolerance=steps_tolerance,
-                max_steps=max_steps,
-                **common,
-            )
+                model, batches, spec.with_(metric=metric), progress=progress,
+                keep_reference=common["keep_reference"],
+            )  # fmt: skip
             steps = choice.steps
             auto = {
                 "steps_auto": True,
                 "steps_tried": list(choice.tried),
-                "steps_tolerance": steps_tolerance,
+                "steps_tolerance": spec.steps_tolerance,
                 "steps_capped": choice.capped,
             }
         else:
@@ -221,10 +220,10 @@ def write_failed_snapshot(failed: FailedSnapshot, out_dir: str | Path) -> Path:
     return Path(out_dir)
 
 
-def build_or_fail(model, batches: list[PairBatch], *, step: int, **settings):
+def build_or_fail(model, batches: list[PairBatch], spec: SnapshotSpec, *, step: int, **kwargs):
     """`build_snapshot`, or a FailedSnapshot saying which pass was not finite."""
     try:
-        return build_snapshot(model, batches, step=step, **settings)
+        return build_snapshot(model, batches, spec, step=step, **kwargs)
     except NonFiniteError as e:
         return FailedSnapshot(step, graph_of(adapter_for(model)), str(e))
 

@@ -26,9 +26,9 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from sparks.circuits.attribute import Attribution, attribute, ig_points
+from sparks.circuits.attribute import Attribution, attribute, choose_metric, ig_points
 from sparks.circuits.graph import select_edges
-from sparks.config import DEFAULT_SCHEDULE, MAX_IG_STEPS
+from sparks.circuits.spec import SnapshotSpec
 
 FRESH_STEPS = (2, 3, 5, 8, 13, 21, 34, 55, 89, 144)  # gauss
 NESTED = {"right": 2, "left": 2, "midpoint": 3}  # rules whose m points are among their f*m points
@@ -71,17 +71,17 @@ def _overlap(a: torch.Tensor, b: torch.Tensor) -> float:
     return int((a & b).sum()) / max(1, int(b.sum()))
 
 
-def attribute_auto(
-    model,
-    batches,
-    *,
-    schedule: str = DEFAULT_SCHEDULE,
-    top_k: int = 200,
-    tolerance: float = 0.02,
-    max_steps: int = MAX_IG_STEPS,
-    **kwargs,
-) -> tuple[Attribution, StepChoice]:
-    """Attribution with as many IG steps as completeness asks for (see the module docstring)."""
+def attribute_auto(model, batches, spec: SnapshotSpec, **kwargs) -> tuple[Attribution, StepChoice]:
+    """Attribution with as many IG steps as completeness asks for (see the module docstring):
+    `spec`'s schedule, metric (auto: chosen for `batches`), tokens per pass, tolerance, cap and
+    top-k; `kwargs`: `attribute`'s others (progress, keep_reference)."""
+    schedule, top_k, tolerance, max_steps = (
+        spec.schedule, spec.top_k, spec.steps_tolerance, spec.max_steps
+    )  # fmt: skip
+    kwargs |= {
+        "metric": choose_metric(spec.metric, batches),
+        "tokens_per_pass": spec.tokens_per_pass,
+    }
     m, attr, prev_top, tried, passes = 0, None, None, [], 0
     while True:
         nxt = _next(schedule, m)

@@ -7,23 +7,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from sparks.evaluate.generate import GenerationError, GenerationResult, SamplingSpec, generate
+from sparks.evaluate.generate import GenerationError, GenerationResult, generate
 from sparks.evaluate.metrics import grade, summarise
+from sparks.evaluate.spec import DEFAULT_SAMPLING, SamplingSpec
 from sparks.models import check_checkpoint, load_tokenizer, require_chat_template
 from sparks.train.data import prompt_messages
 
 
-def sampling_for(ev) -> SamplingSpec:
-    """The SamplingSpec an `EvaluationSettings` describes."""
-    return SamplingSpec(
-        n=ev.n,
-        temperature=ev.temperature,
-        top_p=ev.top_p,
-        max_tokens=ev.max_tokens,
-        seed=ev.seed,
-        tensor_parallel_size=ev.tensor_parallel_size,
-        gpu_memory_utilization=ev.gpu_memory_utilization,
-    )
+def sampling_for(ev: SamplingSpec) -> SamplingSpec:
+    """The sampling an `EvaluationSettings` (a SamplingSpec with more) describes."""
+    return ev.sampling()
 
 
 def benchmarks_for(ev, world_settings=None) -> dict[str, list[dict]]:
@@ -140,7 +133,7 @@ def _keep_partial(out: Path, benchmarks: dict[str, list[dict]], rows: list) -> P
 def evaluate_model(
     model_dir: str | Path,
     benchmarks: dict[str, list[dict]],
-    spec: SamplingSpec = SamplingSpec(),
+    spec: SamplingSpec = DEFAULT_SAMPLING,
     *,
     backend: str = "vllm",
     enable_thinking: bool | None = None,

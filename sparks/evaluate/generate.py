@@ -13,32 +13,22 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+
+from sparks.errors import UserError
+from sparks.evaluate.spec import DEFAULT_SAMPLING, SamplingSpec
 
 BACKENDS = ("vllm", "transformers")
 
 
-class GenerationError(RuntimeError):
+class GenerationError(UserError):
     """Generation could not run; the message says why and what to do. `partial` holds the
     completions of the prompts that finished before it stopped (in prompt order)."""
 
     def __init__(self, message: str, partial: list | None = None):
         super().__init__(message)
         self.partial = partial or []
-
-
-@dataclass(frozen=True)
-class SamplingSpec:
-    """Sampling settings shared by both backends. temperature 0 means greedy."""
-
-    n: int = 1
-    temperature: float = 0.6
-    top_p: float = 0.95
-    max_tokens: int = 96
-    seed: int = 0
-    tensor_parallel_size: int = 1  # vLLM on GPUs only: GPUs per engine
-    gpu_memory_utilization: float = 0.9  # vLLM on GPUs only: share of each GPU's memory
 
 
 @dataclass(frozen=True)
@@ -62,7 +52,7 @@ class GenerationResult:
 def generate(
     model_dir: str | Path,
     prompts: list[str],
-    spec: SamplingSpec = SamplingSpec(),
+    spec: SamplingSpec = DEFAULT_SAMPLING,
     *,
     backend: str = "vllm",
     progress: bool = False,
@@ -96,7 +86,7 @@ def _generate_vllm(
                 {
                     "model": str(model_dir),
                     "prompts": prompts,
-                    "sampling": asdict(spec),
+                    "sampling": spec.model_dump(),
                     "progress": progress,
                 }
             )

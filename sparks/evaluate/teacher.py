@@ -7,11 +7,9 @@ problem once with the run's evaluation sampling settings, and math-verify keeps 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 from sparks.config import EvaluationSettings
-from sparks.evaluate.evaluate import sampling_for
 from sparks.evaluate.generate import generate
 from sparks.files import atomic_write_text, read_jsonl
 from sparks.grading import is_correct
@@ -33,7 +31,7 @@ def teacher_solutions(
         )
         for r in records
     ]
-    spec = replace(sampling_for(ev), n=1)  # one solution per problem, kept if correct
+    spec = ev.sampling(n=1)  # one solution per problem, kept if correct
     result = generate(teacher, prompts, spec, backend=ev.backend)
     kept = [
         r | {"solution": row[0].text}

@@ -17,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 
+from sparks.errors import UserError
 from sparks.files import atomic_write_text
 
 DEFAULT_STORE = Path("mlflow/data")
@@ -365,7 +366,7 @@ def upload_pending(out_dir: Path, uri: str | None = None) -> int:
         return t._replay_pending()
     except Exception as e:
         first = (str(e).splitlines() or [""])[0][:200]
-        raise RuntimeError(
+        raise UserError(
             f"MLflow at {t.uri} did not take {out_dir}'s records ({type(e).__name__}: {first}); "
             f"they stay in {pending}: start the server (sparks up) or fix the URI (--uri), "
             "then run sparks mlflow-sync again"

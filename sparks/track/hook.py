@@ -23,7 +23,7 @@ import random
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -38,7 +38,7 @@ from sparks.circuits.snapshot import (
     read_snapshot,
     save_snapshot,
 )
-from sparks.config import DEFAULT_SCHEDULE, MAX_IG_STEPS
+from sparks.circuits.spec import SnapshotSpec
 from sparks.track.sharded import sharding, unsharded_copy
 from sparks.train.ranks import Ranks
 
@@ -69,52 +69,34 @@ class CircuitSnapshotCallback(TrainerCallback):
     def __init__(
         self,
         batches: list[PairBatch],
+        spec: SnapshotSpec,
         *,
-        steps: int | str = 5,
-        metric: str = "logit_diff",
-        top_k: int = 200,
-        schedule: str = DEFAULT_SCHEDULE,
-        steps_tolerance: float = 0.02,
-        max_steps: int = MAX_IG_STEPS,
-        tokens_per_pass: int | None = None,
         step_offset: int = 0,
         on_snapshot: OnSnapshot | None = None,
         mode: str = "inline",
         pairs_path: str | Path | None = None,
-        n_pairs: int | None = None,
-        batch_size: int = 16,
         dtype: str = "float32",
-        device: str | None = None,
         progress: bool = False,
         ranks: Ranks | None = None,
         subdir: str = "circuit",
         pairs: dict | None = None,
-        more_sets: list[dict] = (),
+        more_sets: Sequence[dict] = (),
         led: bool = False,
         shared: dict | None = None,
     ):
+        """`spec`: what each snapshot measures (its metric auto: chosen for `batches`);
+        `pairs`: the pair set's record (`pairs.pairs_record`), kept in every snapshot."""
         if mode not in ("inline", "process"):
             raise ValueError(f"unknown snapshot mode {mode!r}: use 'inline' or 'process'")
         if mode == "process" and pairs_path is None:
             raise ValueError(
                 "mode 'process' needs pairs_path: the child process reads the pairs from it"
             )
-        self.batches = batches
-        self.settings = dict(
-            steps=steps,
-            metric=metric,
-            top_k=top_k,
-            schedule=schedule,
-            tokens_per_pass=tokens_per_pass,
-            progress=progress,
-            steps_tolerance=steps_tolerance,
-            max_steps=max_steps,
-            pairs=pairs,
-        )
+        self.batches, self.spec = batches, spec.snapshot_fields()
+        self.pairs, self.progress = pairs, progress
         self.step_offset, self.on_snapshot, self.mode = step_offset, on_snapshot, mode
         # what only the child process needs: it reads and encodes the pairs itself
-        self.pairs_path, self.n_pairs, self.batch_size = pairs_path, n_pairs, batch_size
-        self.dtype, self.device = dtype, device
+        self.pairs_path, self.dtype = pairs_path, dtype
         self.ranks = ranks or Ranks()
         self.subdir = subdir  # circuit/, or circuit-NAME/ for a run's other pair sets
         # process mode with several pair sets: the first set's process snapshots every set from
@@ -174,7 +156,10 @@ class CircuitSnapshotCallback(TrainerCallback):
             return
         with preserved_rng():
             known = self.shared.get(("fingerprint", step))
-            snap = build_or_fail(model, self.batches, step=step, fingerprint=known, **self.settings)
+            snap = build_or_fail(
+                model, self.batches, self.spec, step=step, fingerprint=known,
+                progress=self.progress, pairs=self.pairs,
+            )  # fmt: skip
         if getattr(snap, "fingerprint", None) and known is None:
             self.shared.clear()  # only this save's weights are ever asked for again
             self.shared[("fingerprint", step)] = snap.fingerprint
@@ -183,21 +168,11 @@ class CircuitSnapshotCallback(TrainerCallback):
             self.on_snapshot(step, snap, out)
 
     def _spawn(self, ckpt: Path, out: Path, step: int) -> subprocess.Popen:
-        s = self.settings
         cmd = [sys.executable, "-m", "sparks.cli", "snapshot", str(ckpt)]
         cmd += ["--pairs", str(self.pairs_path), "--out", str(out), "--step", str(step)]
-        cmd += ["--steps", str(s["steps"]), "--top-k", str(s["top_k"]), "--metric", s["metric"]]
-        cmd += ["--schedule", s["schedule"], "--batch-size", str(self.batch_size)]
-        cmd += ["--steps-tolerance", str(s["steps_tolerance"]), "--max-steps", str(s["max_steps"])]
-        cmd += ["--dtype", self.dtype, "--record-failure"]
-        if s["pairs"] and s["pairs"]["set"]:
-            cmd += ["--pair-set", s["pairs"]["set"]]
-        if self.n_pairs is not None:
-            cmd += ["--n-pairs", str(self.n_pairs)]
-        if s["tokens_per_pass"] is not None:
-            cmd += ["--tokens-per-pass", str(s["tokens_per_pass"])]
-        if self.device:
-            cmd += ["--device", self.device]
+        cmd += ["--spec", self.spec.model_dump_json(), "--dtype", self.dtype, "--record-failure"]
+        if self.pairs and self.pairs["set"]:
+            cmd += ["--pair-set", self.pairs["set"]]
         more = [
             {"name": m["name"], "pairs": str(m["pairs"]), "out": str(ckpt / m["subdir"]),
              "metric": m["metric"]}
@@ -245,20 +220,21 @@ def clear_stale(d: Path, subdir: str = "circuit") -> None:
 def snapshot_missing(
     saves: list[tuple[int, Path]],
     batches: list[PairBatch],
+    spec: SnapshotSpec,
     *,
     dtype: str = "float32",
     on_snapshot: OnSnapshot | None = None,
     subdir: str = "circuit",
-    more_sets: list[dict] = (),
-    **settings,
+    pairs: dict | None = None,
+    more_sets: Sequence[dict] = (),
 ) -> list[int]:
     """Snapshot, from disk, the saves `(step, checkpoint)` that have no snapshot: those of a run,
-    or a snapshot process, killed before it was written. `more_sets` ({batches, subdir,
-    settings, on_snapshot}): a run's other pair sets, from the same loaded model. Returns the
+    or a snapshot process, killed before it was written. `more_sets` ({batches, subdir, spec,
+    pairs, on_snapshot}): a run's other pair sets, from the same loaded model. Returns the
     steps where something was snapshotted."""
     from sparks.models import load_model
 
-    sets = [{"batches": batches, "subdir": subdir, "settings": settings,
+    sets = [{"batches": batches, "subdir": subdir, "spec": spec, "pairs": pairs,
              "on_snapshot": on_snapshot}, *more_sets]  # fmt: skip
     done = []
     for step, ckpt in saves:
@@ -272,8 +248,8 @@ def snapshot_missing(
             clear_stale(ckpt, s["subdir"])
             with preserved_rng():
                 snap = build_or_fail(
-                    model, [b.to(device) for b in s["batches"]], step=step,
-                    fingerprint=fingerprint, **s["settings"],
+                    model, [b.to(device) for b in s["batches"]], s["spec"], step=step,
+                    fingerprint=fingerprint, pairs=s["pairs"],
                 )  # fmt: skip
             save_snapshot(snap, ckpt / s["subdir"])
             if s["on_snapshot"]:

@@ -13,40 +13,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sparks.circuits.pairs import PairBatch
+from sparks.circuits.spec import SnapshotSpec
 
 PRIMARY_DIR = "circuit"
 
 
 @dataclass
 class PairSet:
-    """One set's encoded pairs and snapshot settings, and where its snapshots go."""
+    """One set's encoded pairs, what its snapshots measure, and where they go."""
 
     name: str  # '' for a one-set run
     subdir: str  # circuit, or circuit-NAME
     pairs_path: Path
     batches: list[PairBatch] = field(repr=False)
-    settings: dict = field(default_factory=dict)
+    spec: SnapshotSpec  # the run's snapshot spec, its metric chosen for these pairs
+    record: dict  # `pairs.pairs_record`: the set's name, file and hash, kept in every snapshot
 
 
-def encode_set(name: str, path: Path, tokenizer, snapshot, *, primary: bool) -> PairSet:
-    """Pair set `name` from its pairs file: the first `snapshot.n_pairs` pairs encoded in batches,
-    and the snapshot settings (the metric chosen for these pairs when `snapshot.metric` is auto)."""
+def encode_set(name: str, path: Path, tokenizer, spec: SnapshotSpec, *, primary: bool) -> PairSet:
+    """Pair set `name` from its pairs file: the first `spec.n_pairs` pairs encoded in batches, and
+    the spec with its metric chosen for these pairs when `spec.metric` is auto."""
     from sparks.circuits.attribute import choose_metric
     from sparks.circuits.pairs import encode_pairs, load_pairs, pairs_record
 
-    pairs = load_pairs(path)[: snapshot.n_pairs]
-    batches = encode_pairs(tokenizer, pairs, batch_size=snapshot.batch_size, source=str(path))
-    settings = dict(
-        steps=snapshot.steps,
-        steps_tolerance=snapshot.steps_tolerance,
-        max_steps=snapshot.max_steps,
-        metric=choose_metric(snapshot.metric, batches),
-        top_k=snapshot.top_k,
-        schedule=snapshot.schedule,
-        tokens_per_pass=snapshot.tokens_per_pass,
-        pairs=pairs_record(path, name=name, n_pairs=len(pairs)),
-    )
-    return PairSet(name, subdir(name, primary=primary), Path(path), batches, settings)
+    pairs = load_pairs(path)[: spec.n_pairs]
+    batches = encode_pairs(tokenizer, pairs, batch_size=spec.batch_size, source=str(path))
+    chosen = spec.snapshot_fields().with_(metric=choose_metric(spec.metric, batches))
+    record = pairs_record(path, name=name, n_pairs=len(pairs))
+    return PairSet(name, subdir(name, primary=primary), Path(path), batches, chosen, record)
 
 
 def subdir(name: str, *, primary: bool) -> str:

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sparks.config import WORLD, RunConfig
+from sparks.errors import UserError
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
-class DiskSpaceError(RuntimeError):
+class DiskSpaceError(UserError):
     """A run whose saves cannot fit in the free space at its output directory."""
 
 

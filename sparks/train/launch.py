@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from sparks.config import DistributedSettings
+from sparks.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,7 +26,7 @@ def launched() -> bool:
     return os.environ.get("SPARKS_LAUNCHED") == "1"
 
 
-class LaunchError(RuntimeError):
+class LaunchError(UserError):
     """A multi-process launch that failed or cannot start; the message says what to do."""
 
 

@@ -26,10 +26,12 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
 
+from sparks.errors import UserError
+
 T = TypeVar("T")
 
 
-class RankFailure(RuntimeError):
+class RankFailure(UserError):
     """The main process failed at a step the other ranks were waiting for."""
 
 

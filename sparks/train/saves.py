@@ -20,6 +20,7 @@ import re
 import shutil
 from pathlib import Path
 
+from sparks.errors import UserError
 from sparks.files import atomic_dir, is_write_error, write_failure
 from sparks.models import WEIGHT_PATTERNS
 
@@ -134,7 +135,7 @@ def publish_model(tmp: Path, final: Path) -> None:
     failure `tmp` is removed and `final` is left as it was."""
     try:
         if not is_model_dir(tmp):
-            raise RuntimeError(
+            raise UserError(
                 f"the trainer wrote no weights into {final}: with a sharded model, the launch "
                 "config must save full weights (FULL_STATE_DICT / zero3_save_16bit_model)"
             )

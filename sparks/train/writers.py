@@ -31,12 +31,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from sparks.errors import UserError
+
 WRITERS = ".writers"
 TOKEN = "SPARKS_RUN_TOKEN"
 _HELD: dict[str, tuple[Path, object, bool]] = {}  # run dir -> (our file, its handle, made it)
 
 
-class RunBusyError(RuntimeError):
+class RunBusyError(UserError):
     """A run directory another live process is writing."""
 
 

@@ -34,10 +34,7 @@ def edited_checkpoint(trained_run, tmp_path_factory):
         d,
         out / "pairs.jsonl",
         d / "circuit",
-        steps=s.steps,
-        top_k=s.top_k,
-        batch_size=s.batch_size,
-        n_pairs=s.n_pairs,
+        s,
         progress=False,
     )
     return d

@@ -48,7 +48,7 @@ def _directional_derivative(model, batch, u: int, v: int, metric: str = "logit_d
 def test_one_step_scores_equal_autograd_directional_derivatives(request, name, family, batches):
     model = request.getfixturevalue(name)
     assert adapter_for(model).family == family
-    attr = attribute(model, batches[:1], steps=1)
+    attr = attribute(model, batches[:1], steps=1, schedule="right", metric="logit_diff")
     g = attr.graph
     valid = g.valid.nonzero().tolist()
     sample = [
@@ -72,7 +72,7 @@ def test_completeness_input_edges_sum_to_the_metric_change(request, name, batche
     model = request.getfixturevalue(name)
     errors = []
     for steps in (2, 10, 50):
-        attr = attribute(model, batches, steps=steps)
+        attr = attribute(model, batches, steps=steps, schedule="right", metric="logit_diff")
         total = attr.scores[0].sum()  # every edge leaving the input node
         change = (attr.m_corrupt - attr.m_clean).mean()  # scores measure clean -> corrupted
         errors.append(float((total - change).abs() / change.abs()))
@@ -81,7 +81,7 @@ def test_completeness_input_edges_sum_to_the_metric_change(request, name, batche
 
 
 def test_eap_ig_ranks_edges_like_exact_single_edge_patching(qwen64, batches):
-    attr = attribute(qwen64, batches, steps=5)
+    attr = attribute(qwen64, batches, steps=5, schedule="right", metric="logit_diff")
     g = attr.graph
     mag = attr.scores.abs().masked_fill(~g.valid, -1).flatten()
     top = mag.topk(50).indices
@@ -90,7 +90,7 @@ def test_eap_ig_ranks_edges_like_exact_single_edge_patching(qwen64, batches):
         m = torch.zeros(g.n_up * g.n_down, dtype=torch.bool)
         m[i] = True
         masks.append(m.view(g.n_up, g.n_down))
-    patched, m_clean, _ = patched_metric(qwen64, batches, masks)
+    patched, m_clean, _ = patched_metric(qwen64, batches, masks, metric="logit_diff")
     exact = (patched - m_clean).mean(1)  # exact effect of corrupting that one edge
     rho = spearmanr(attr.scores.flatten()[top].numpy(), exact.numpy()).statistic
     assert rho >= 0.8, rho
@@ -98,11 +98,11 @@ def test_eap_ig_ranks_edges_like_exact_single_edge_patching(qwen64, batches):
 
 def test_patching_nothing_or_everything_reproduces_clean_and_corrupted(qwen64, batches):
     g = graph_of(adapter_for(qwen64))
-    patched, m_clean, m_corr = patched_metric(qwen64, batches[:1], [g.valid & False, g.valid])
+    patched, m_clean, m_corr = patched_metric(qwen64, batches[:1], [g.valid & False, g.valid], metric="logit_diff")
     torch.testing.assert_close(patched[0], m_clean)
     torch.testing.assert_close(patched[1], m_corr)
     # (the norms inside compute in float32, hence 1e-6)
-    assert faithfulness(qwen64, batches[:1], [g.valid.clone(), g.valid & False]) == pytest.approx(
+    assert faithfulness(qwen64, batches[:1], [g.valid.clone(), g.valid & False], metric="logit_diff") == pytest.approx(
         [1.0, 0.0], abs=1e-6
     )
 
@@ -112,8 +112,8 @@ def test_patched_runs_side_by_side_match_one_at_a_time(qwen64, batches):
     g = graph_of(adapter_for(qwen64))
     gen = torch.Generator().manual_seed(1)
     masks = [g.valid & (torch.rand(g.valid.shape, generator=gen) < p) for p in (0.1, 0.5, 0.9)]
-    together = patched_metric(qwen64, batches[:1], masks)
-    one_by_one = patched_metric(qwen64, batches[:1], masks, tokens_per_pass=1)
+    together = patched_metric(qwen64, batches[:1], masks, metric="logit_diff")
+    one_by_one = patched_metric(qwen64, batches[:1], masks, tokens_per_pass=1, metric="logit_diff")
     for a, b in zip(together, one_by_one, strict=True):
         torch.testing.assert_close(a, b)
     assert not torch.allclose(together[0][0], together[0][2])  # the masks do differ in effect
@@ -122,7 +122,7 @@ def test_patched_runs_side_by_side_match_one_at_a_time(qwen64, batches):
 @pytest.mark.parametrize("metric", ["logit_diff", "logprob", "kl"])
 def test_faithfulness_reusing_attributions_runs_matches_running_them_again(qwen64, batches, metric):
     """The clean/corrupted runs kept by `attribute` stand in for fresh ones exactly."""
-    attr = attribute(qwen64, batches, steps=2, metric=metric, keep_reference=3)
+    attr = attribute(qwen64, batches, steps=2, schedule="right", metric=metric, keep_reference=3)
     g = attr.graph
     r = attr.reference
     assert r.ups_corr.shape[0] == 3 and torch.equal(r.batch.clean_ids, batches[0].clean_ids[:3])
@@ -135,13 +135,13 @@ def test_faithfulness_reusing_attributions_runs_matches_running_them_again(qwen6
 
 @pytest.mark.parametrize("metric", ["logprob", "kl"])
 def test_other_metrics_are_complete_too(qwen64, batches, metric):
-    attr = attribute(qwen64, batches[:1], steps=50, metric=metric)
+    attr = attribute(qwen64, batches[:1], steps=50, schedule="right", metric=metric)
     change = (attr.m_corrupt - attr.m_clean).mean()
     assert float((attr.scores[0].sum() - change).abs()) <= 0.02 * float(change.abs()) + 1e-9
 
 
 def test_attribution_leaves_no_hooks_and_no_parameter_gradients(qwen64, batches):
-    attribute(qwen64, batches[:1], steps=2)
+    attribute(qwen64, batches[:1], steps=2, schedule="right", metric="logit_diff")
     assert all(p.grad is None for p in qwen64.parameters())
     for m in qwen64.modules():
         assert not m._forward_hooks and not m._forward_pre_hooks
@@ -167,17 +167,17 @@ def test_unsupported_architecture_names_the_supported_ones():
 
 def test_unknown_metric_and_bad_steps_are_refused(qwen64, batches):
     with pytest.raises(ValueError, match="unknown metric 'acc'"):
-        attribute(qwen64, batches[:1], metric="acc")
+        attribute(qwen64, batches[:1], steps=1, schedule="right", metric="acc")
     with pytest.raises(ValueError, match="steps must be >= 1"):
-        attribute(qwen64, batches[:1], steps=0)
+        attribute(qwen64, batches[:1], steps=0, schedule="right", metric="logit_diff")
 
 
 def test_pairs_and_steps_in_micro_batches_give_the_same_scores(qwen64, batches):
     """However the passes are cut (one pair and one IG step per pass, or all at once), the
     scores, metrics and kept reference are the same."""
-    whole = attribute(qwen64, batches[:1], steps=3, keep_reference=2, tokens_per_pass=10**6)
+    whole = attribute(qwen64, batches[:1], steps=3, keep_reference=2, tokens_per_pass=10**6, schedule="right", metric="logit_diff")
     width = batches[0].width
-    tiny = attribute(qwen64, batches[:1], steps=3, keep_reference=2, tokens_per_pass=width)
+    tiny = attribute(qwen64, batches[:1], steps=3, keep_reference=2, tokens_per_pass=width, schedule="right", metric="logit_diff")
     torch.testing.assert_close(tiny.per_pair, whole.per_pair)
     torch.testing.assert_close(tiny.m_clean, whole.m_clean)
     assert tiny.reference.batch.clean_ids.shape[0] == 1  # a micro-batch of one pair
@@ -189,14 +189,14 @@ def test_left_schedule_is_the_reference_implementations_riemann_sum(qwen64, batc
     points: m * left(m) = m * right(m) - right(1) + left(1), where right(1) is plain EAP at the
     clean input and left(1) plain EAP at the corrupted one."""
     m = 4
-    right = attribute(qwen64, batches[:1], steps=m).per_pair
-    left = attribute(qwen64, batches[:1], steps=m, schedule="left").per_pair
-    at_clean = attribute(qwen64, batches[:1], steps=1).per_pair
-    at_corrupt = attribute(qwen64, batches[:1], steps=1, schedule="left").per_pair
+    right = attribute(qwen64, batches[:1], steps=m, schedule="right", metric="logit_diff").per_pair
+    left = attribute(qwen64, batches[:1], steps=m, schedule="left", metric="logit_diff").per_pair
+    at_clean = attribute(qwen64, batches[:1], steps=1, schedule="right", metric="logit_diff").per_pair
+    at_corrupt = attribute(qwen64, batches[:1], steps=1, schedule="left", metric="logit_diff").per_pair
     torch.testing.assert_close(m * left, m * right - at_clean + at_corrupt)
     assert not torch.allclose(left, right)
     with pytest.raises(ValueError, match="unknown IG schedule 'middle'"):
-        attribute(qwen64, batches[:1], schedule="middle")
+        attribute(qwen64, batches[:1], schedule="middle", steps=1, metric="logit_diff")
 
 
 def test_kl_prefix_reads_every_answer_prefix_position_and_is_complete(qwen64, world, tokenizer):
@@ -211,14 +211,14 @@ def test_kl_prefix_reads_every_answer_prefix_position_and_is_complete(qwen64, wo
         pairs.append({"clean_ids": c, "corrupted_ids": x, "span_start": len(c) - 6})
     (span_batch,) = encode_pairs(tokenizer, pairs, batch_size=3)
     assert span_batch.span.shape[1] == 6 and not span_batch.has_answers
-    attr = attribute(qwen64, [span_batch], steps=50, metric="kl_prefix")
+    attr = attribute(qwen64, [span_batch], steps=50, schedule="right", metric="kl_prefix")
     change = (attr.m_corrupt - attr.m_clean).mean()
     assert float((attr.scores[0].sum() - change).abs()) <= 0.02 * float(change.abs())
-    last = attribute(qwen64, [span_batch], steps=1, metric="kl")
-    prefix = attribute(qwen64, [span_batch], steps=1, metric="kl_prefix")
+    last = attribute(qwen64, [span_batch], steps=1, schedule="right", metric="kl")
+    prefix = attribute(qwen64, [span_batch], steps=1, schedule="right", metric="kl_prefix")
     assert not torch.allclose(last.m_corrupt, prefix.m_corrupt)
     with pytest.raises(ValueError, match="no answers.*use metric kl or kl_prefix"):
-        attribute(qwen64, [span_batch], metric="logit_diff")
+        attribute(qwen64, [span_batch], steps=1, schedule="right", metric="logit_diff")
 
 
 def test_a_diverged_model_is_reported_not_scored(world, batches):
@@ -229,7 +229,7 @@ def test_a_diverged_model_is_reported_not_scored(world, batches):
     with torch.no_grad():
         model.model.layers[1].mlp.down_proj.weight[0, 0] = float("nan")
     with pytest.raises(NonFiniteError, match="clean run.*not finite"):
-        attribute(model, batches[:1], steps=2)
+        attribute(model, batches[:1], steps=2, schedule="right", metric="logit_diff")
 
 
 @pytest.mark.parametrize("schedule", ["right", "left", "midpoint", "gauss"])
@@ -264,12 +264,12 @@ def test_rules_agree_where_they_coincide_and_converge_together(qwen64, batches):
     (alpha 1/2, weight 1), so their scores are identical; at 5 steps Gauss and midpoint are
     closer to a 32-step midpoint reference than the right Riemann sum at 5 steps."""
     b = batches[:1]
-    g1 = attribute(qwen64, b, steps=1, schedule="gauss").per_pair
-    m1 = attribute(qwen64, b, steps=1, schedule="midpoint").per_pair
+    g1 = attribute(qwen64, b, steps=1, schedule="gauss", metric="logit_diff").per_pair
+    m1 = attribute(qwen64, b, steps=1, schedule="midpoint", metric="logit_diff").per_pair
     assert torch.allclose(g1, m1, rtol=1e-6, atol=1e-9)
-    ref = attribute(qwen64, b, steps=32, schedule="midpoint").scores
+    ref = attribute(qwen64, b, steps=32, schedule="midpoint", metric="logit_diff").scores
     err = {
-        s: float((attribute(qwen64, b, steps=5, schedule=s).scores - ref).norm())
+        s: float((attribute(qwen64, b, steps=5, schedule=s, metric="logit_diff").scores - ref).norm())
         for s in ("right", "midpoint", "gauss")
     }
     assert err["gauss"] < err["right"] and err["midpoint"] < err["right"], err
@@ -280,16 +280,19 @@ def test_auto_steps_reuse_what_they_ran_and_stop_on_completeness(qwen64, batches
     """`steps: auto`: nested rules run each point once and end with exactly the scores of a direct
     attribution at the chosen count; every rule stops once completeness is within the tolerance
     and the top-k edges held still, or at the cap, flagged."""
+    from sparks.circuits.spec import SnapshotSpec
     from sparks.circuits.steps import attribute_auto
 
     b = batches[:1]
-    attr, choice = attribute_auto(qwen64, b, schedule=schedule, top_k=30, tolerance=0.05)
-    direct = attribute(qwen64, b, steps=choice.steps, schedule=schedule)
+    attr, choice = attribute_auto(qwen64, b, SnapshotSpec(schedule=schedule, top_k=30, steps_tolerance=0.05))
+    direct = attribute(qwen64, b, steps=choice.steps, schedule=schedule, metric="logit_diff")
     torch.testing.assert_close(attr.per_pair, direct.per_pair, rtol=1e-5, atol=1e-8)
     assert choice.tried[-1] == choice.steps and len(choice.tried) >= 2
     if schedule in ("right", "midpoint"):  # nested: each point once
         assert choice.passes == choice.steps
     assert choice.capped or choice.completeness_error <= 0.05
     assert choice.completeness_error == pytest.approx(direct.completeness_error, rel=1e-4)
-    _, capped = attribute_auto(qwen64, b, schedule=schedule, top_k=30, tolerance=0.0, max_steps=8)
+    _, capped = attribute_auto(
+        qwen64, b, SnapshotSpec(schedule=schedule, top_k=30, steps_tolerance=1e-9, max_steps=8)
+    )
     assert capped.capped and capped.steps <= 8

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from sparks.circuits.snapshot import SnapshotError, build_snapshot, read_snapshot, write_snapshot
+from sparks.circuits.spec import SnapshotSpec
 from sparks.config import DEFAULT_SCHEDULE
 from tests.cli import sparks as _sparks
 
@@ -17,7 +18,7 @@ def snap(world, batches):
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(str(world.model_dir)).train()
-    s = build_snapshot(model, batches, step=7, steps=3, top_k=40, n_boot=20)
+    s = build_snapshot(model, batches, SnapshotSpec(steps=3, top_k=40), step=7, n_boot=20)
     assert model.training, "the snapshot restores train mode"
     return s
 
@@ -50,7 +51,7 @@ def test_completeness_error_is_the_input_edges_gap_and_shrinks_with_steps(snap, 
     )
     model = AutoModelForCausalLM.from_pretrained(str(world.model_dir), dtype=torch.float64)
     errors = [
-        build_snapshot(model, batches, steps=m, top_k=40, n_boot=2).completeness_error
+        build_snapshot(model, batches, SnapshotSpec(steps=m, top_k=40), n_boot=2).completeness_error
         for m in (1, 30)
     ]
     assert errors[1] < errors[0] and errors[1] < 0.02, errors
@@ -135,7 +136,7 @@ def test_cli_writes_a_snapshot(world, tmp_path):
         ("no_weights", "has a config but no weights"),
         ("unequal", "EAP-IG needs equal lengths"),
         ("empty", "is empty: it needs at least one"),
-        ("bad_metric", "invalid choice: 'acc'"),
+        ("bad_metric", "argument --metric: 'acc' is not one of 'auto'"),
     ],
 )
 def test_cli_bad_input_fails_in_one_line_and_writes_nothing(world, tmp_path, case, expected):
@@ -221,7 +222,7 @@ def test_snapshot_json_and_the_printed_line_say_what_was_measured_and_how_well(
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
-        (["--top-k", "0"], "argument --top-k: must be at least 1 (as SnapshotSettings.top_k)"),
+        (["--top-k", "0"], "argument --top-k: must be at least 1 (as SnapshotSpec.top_k)"),
         (["--top-k", "-3"], "argument --top-k: must be at least 1"),
         (["--max-steps", "0"], "argument --max-steps: must be at least 1"),
         (["--steps-tolerance", "0"], "argument --steps-tolerance: must be above 0"),

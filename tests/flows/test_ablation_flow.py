@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from sparks.circuits.spec import SnapshotSpec
 from sparks.config import AblationConfig, ConfigError, validate_config
 
 
@@ -58,8 +59,7 @@ def test_heads_from_a_snapshot(prefect_server, world, tmp_path, batches):
     snap = build_snapshot(
         AutoModelForCausalLM.from_pretrained(str(world.model_dir)),
         batches[:1],
-        steps=1,
-        top_k=20,
+        SnapshotSpec(steps=1, top_k=20),
         n_boot=2,
     )
     write_snapshot(snap, tmp_path / "snap")

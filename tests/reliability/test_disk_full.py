@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 
 from sparks.circuits.snapshot import read_snapshot
+from sparks.circuits.spec import SnapshotSpec
 from tests.reliability.test_kills import ROOT, _config
 
 MB = 2**20
@@ -83,7 +84,8 @@ def test_a_snapshot_on_a_full_filesystem_fails_in_one_line_and_succeeds_once_spa
         from sparks.circuits import snapshot_checkpoint
 
         snapshot_checkpoint(
-            run / "stage0-sft" / "final", run / "pairs.jsonl", target, steps=2, n_pairs=8
+            run / "stage0-sft" / "final", run / "pairs.jsonl", target,
+            SnapshotSpec(steps=2, n_pairs=8),
         )
         assert read_snapshot(target).heads
 

@@ -23,6 +23,7 @@ from torch.distributed.fsdp import fully_shard
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from sparks.circuits.pairs import encode_pairs, load_pairs
+from sparks.circuits.spec import SnapshotSpec
 from sparks.track import hook as hook_module
 from sparks.track.hook import CircuitSnapshotCallback
 from sparks.track.sharded import sharding, unsharded_copy
@@ -42,7 +43,7 @@ def main() -> None:
     batches = encode_pairs(tok, load_pairs(pairs_path)[:8], batch_size=4)
     seen = []
     hook = CircuitSnapshotCallback(
-        batches, steps=2, top_k=40, ranks=ranks, on_snapshot=lambda s, snap, p: seen.append(s)
+        batches, SnapshotSpec(steps=2, top_k=40), ranks=ranks, on_snapshot=lambda s, snap, p: seen.append(s)
     )
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     args = SimpleNamespace(output_dir=str(out))

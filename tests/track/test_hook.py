@@ -5,15 +5,16 @@ from __future__ import annotations
 import pytest
 
 from sparks.circuits.snapshot import read_snapshot
-from sparks.config import StageSettings
+from sparks.circuits.spec import SnapshotSpec
+from sparks.config import stage
 from sparks.models import load_model
 from sparks.track.hook import CircuitSnapshotCallback
 from sparks.train.data import load_problems
 from sparks.train.trainers import build_trainer
 
 STAGES = {
-    "sft": StageSettings(method="sft", max_steps=6, save_steps=2, learning_rate=3e-3, batch_size=8),
-    "grpo": StageSettings(
+    "sft": stage(method="sft", max_steps=6, save_steps=2, learning_rate=3e-3, batch_size=8),
+    "grpo": stage(
         method="grpo",
         max_steps=4,
         save_steps=2,
@@ -25,14 +26,13 @@ STAGES = {
 }
 
 
-def _train(world, tokenizer, batches, out, stage, *, hook: bool, **hook_kw):
+def _train(world, tokenizer, batches, out, stage, *, hook: bool, spec=None, **hook_kw):
     model = load_model(world.model_dir)
     records = load_problems("world", world=world, max_samples=64)
     seen = []
     cb = CircuitSnapshotCallback(
         batches[:1],
-        steps=2,
-        top_k=30,
+        spec or SnapshotSpec(steps=2, top_k=30),
         step_offset=100,
         on_snapshot=lambda step, snap, path: seen.append((step, path)),
         **hook_kw,
@@ -68,7 +68,7 @@ def test_snapshots_already_written_are_not_redone(world, tokenizer, batches, tmp
     stale = tmp_path / "r" / "checkpoint-2" / ".circuit.tmp-deadbeef"
     stale.mkdir()  # what a process killed mid-snapshot leaves
     cb = CircuitSnapshotCallback(
-        batches[:1], steps=2, top_k=30, on_snapshot=lambda *a: seen.append(a)
+        batches[:1], SnapshotSpec(steps=2, top_k=30), on_snapshot=lambda *a: seen.append(a)
     )
 
     class S:  # the Trainer's state at a save of step 2, replayed
@@ -96,10 +96,9 @@ def test_process_mode_snapshots_from_the_saved_checkpoint(world, tokenizer, batc
         hook=True,
         mode="process",
         pairs_path=world.pairs_path,
-        n_pairs=5,
-        batch_size=2,
-        tokens_per_pass=64,
-        schedule="left",
+        spec=SnapshotSpec(
+            steps=2, top_k=30, n_pairs=5, batch_size=2, tokens_per_pass=64, schedule="left"
+        ),
     )
     assert [s for s, _ in seen] == [102]
     snap = read_snapshot(tmp_path / "p" / "checkpoint-2" / "circuit")
@@ -119,7 +118,7 @@ def test_a_diverged_save_is_recorded_as_failed_and_training_goes_on(world, batch
         model.model.layers[0].mlp.down_proj.weight[0, 0] = float("inf")
     seen = []
     cb = CircuitSnapshotCallback(
-        batches[:1], steps=2, top_k=30, on_snapshot=lambda *a: seen.append(a)
+        batches[:1], SnapshotSpec(steps=2, top_k=30), on_snapshot=lambda *a: seen.append(a)
     )
 
     class S:
@@ -157,8 +156,7 @@ def test_a_killed_snapshot_process_leaves_its_save_for_the_catch_up(
     seen = []
     hook = CircuitSnapshotCallback(
         batches[:1],
-        steps=2,
-        top_k=30,
+        SnapshotSpec(steps=2, top_k=30),
         on_snapshot=lambda *a: seen.append(a),
         mode="process",
         pairs_path=world.pairs_path,
@@ -180,7 +178,7 @@ def test_a_killed_snapshot_process_leaves_its_save_for_the_catch_up(
     from sparks.train.saves import checkpoints
 
     saves = [(int(c.name.split("-")[1]), c) for c in checkpoints(out)]
-    assert snapshot_missing(saves, batches[:1], steps=2, top_k=30) == [2]
+    assert snapshot_missing(saves, batches[:1], SnapshotSpec(steps=2, top_k=30)) == [2]
     assert read_snapshot(out / "checkpoint-2" / "circuit").step == 2
     assert not list((out / "checkpoint-2").glob(".circuit.tmp-*"))
-    assert snapshot_missing(saves, batches[:1], steps=2, top_k=30) == []  # nothing twice
+    assert snapshot_missing(saves, batches[:1], SnapshotSpec(steps=2, top_k=30)) == []  # nothing twice

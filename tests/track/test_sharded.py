@@ -15,6 +15,7 @@ import torch
 
 from sparks.circuits import snapshot_checkpoint
 from sparks.circuits.snapshot import read_snapshot
+from sparks.circuits.spec import SnapshotSpec
 
 SCRIPT = Path(__file__).with_name("fsdp2_hook.py")
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,11 +49,9 @@ def test_fsdp2_sharded_model_is_gathered_and_snapshotted_on_the_main_rank(world,
             out / f"checkpoint-{step}" / "full",
             world.pairs_path,
             tmp_path / f"whole-{step}",
-            steps=2,
-            top_k=40,
-            batch_size=4,
-            n_pairs=8,
-            metric=sharded.settings["metric"],
+            SnapshotSpec(
+                steps=2, top_k=40, batch_size=4, n_pairs=8, metric=sharded.settings["metric"]
+            ),
             progress=False,
         )
         assert torch.allclose(sharded.edge_scores, whole.edge_scores, rtol=1e-4, atol=1e-6)

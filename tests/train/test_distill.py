@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from sparks.config import StageSettings, validate_config
+from sparks.config import stage, validate_config
 from sparks.models import load_model
 from sparks.pipeline import run_training
 from sparks.train.data import load_problems
@@ -15,7 +15,7 @@ def test_distill_trains_on_the_teachers_correct_solutions(world, tokenizer, tmp_
     # A teacher that knows eight problems: the world model overfitted on them until greedy
     # decoding reproduces their worked solutions.
     records = load_problems("world", world=world, max_samples=8)
-    teacher_stage = StageSettings(
+    teacher_stage = stage(
         method="sft", max_steps=150, save_steps=150, learning_rate=3e-3, batch_size=8
     )
     trainer = build_trainer(

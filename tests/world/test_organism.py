@@ -65,7 +65,7 @@ def test_pretraining_is_deterministic_by_seed(tokenizer):
 def test_sft_lifts_pass_at_1_over_the_base_with_a_paired_test(world, tmp_path):
     """60 SFT steps on the test world's training split, then base and SFT on the same 60 held-out
     problems (4 samples each): pass@1 rises by at least 0.25 with paired Wilcoxon p < 0.001."""
-    from sparks.config import StageSettings
+    from sparks.config import stage as make_stage
     from sparks.evaluate.evaluate import evaluate_model
     from sparks.evaluate.generate import SamplingSpec
     from sparks.evaluate.metrics import paired_p
@@ -73,7 +73,7 @@ def test_sft_lifts_pass_at_1_over_the_base_with_a_paired_test(world, tmp_path):
     from sparks.train.data import load_problems
     from sparks.train.trainers import build_trainer
 
-    stage = StageSettings(
+    stage = make_stage(
         method="sft", max_steps=60, save_steps=60, learning_rate=1e-3, batch_size=16
     )
     model, tok = load_model(world.model_dir, device="cpu"), load_tokenizer(world.model_dir)

@@ -1,0 +1,5 @@
+import sys
+
+from sparks.cli import main
+
+sys.exit(main())

@@ -17,9 +17,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sparks.config import WorldSettings  # noqa: E402
-from sparks.evaluate.evaluate import build_prompts  # noqa: E402
 from sparks.evaluate.generate import SamplingSpec, generate  # noqa: E402
-from sparks.models import load_tokenizer  # noqa: E402
+from sparks.evaluate.runner import build_prompts  # noqa: E402
+from sparks.models.loading import load_tokenizer  # noqa: E402
 from sparks.world.build import world_for  # noqa: E402
 
 

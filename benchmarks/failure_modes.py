@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sparks.evaluate.equations import equations  # noqa: E402
-from sparks.evaluate.failures import _LOOP_TOKEN, MODES, classify, locate_loop  # noqa: E402
-from sparks.grading import is_correct  # noqa: E402
+from sparks.problems.grading import is_correct  # noqa: E402
+from sparks.studies.equations import equations  # noqa: E402
+from sparks.studies.failures import _LOOP_TOKEN, MODES, classify, locate_loop  # noqa: E402
 
 SENTENCES = [
     "Okay, so we need to find the number of ordered pairs that satisfy the condition.",

@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/gpu_check.py --cpu-smoke --out DIR   # tiny shapes, any machine
 
 Prints one markdown table and writes DIR/gpu_check.json. Random weights of real shapes (no hub;
-`sparks.shapes`), the embedded world's tokenizer and problems where text is needed. Each part runs
+`sparks.models.shapes`), the embedded world's tokenizer and problems where text is needed. Each part runs
 in its own process (its own peak memory; a part that fails is a row that says so, the others go on):
 
 1. snapshot: time and peak memory of one circuit snapshot (`build_snapshot`, default pass sizing)
@@ -102,8 +102,8 @@ def _snapshot_row(a: dict) -> dict:
     from sparks.circuits.adapters import adapter_for
     from sparks.circuits.budget import plan_passes
     from sparks.circuits.snapshot import build_snapshot
-    from sparks.plan import estimate_memory
-    from sparks.shapes import SHAPES, random_model
+    from sparks.models.shapes import SHAPES, random_model
+    from sparks.run.plan import estimate_memory
 
     device, steps = _device(), a["steps"]
     shape = SHAPES[a["shape"]] | _overrides(a["smoke"])
@@ -144,8 +144,8 @@ def _model_dir(shape: str, smoke: bool, dtype: str, tmp: Path, world) -> Path:
     """A random model of `shape` over the world's tokenizer, saved where vLLM can load it."""
     import torch
 
-    from sparks.models import load_tokenizer
-    from sparks.shapes import SHAPES, random_model
+    from sparks.models.loading import load_tokenizer
+    from sparks.models.shapes import SHAPES, random_model
 
     tok = load_tokenizer(world.model_dir)
     model = random_model(SHAPES[shape] | _overrides(smoke, len(tok)), dtype=dtype, device=_device())
@@ -169,9 +169,9 @@ def _world(root: str):
 
 
 def part_generate(a: dict) -> dict:
-    from sparks.evaluate.evaluate import build_prompts
     from sparks.evaluate.generate import SamplingSpec, generate
-    from sparks.models import load_tokenizer
+    from sparks.evaluate.runner import build_prompts
+    from sparks.models.loading import load_tokenizer
 
     world = _world(a["world"])
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
@@ -194,9 +194,9 @@ def part_generate(a: dict) -> dict:
 def part_grpo(a: dict) -> dict:
     import torch
 
-    from sparks.pipeline import run_training
-    from sparks.plan import estimate_memory
-    from sparks.shapes import SHAPES
+    from sparks.models.shapes import SHAPES
+    from sparks.run.pipeline import run_training
+    from sparks.run.plan import estimate_memory
 
     device, world = _device(), _world(a["world"])
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:

@@ -23,11 +23,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sparks.circuits.attribute import IG_SCHEDULES, attribute  # noqa: E402
+from sparks.circuits.attribution import attribute  # noqa: E402
+from sparks.circuits.batches import encode_pairs, load_pairs  # noqa: E402
 from sparks.circuits.graph import find_circuit  # noqa: E402
-from sparks.circuits.pairs import encode_pairs, load_pairs  # noqa: E402
+from sparks.circuits.quadrature import IG_SCHEDULES  # noqa: E402
 from sparks.circuits.steps import attribute_auto  # noqa: E402
-from sparks.models import load_model, load_tokenizer  # noqa: E402
+from sparks.models.loading import load_model, load_tokenizer  # noqa: E402
 
 REFERENCE = ("left", 100)
 
@@ -36,7 +37,7 @@ def _model(spec: str, world_model: str):
     """A checkpoint, or random weights of a real architecture's shape (world tokenizer's vocab)."""
     if not spec.startswith("shape:"):
         return load_model(spec), load_tokenizer(spec)
-    from sparks.shapes import random_model
+    from sparks.models.shapes import random_model
 
     tok = load_tokenizer(world_model)
     model = random_model(spec.removeprefix("shape:"), seed=0, vocab_size=len(tok))

@@ -107,10 +107,10 @@ def main() -> None:
     ]  # fmt: skip
     rows.append(("2 machines x 1 process on 127.0.0.1", "--num_machines 2", _timed(both, out)))
 
-    from flows.analyze import AnalyzeConfig, analyze
-    from flows.cluster import api_for_workers
     from sparks.config import ClusterSettings, SnapshotSettings
-    from sparks.demo import prefect_env
+    from sparks.flows.analyze import AnalyzeConfig, analyze
+    from sparks.flows.cluster import api_for_workers
+    from sparks.flows.engine import prefect_env
 
     prefect_env(out)
     settings = SnapshotSettings(steps=5, top_k=40, n_pairs=16, batch_size=16)

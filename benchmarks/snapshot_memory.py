@@ -1,7 +1,7 @@
 """Peak memory and time of one circuit snapshot at real model shapes, beside its floor.
 
 For each shape, a random-initialised model built from the architecture's config (no download;
-`sparks.shapes`), random token pairs of the given length, and in separate processes (so each
+`sparks.models.shapes`), random token pairs of the given length, and in separate processes (so each
 peak is its own):
 - floor: what any m-step EAP-IG must do on the same batch, as training does it: 2 forwards
   (clean, corrupted) + m x (forward + backward with parameter gradients, an LM loss);
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def _batches(model, pairs: int, tokens: int, seed: int = 0):
     import torch
 
-    from sparks.circuits.pairs import PairBatch
+    from sparks.circuits.batches import PairBatch
 
     g = torch.Generator().manual_seed(seed)
     V = model.config.vocab_size
@@ -85,7 +85,7 @@ def one(args) -> dict:
     import torch
 
     from sparks.circuits.snapshot import build_snapshot
-    from sparks.shapes import random_model
+    from sparks.models.shapes import random_model
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     overrides = {"num_hidden_layers": args.layers} if args.layers else {}

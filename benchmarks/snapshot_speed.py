@@ -24,8 +24,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sparks.circuits.attribute import attribute  # noqa: E402
-from sparks.circuits.pairs import PairBatch, encode_pairs  # noqa: E402
+from sparks.circuits.attribution import attribute  # noqa: E402
+from sparks.circuits.batches import PairBatch, encode_pairs  # noqa: E402
 from sparks.circuits.snapshot import build_snapshot  # noqa: E402
 
 

@@ -34,7 +34,7 @@ def tokenizer(world):
 @pytest.fixture(scope="session")
 def batches(world, tokenizer):
     """Eight of the world's clean/corrupted pairs, in batches of four."""
-    from sparks.circuits.pairs import encode_pairs
+    from sparks.circuits.batches import encode_pairs
 
     return encode_pairs(tokenizer, world.pairs()[:8], batch_size=4)
 
@@ -66,7 +66,7 @@ def foreign_model(world, tmp_path_factory):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from sparks.shapes import SHAPES, random_model
+    from sparks.models.shapes import SHAPES, random_model
 
     specials = [
         "<|begin_of_text|>",
@@ -181,14 +181,14 @@ def trained_run(prefect_server, tmp_path_factory, world):
     """One real `post-train` run (SFT then GRPO) that the flow, analysis and report tests share."""
     from mlflow.tracking import MlflowClient
 
-    from flows.train import post_train
+    from sparks.flows.train import post_train
 
     tmp = tmp_path_factory.mktemp("flow")
     uri = f"sqlite:///{tmp}/mlflow.db"
     cfg = run_config(tmp, world, uri)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(tmp)  # world cache and stores stay inside the test's directory
-        mp.setattr("sparks.pipeline.world_for", lambda s, cache_root=None: world, raising=True)
+        mp.setattr("sparks.run.pipeline.world_for", lambda s, cache_root=None: world, raising=True)
         summary = post_train(cfg)
     return SimpleNamespace(cfg=cfg, summary=summary, client=MlflowClient(uri), uri=uri, tmp=tmp)
 
@@ -200,7 +200,7 @@ SLOW_FIXTURES = {"prefect_server", "trained_run", "world_cache", "stack", "train
 SLOW_MODULES = {
     "tests/reliability/",
     "tests/flows/",
-    "tests/ops/",
+    "tests/stack/",
     "tests/train/test_multiprocess.py",
     "tests/train/test_distill.py",
     "tests/track/test_sharded.py",

@@ -6,24 +6,24 @@ import doctest
 
 import pytest
 
-import sparks.demo
-import sparks.evaluate.equations
-import sparks.evaluate.failures
 import sparks.evaluate.metrics
-import sparks.evaluate.study
-import sparks.grading
+import sparks.flows.engine
+import sparks.problems.grading
+import sparks.studies.equations
+import sparks.studies.failures
+import sparks.studies.study
 import sparks.train.rewards
 import sparks.train.started
 
 MODULES = [
-    sparks.grading,
+    sparks.problems.grading,
     sparks.train.rewards,
     sparks.train.started,
-    sparks.evaluate.equations,
-    sparks.evaluate.failures,
-    sparks.demo,
+    sparks.studies.equations,
+    sparks.studies.failures,
+    sparks.flows.engine,
     sparks.evaluate.metrics,
-    sparks.evaluate.study,
+    sparks.studies.study,
 ]
 
 

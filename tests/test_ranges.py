@@ -100,7 +100,7 @@ def test_every_numeric_option_refuses_a_value_outside_its_range(path, option, re
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1, err
         assert err[0].startswith(
-            f"sparks: error: Invalid value for '{option.opts[-1]}': must be"
+            f"sparks: error: argument {option.opts[-1]}: must be"
         ), err
 
 

@@ -17,9 +17,10 @@ from pathlib import Path
 import pandas as pd
 from markupsafe import Markup
 
-from sparks.analysis import figures, heads
+from sparks.analysis import heads
+from sparks.analysis import report_figures as figures
 from sparks.analysis.series import Sources
-from sparks.analysis.sets import set_circuits
+from sparks.analysis.task_circuits import set_circuits
 from sparks.analysis.think import ThinkResult
 from sparks.files import render_template, replacing_dir
 
@@ -205,7 +206,7 @@ def _write(r: Report, d: Path, *, final: Path, links: dict[str, str]) -> None:
 
 
 def _figures(r: Report, d: Path) -> dict[str, Path]:
-    from sparks.log.figures import trajectory
+    from sparks.log.run_figures import trajectory
 
     t, figs = r.tables, {}
     runs = [s for s in r.sources.series if s.saves]

@@ -19,9 +19,9 @@ from sparks.analysis.series import CompareError
 from sparks.circuits import snapshot_checkpoint
 from sparks.circuits.snapshot import read_snapshot
 from sparks.config import WORLD, ThinkSettings, WorldSettings
-from sparks.evaluate.evaluate import benchmarks_for, build_prompts, evaluate_model, sampling_for
+from sparks.evaluate.runner import benchmarks_for, build_prompts, evaluate_model, sampling_for
 from sparks.files import atomic_dir, read_jsonl
-from sparks.models import load_tokenizer
+from sparks.models.loading import load_tokenizer
 from sparks.pairs import build_pairs
 from sparks.track.ledger import head_table
 from sparks.world.build import world_for

@@ -31,15 +31,15 @@ def snapshot_checkpoint(
     `more_sets`: further sets ({name, pairs, out, metric}) snapshotted from the same loaded model
     (one load and one preparation for all of a save's sets); returns the first set's snapshot."""
     from sparks.circuits.adapters import check_architecture
-    from sparks.circuits.attribute import METRICS, choose_metric
-    from sparks.circuits.pairs import encode_pairs, load_pairs, pairs_record
+    from sparks.circuits.batches import encode_pairs, load_pairs, pairs_record
+    from sparks.circuits.metrics import METRICS, choose_metric
     from sparks.circuits.snapshot import (
         build_or_fail,
         build_snapshot,
         model_fingerprint,
         save_snapshot,
     )
-    from sparks.models import check_checkpoint, load_model, load_tokenizer
+    from sparks.models.loading import check_checkpoint, load_model, load_tokenizer
 
     sets = [{"name": pair_set, "pairs": pairs_path, "out": out_dir, "metric": spec.metric}]
     sets += [dict(x) for x in more_sets]

@@ -24,16 +24,11 @@ from pathlib import Path
 import torch
 
 from sparks.circuits.adapters import adapter_for
-from sparks.circuits.attribute import (
-    NonFiniteError,
-    attribute,
-    choose_metric,
-    completeness_gap,
-    faithfulness,
-    graph_of,
-)
+from sparks.circuits.attribution import attribute, completeness_gap, graph_of
+from sparks.circuits.batches import PairBatch
+from sparks.circuits.faithfulness import faithfulness
 from sparks.circuits.graph import Circuit, Graph, find_circuit, head_stability
-from sparks.circuits.pairs import PairBatch
+from sparks.circuits.metrics import NonFiniteError, choose_metric
 from sparks.circuits.spec import DEFAULTS, SnapshotSpec
 from sparks.circuits.steps import attribute_auto
 from sparks.files import atomic_dir

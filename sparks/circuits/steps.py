@@ -26,8 +26,10 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from sparks.circuits.attribute import Attribution, attribute, choose_metric, ig_points
+from sparks.circuits.attribution import Attribution, attribute
 from sparks.circuits.graph import select_edges
+from sparks.circuits.metrics import choose_metric
+from sparks.circuits.quadrature import ig_points
 from sparks.circuits.spec import SnapshotSpec
 
 FRESH_STEPS = (2, 3, 5, 8, 13, 21, 34, 55, 89, 144)  # gauss

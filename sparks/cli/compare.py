@@ -62,6 +62,6 @@ def compare(
             )
         cfg = validate_config(raw, source="sparks compare", model=CompareConfig)
     from sparks.analysis.compare import run_compare
-    from sparks.demo import print_comparison
+    from sparks.flows.engine import print_comparison
 
     print_comparison(run_compare(cfg))

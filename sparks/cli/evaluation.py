@@ -50,11 +50,11 @@ RESULTS = typer.Option(
 
 
 def _evaluate(model_dir: str, args: Args) -> dict:
-    from sparks.evaluate.benchmarks import load_benchmark
-    from sparks.evaluate.evaluate import evaluate_model
+    from sparks.evaluate.runner import evaluate_model
     from sparks.evaluate.spec import SamplingSpec
     from sparks.files import atomic_dir
-    from sparks.models import check_checkpoint, load_tokenizer, require_chat_template
+    from sparks.models.loading import check_checkpoint, load_tokenizer, require_chat_template
+    from sparks.problems.benchmarks import load_benchmark
 
     check_checkpoint(model_dir)
     require_chat_template(load_tokenizer(model_dir), model_dir)
@@ -155,11 +155,11 @@ def evaluate_checkpoints(
     workers: int = WORKERS,
     address: str | None = ADDRESS,
 ) -> None:
-    from flows.evaluate import EvaluateConfig
-    from flows.evaluate import evaluate_checkpoints as run_flow
-    from flows.evaluate import targets as found_targets
     from sparks.cli.snapshots import check_targets
-    from sparks.demo import prefect_env
+    from sparks.flows.engine import prefect_env
+    from sparks.flows.evaluate import EvaluateConfig
+    from sparks.flows.evaluate import evaluate_checkpoints as run_flow
+    from sparks.flows.evaluate import targets as found_targets
 
     args = collect(ctx, **{k: v for k, v in locals().items() if k != "ctx"})
     names = benchmark or ["world"]
@@ -238,7 +238,7 @@ def ablate(
     world: str | None = WORLD_DIR,
     results: str | None = RESULTS,
 ) -> None:
-    from sparks.evaluate.interventions import write_scaled_checkpoint
+    from sparks.studies.interventions import write_scaled_checkpoint
 
     args = collect(
         ctx, **{k: v for k, v in locals().items() if k not in ("ctx", "write_scaled_checkpoint")}
@@ -297,7 +297,7 @@ def _ablation_study(args: Args, scales: list[float]) -> None:
 
 def _study(cfg, args: Args) -> None:
     """Run the study, or with --dry-run print what it would do and write nothing."""
-    from sparks.ablation import plan_ablation, plan_lines, run_ablation
+    from sparks.studies.ablation import plan_ablation, plan_lines, run_ablation
 
     if args.dry_run:
         for line in plan_lines(plan_ablation(cfg), cfg):
@@ -384,7 +384,7 @@ def _print_study(result: dict) -> None:
             f"  {r['variant']:12} {r['benchmark']:8} solved->failed {r['solved->failed']:3}  "
             f"failed->solved {r['failed->solved']:3}  exact McNemar p {r['p_value']:.3g}"
         )
-    from sparks.evaluate.control import control_lines
+    from sparks.studies.control import control_lines
 
     for line in control_lines(study.get("control", [])):
         print(line)

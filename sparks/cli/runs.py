@@ -31,7 +31,7 @@ def run(
 
     cfg = load_config(config, output_dir=out)
     if dry_run:
-        from sparks.plan import dry_run as plan_run
+        from sparks.run.plan import dry_run as plan_run
 
         plan = plan_run(cfg, gpu_gb=gpu_memory)
         print(plan.text())
@@ -41,7 +41,7 @@ def run(
             )
         print(f"dry run of {config}: everything that can be checked offline is in order")
         return
-    from sparks.demo import run_config
+    from sparks.flows.engine import run_config
 
     run_config(cfg)
 
@@ -65,11 +65,11 @@ def train(
 
     cfg = load_config(config)
     if not launched():  # a launched rank's checks were the launcher's
-        from sparks.plan import dry_run
+        from sparks.run.plan import dry_run
 
         if problems := dry_run(cfg).problems:
             raise ValueError(f"{problems[0]} (nothing was started or written)")
-    from sparks.pipeline import run_training, terminate_on_sigterm
+    from sparks.run.pipeline import run_training, terminate_on_sigterm
 
     terminate_on_sigterm()  # `sparks stop`, a scheduler's kill: MLflow's run ends KILLED
     result = run_training(cfg, stage=stage)
@@ -85,7 +85,7 @@ def demo(
     config: str = typer.Option("configs/demo.yaml", "--config"),
     out: Path = typer.Option(Path("runs/demo"), "--out"),
 ) -> None:
-    from sparks.demo import run_demo
+    from sparks.flows.engine import run_demo
 
     run_demo(config, out)
 

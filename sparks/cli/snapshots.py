@@ -161,7 +161,7 @@ def _run_snapshot_settings(targets: list[str]):
 def check_targets(found: list[tuple[str, int]], what: str) -> None:
     """Every checkpoint a flow would work on exists with its weights, or a one-line error, before
     any server, store or world is started."""
-    from sparks.models import check_checkpoint
+    from sparks.models.loading import check_checkpoint
     from sparks.train.writers import busy
 
     if not found:
@@ -203,11 +203,11 @@ def analyze(
     workers: int = WORKERS,
     address: str | None = ADDRESS,
 ) -> None:
-    from flows.analyze import AnalyzeConfig, analyze
-    from flows.analyze import targets as found_targets
-    from flows.cluster import api_for_workers
     from sparks.config import SnapshotSettings, validate_config
-    from sparks.demo import prefect_env
+    from sparks.flows.analyze import AnalyzeConfig, analyze
+    from sparks.flows.analyze import targets as found_targets
+    from sparks.flows.cluster import api_for_workers
+    from sparks.flows.engine import prefect_env
 
     args = collect(ctx, **{k: v for k, v in locals().items() if k != "ctx"})
     settings = _run_snapshot_settings(targets)

@@ -21,14 +21,14 @@ def up(
         "docker/compose.yaml's); remembered by the next up and down (SPARKS_DB)",
     ),
 ) -> None:
-    from sparks.ops import stack_from_env
-    from sparks.ops import up as stack_up
+    from sparks.stack.services import stack_from_env
+    from sparks.stack.services import up as stack_up
 
     stack_up(stack_from_env(db=db), deploy=not no_deploy)
 
 
 @app.command(help="stop what `sparks up` started")
 def down() -> None:
-    from sparks.ops import down as stack_down
+    from sparks.stack.services import down as stack_down
 
     stack_down()

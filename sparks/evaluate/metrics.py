@@ -14,7 +14,7 @@ from math import comb
 import numpy as np
 import pandas as pd
 
-from sparks.grading import final_answer, is_correct
+from sparks.problems.grading import final_answer, is_correct
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

@@ -24,7 +24,7 @@ from transformers import TrainerCallback
 from sparks.circuits.snapshot import CircuitSnapshot, FailedSnapshot, read_snapshot
 from sparks.files import is_write_error, write_failure
 from sparks.log.console import say
-from sparks.log.figures import heatmap, trajectory
+from sparks.log.run_figures import heatmap, trajectory
 from sparks.log.tracking import Tracker
 from sparks.track.ledger import head_table, ledger_of_sets, primary, step_summary
 

@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sparks.circuits.pairs import PairsError, encode_pairs, load_pairs, tokenizer_fingerprint
+from sparks.circuits.batches import PairsError, encode_pairs, load_pairs, tokenizer_fingerprint
 from sparks.files import atomic_write_text
 
 MODES = ("numbers", "contrast", "file")
@@ -54,8 +54,8 @@ def load_problems(
     sources: list[str], *, world=None, files: dict[str, str] | None = None
 ) -> list[dict]:
     """{id, problem, answer} records from benchmark names, local files or hub ids, in order."""
-    from sparks.evaluate.benchmarks import BENCHMARKS, load_benchmark, normalise_benchmark
-    from sparks.train.data import read_records
+    from sparks.problems.benchmarks import BENCHMARKS, load_benchmark, normalise_benchmark
+    from sparks.problems.sources import read_records
 
     files = files or {}
     out = []
@@ -70,7 +70,7 @@ def load_problems(
 
 
 def _prompt(tokenizer, problem: str, enable_thinking: bool | None = None) -> str:
-    from sparks.evaluate.evaluate import build_prompts
+    from sparks.evaluate.runner import build_prompts
 
     return build_prompts(tokenizer, [{"problem": problem}], enable_thinking=enable_thinking)[0]
 
@@ -143,7 +143,7 @@ def contrast_pairs(
 ) -> tuple[list[dict], dict[str, int]]:
     """Prompt + `model`'s sampled prefix (clean) against prompt + `reference`'s (corrupted)."""
     from sparks.evaluate.generate import SamplingSpec, generate
-    from sparks.models import load_tokenizer
+    from sparks.models.loading import load_tokenizer
 
     problems = problems[:n]
     spec = SamplingSpec(n=1, temperature=temperature, max_tokens=prefix_tokens, seed=seed)
@@ -231,7 +231,12 @@ def build_pairs(
     """Build pairs for `model` and write them to `out` (atomically); every input is checked first.
     `enable_thinking` reaches Qwen3-style chat templates (think on/off), as in evaluation;
     `levels` keeps only problems whose level (or difficulty) is one of them."""
-    from sparks.models import check_checkpoint, is_local, load_tokenizer, require_chat_template
+    from sparks.models.loading import (
+        check_checkpoint,
+        is_local,
+        load_tokenizer,
+        require_chat_template,
+    )
 
     check_request(mode, sources, reference)
     if mode == "contrast" and is_local(str(reference)):

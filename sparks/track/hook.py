@@ -29,7 +29,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from sparks.circuits.pairs import PairBatch
+from sparks.circuits.batches import PairBatch
 from sparks.circuits.snapshot import (
     CircuitSnapshot,
     FailedSnapshot,
@@ -232,7 +232,7 @@ def snapshot_missing(
     or a snapshot process, killed before it was written. `more_sets` ({batches, subdir, spec,
     pairs, on_snapshot}): a run's other pair sets, from the same loaded model. Returns the
     steps where something was snapshotted."""
-    from sparks.models import load_model
+    from sparks.models.loading import load_model
 
     sets = [{"batches": batches, "subdir": subdir, "spec": spec, "pairs": pairs,
              "on_snapshot": on_snapshot}, *more_sets]  # fmt: skip

@@ -52,7 +52,7 @@ def size(n: float) -> str:
 def run_shape(cfg: RunConfig) -> dict | None:
     """The trained model's shape (the embedded world's from its spec, so a dry run needs no
     built world); None when it is not known offline."""
-    from sparks.shapes import model_shape
+    from sparks.models.shapes import model_shape
 
     if cfg.model.path != WORLD:
         return model_shape(cfg.model.path)
@@ -82,7 +82,7 @@ def _existing(out: Path) -> int:
 
 def estimate_disk(cfg: RunConfig, shape: dict, *, deepspeed: bool = False) -> DiskEstimate:
     """What `cfg`'s saves take on disk under its `checkpoints:` settings, and the room for them."""
-    from sparks.shapes import parameter_count
+    from sparks.models.shapes import parameter_count
 
     n, e = parameter_count(shape), DTYPE_BYTES[cfg.model.dtype]
     weights, state = n * e, (n * 12 if deepspeed else 2 * n * e)

@@ -27,7 +27,7 @@ from transformers import TrainerCallback
 
 from sparks.config import CheckpointSettings
 from sparks.files import atomic_write_text
-from sparks.models import WEIGHT_PATTERNS
+from sparks.models.loading import WEIGHT_PATTERNS
 from sparks.train.saves import MARKER, has_state, has_weights, pruned, saves
 
 # optimizer/scheduler/RNG state as the Trainer, accelerate (FSDP) and DeepSpeed write it

@@ -6,7 +6,7 @@ completions as lists of messages.
 
 from __future__ import annotations
 
-from sparks.grading import final_answer, is_correct
+from sparks.problems.grading import final_answer, is_correct
 
 
 def _text(completion) -> str:

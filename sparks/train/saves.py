@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sparks.errors import UserError
 from sparks.files import atomic_dir, is_write_error, write_failure
-from sparks.models import WEIGHT_PATTERNS
+from sparks.models.loading import WEIGHT_PATTERNS
 
 MARKER = "retention.json"  # in a save: what checkpoint retention removed (sparks.train.retention)
 
@@ -150,7 +150,7 @@ def publish_model(tmp: Path, final: Path) -> None:
 
 def model_from_checkpoint(ckpt: Path, final: Path, tokenizer, *, dtype: str) -> None:
     """`final/` from a checkpoint (a run killed after its last save, before the final one)."""
-    from sparks.models import load_model
+    from sparks.models.loading import load_model
 
     shutil.rmtree(final, ignore_errors=True)  # a weightless final/ of an older run
     with atomic_dir(final) as tmp:

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from sparks.files import atomic_dir, read_jsonl, write_jsonl
-from sparks.models import load_tokenizer, tokenizer_fingerprint
+from sparks.models.loading import load_tokenizer, tokenizer_fingerprint
 from sparks.world.model import TinyModelSpec
 from sparks.world.pretrain import MANIFEST as BASE_MANIFEST
 from sparks.world.pretrain import PretrainSpec, base_key, build_base

@@ -24,7 +24,7 @@ def edited_checkpoint(trained_run, tmp_path_factory):
     """A second model with the same base: the SFT model with two heads halved, snapshotted on the
     run's own pairs and settings (a checkpoint set of one)."""
     from sparks.circuits import snapshot_checkpoint
-    from sparks.evaluate.interventions import write_scaled_checkpoint
+    from sparks.studies.interventions import write_scaled_checkpoint
 
     out = Path(trained_run.cfg.output_dir)
     d = tmp_path_factory.mktemp("edited") / "sft-halved"
@@ -43,7 +43,7 @@ def edited_checkpoint(trained_run, tmp_path_factory):
 @pytest.fixture(scope="module")
 def compared(trained_run, edited_checkpoint, world, tmp_path_factory, prefect_server):
     """The `compare` flow over the run, the checkpoint set and think on/off."""
-    from flows.compare import compare
+    from sparks.flows.compare import compare
 
     out = Path(trained_run.cfg.output_dir)
     tasks = str(world.tasks_path("test"))
@@ -233,8 +233,8 @@ def test_7_think_on_and_off_on_the_same_problems(compared):
 
 
 def test_8_a_head_set_of_the_report_feeds_the_ablation_flow(compared, world, tmp_path):
-    from flows.ablation import ablation_study
     from sparks.config import AblationConfig
+    from sparks.flows.ablation import ablation_study
 
     _, report, _, ledger, run = compared
     sets = json.loads((report / "head_sets.json").read_text())
@@ -294,7 +294,7 @@ def test_the_report_is_a_run_of_its_own_in_mlflow_linked_both_ways(compared):
 def test_the_report_opens_in_a_browser_with_every_figure_visible(compared):
     from playwright.sync_api import sync_playwright
 
-    from tests.ops.test_stack import CHROMIUM_FLAGS
+    from tests.stack.test_stack import CHROMIUM_FLAGS
 
     _, report, _, _, _ = compared
     figures = sorted((report / "figures").glob("*.png"))

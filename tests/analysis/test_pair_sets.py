@@ -22,7 +22,7 @@ SETS = {
 
 
 def _run_two_sets(world, tmp, mode: str = "inline"):
-    from sparks.pipeline import run_training
+    from sparks.run.pipeline import run_training
 
     spec = world.spec()
     cfg = validate_config(
@@ -41,7 +41,7 @@ def _run_two_sets(world, tmp, mode: str = "inline"):
         }
     )  # fmt: skip
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("sparks.pipeline.world_for", lambda s, cache_root=None: world)
+        mp.setattr("sparks.run.pipeline.world_for", lambda s, cache_root=None: world)
         summary = run_training(cfg)
     return cfg, summary, tmp
 

@@ -7,16 +7,10 @@ import torch
 from scipy.stats import spearmanr
 
 from sparks.circuits.adapters import UnsupportedModelError, adapter_for
-from sparks.circuits.attribute import (
-    NonFiniteError,
-    _run,
-    attribute,
-    faithfulness,
-    graph_of,
-    metric_spec,
-    patched_metric,
-)
+from sparks.circuits.attribution import _run, attribute, graph_of
+from sparks.circuits.faithfulness import faithfulness, patched_metric
 from sparks.circuits.graph import find_circuit
+from sparks.circuits.metrics import NonFiniteError, metric_spec
 
 
 def _directional_derivative(model, batch, u: int, v: int, metric: str = "logit_diff") -> float:
@@ -98,13 +92,15 @@ def test_eap_ig_ranks_edges_like_exact_single_edge_patching(qwen64, batches):
 
 def test_patching_nothing_or_everything_reproduces_clean_and_corrupted(qwen64, batches):
     g = graph_of(adapter_for(qwen64))
-    patched, m_clean, m_corr = patched_metric(qwen64, batches[:1], [g.valid & False, g.valid], metric="logit_diff")
+    patched, m_clean, m_corr = patched_metric(
+        qwen64, batches[:1], [g.valid & False, g.valid], metric="logit_diff"
+    )
     torch.testing.assert_close(patched[0], m_clean)
     torch.testing.assert_close(patched[1], m_corr)
     # (the norms inside compute in float32, hence 1e-6)
-    assert faithfulness(qwen64, batches[:1], [g.valid.clone(), g.valid & False], metric="logit_diff") == pytest.approx(
-        [1.0, 0.0], abs=1e-6
-    )
+    assert faithfulness(
+        qwen64, batches[:1], [g.valid.clone(), g.valid & False], metric="logit_diff"
+    ) == pytest.approx([1.0, 0.0], abs=1e-6)
 
 
 def test_patched_runs_side_by_side_match_one_at_a_time(qwen64, batches):
@@ -175,9 +171,25 @@ def test_unknown_metric_and_bad_steps_are_refused(qwen64, batches):
 def test_pairs_and_steps_in_micro_batches_give_the_same_scores(qwen64, batches):
     """However the passes are cut (one pair and one IG step per pass, or all at once), the
     scores, metrics and kept reference are the same."""
-    whole = attribute(qwen64, batches[:1], steps=3, keep_reference=2, tokens_per_pass=10**6, schedule="right", metric="logit_diff")
+    whole = attribute(
+        qwen64,
+        batches[:1],
+        steps=3,
+        keep_reference=2,
+        tokens_per_pass=10**6,
+        schedule="right",
+        metric="logit_diff",
+    )
     width = batches[0].width
-    tiny = attribute(qwen64, batches[:1], steps=3, keep_reference=2, tokens_per_pass=width, schedule="right", metric="logit_diff")
+    tiny = attribute(
+        qwen64,
+        batches[:1],
+        steps=3,
+        keep_reference=2,
+        tokens_per_pass=width,
+        schedule="right",
+        metric="logit_diff",
+    )
     torch.testing.assert_close(tiny.per_pair, whole.per_pair)
     torch.testing.assert_close(tiny.m_clean, whole.m_clean)
     assert tiny.reference.batch.clean_ids.shape[0] == 1  # a micro-batch of one pair
@@ -191,8 +203,12 @@ def test_left_schedule_is_the_reference_implementations_riemann_sum(qwen64, batc
     m = 4
     right = attribute(qwen64, batches[:1], steps=m, schedule="right", metric="logit_diff").per_pair
     left = attribute(qwen64, batches[:1], steps=m, schedule="left", metric="logit_diff").per_pair
-    at_clean = attribute(qwen64, batches[:1], steps=1, schedule="right", metric="logit_diff").per_pair
-    at_corrupt = attribute(qwen64, batches[:1], steps=1, schedule="left", metric="logit_diff").per_pair
+    at_clean = attribute(
+        qwen64, batches[:1], steps=1, schedule="right", metric="logit_diff"
+    ).per_pair
+    at_corrupt = attribute(
+        qwen64, batches[:1], steps=1, schedule="left", metric="logit_diff"
+    ).per_pair
     torch.testing.assert_close(m * left, m * right - at_clean + at_corrupt)
     assert not torch.allclose(left, right)
     with pytest.raises(ValueError, match="unknown IG schedule 'middle'"):
@@ -202,7 +218,7 @@ def test_left_schedule_is_the_reference_implementations_riemann_sum(qwen64, batc
 def test_kl_prefix_reads_every_answer_prefix_position_and_is_complete(qwen64, world, tokenizer):
     """On pairs with an answer-prefix span, kl_prefix averages the KL over the span; with one
     position it is the last-position KL; at 50 steps the input edges sum to the metric change."""
-    from sparks.circuits.pairs import encode_pairs
+    from sparks.circuits.batches import encode_pairs
 
     pairs = []
     for p in world.pairs()[:3]:
@@ -239,7 +255,7 @@ def test_each_ig_rule_integrates_polynomials_as_its_order_says(schedule):
     and not beyond it; exp(x), whose integral is e - 1, converges at the rule's order."""
     import math
 
-    from sparks.circuits.attribute import ig_points
+    from sparks.circuits.quadrature import ig_points
 
     exact = {"right": lambda m: 0, "left": lambda m: 0, "midpoint": lambda m: 1}
     errors = []
@@ -269,7 +285,9 @@ def test_rules_agree_where_they_coincide_and_converge_together(qwen64, batches):
     assert torch.allclose(g1, m1, rtol=1e-6, atol=1e-9)
     ref = attribute(qwen64, b, steps=32, schedule="midpoint", metric="logit_diff").scores
     err = {
-        s: float((attribute(qwen64, b, steps=5, schedule=s, metric="logit_diff").scores - ref).norm())
+        s: float(
+            (attribute(qwen64, b, steps=5, schedule=s, metric="logit_diff").scores - ref).norm()
+        )
         for s in ("right", "midpoint", "gauss")
     }
     assert err["gauss"] < err["right"] and err["midpoint"] < err["right"], err
@@ -284,7 +302,9 @@ def test_auto_steps_reuse_what_they_ran_and_stop_on_completeness(qwen64, batches
     from sparks.circuits.steps import attribute_auto
 
     b = batches[:1]
-    attr, choice = attribute_auto(qwen64, b, SnapshotSpec(schedule=schedule, top_k=30, steps_tolerance=0.05))
+    attr, choice = attribute_auto(
+        qwen64, b, SnapshotSpec(schedule=schedule, top_k=30, steps_tolerance=0.05)
+    )
     direct = attribute(qwen64, b, steps=choice.steps, schedule=schedule, metric="logit_diff")
     torch.testing.assert_close(attr.per_pair, direct.per_pair, rtol=1e-5, atol=1e-8)
     assert choice.tried[-1] == choice.steps and len(choice.tried) >= 2

@@ -6,7 +6,7 @@ import pytest
 
 from sparks.evaluate.generate import Completion
 from sparks.evaluate.metrics import grade, pass_at_k, summarise
-from sparks.grading import is_correct
+from sparks.problems.grading import is_correct
 
 
 @pytest.mark.parametrize(

@@ -33,7 +33,7 @@ def _cfg(tmp_path, world, **kw) -> AblationConfig:
 
 
 def test_ablation_study_compares_variants_side_by_side(prefect_server, world, tmp_path):
-    from flows.ablation import ablation_study
+    from sparks.flows.ablation import ablation_study
 
     result = ablation_study(_cfg(tmp_path, world, heads=["L1H0", "L3H2"]))
     assert result["heads"] == ["L1H0", "L3H2"]
@@ -53,8 +53,8 @@ def test_ablation_study_compares_variants_side_by_side(prefect_server, world, tm
 def test_heads_from_a_snapshot(prefect_server, world, tmp_path, batches):
     from transformers import AutoModelForCausalLM
 
-    from flows.ablation import ablation_study
     from sparks.circuits.snapshot import build_snapshot, write_snapshot
+    from sparks.flows.ablation import ablation_study
 
     snap = build_snapshot(
         AutoModelForCausalLM.from_pretrained(str(world.model_dir)),
@@ -99,7 +99,7 @@ def test_heads_from_a_snapshot(prefect_server, world, tmp_path, batches):
 
 
 def test_random_head_control_draws_outside_the_circuit_and_refuses_too_few():
-    from sparks.evaluate.control import draw_sets, head_names
+    from sparks.studies.control import draw_sets, head_names
 
     every = head_names(4, 4)
     circuit = {"L0H0", "L1H1", "L2H2", "L3H3", "L0H1", "L1H0"}
@@ -136,7 +136,7 @@ def test_ablation_config_needs_exactly_one_head_source(world, tmp_path):
 def test_max_heads_keeps_a_runs_strongest_emergent_heads(trained_run):
     import pandas as pd
 
-    from sparks.ablation import circuit_heads, resolve_heads
+    from sparks.studies.ablation import circuit_heads, resolve_heads
     from sparks.track.ledger import primary
 
     run = trained_run.cfg.output_dir

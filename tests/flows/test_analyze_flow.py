@@ -9,7 +9,7 @@ from sparks.circuits.snapshot import read_snapshot
 
 
 def test_analyze_snapshots_checkpoints_and_lists_emergent_heads(trained_run, tmp_path):
-    from flows.analyze import AnalyzeConfig, analyze
+    from sparks.flows.analyze import AnalyzeConfig, analyze
 
     run = Path(trained_run.cfg.output_dir)
     ckpt = tmp_path / "checkpoint-4"  # a checkpoint without its snapshot, as from another trainer

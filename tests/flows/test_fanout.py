@@ -35,8 +35,8 @@ def test_a_cluster_setting_picks_the_task_runner():
     from prefect.task_runners import ThreadPoolTaskRunner
     from prefect_dask import DaskTaskRunner
 
-    from flows.cluster import task_runner
     from sparks.config import ClusterSettings
+    from sparks.flows.cluster import task_runner
 
     assert isinstance(task_runner(ClusterSettings()), ThreadPoolTaskRunner)
     local = task_runner(ClusterSettings(workers=2))
@@ -48,9 +48,9 @@ def test_a_cluster_setting_picks_the_task_runner():
 def test_snapshots_fan_out_over_dask_and_survive_a_killed_worker(trained_run, tmp_path):
     from distributed import Client, LocalCluster
 
-    from flows.analyze import AnalyzeConfig, analyze
-    from flows.evaluate import EvaluateConfig, evaluate_checkpoints
     from sparks.config import ClusterSettings
+    from sparks.flows.analyze import AnalyzeConfig, analyze
+    from sparks.flows.evaluate import EvaluateConfig, evaluate_checkpoints
     from tests.flows.dask_kill import KillOnce
 
     run = Path(trained_run.cfg.output_dir)

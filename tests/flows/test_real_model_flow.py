@@ -9,12 +9,12 @@ import json
 import pytest
 
 from sparks.config import validate_config
-from sparks.models import load_tokenizer, tokenizer_fingerprint
+from sparks.models.loading import load_tokenizer, tokenizer_fingerprint
 
 
 @pytest.fixture(scope="module")
 def real_run(prefect_server, world, foreign_model, tmp_path_factory):
-    from flows.train import post_train
+    from sparks.flows.train import post_train
 
     tmp = tmp_path_factory.mktemp("real")
     problems = tmp / "problems.jsonl"  # AIME-shaped records standing in for aime24 offline
@@ -51,7 +51,7 @@ def real_run(prefect_server, world, foreign_model, tmp_path_factory):
     def no_world(*a, **k):
         raise AssertionError("the run touched the embedded world")
 
-    mp.setattr("sparks.pipeline.world_for", no_world)
+    mp.setattr("sparks.run.pipeline.world_for", no_world)
     mp.chdir(tmp)
     try:
         yield cfg, post_train(cfg)

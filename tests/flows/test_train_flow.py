@@ -80,11 +80,11 @@ def test_mlflow_has_trainer_and_head_metrics_on_one_step_axis(finished):
 def test_rerun_resumes_without_redoing_snapshots(finished, world, monkeypatch):
     from pathlib import Path
 
-    from flows.train import post_train
+    from sparks.flows.train import post_train
 
     cfg, summary, client = finished
     monkeypatch.chdir(Path(cfg.output_dir).parent)
-    monkeypatch.setattr("sparks.pipeline.world_for", lambda s, cache_root=None: world)
+    monkeypatch.setattr("sparks.run.pipeline.world_for", lambda s, cache_root=None: world)
     out = Path(summary["output_dir"])
     done = out / "stage0-sft" / "checkpoint-2" / "circuit" / "snapshot.json"
     before = done.stat().st_mtime_ns
@@ -107,10 +107,10 @@ def test_rerun_resumes_without_redoing_snapshots(finished, world, monkeypatch):
 def test_unreachable_mlflow_does_not_stop_training(
     prefect_server, world, tmp_path, monkeypatch, capfd
 ):
-    from flows.train import post_train
+    from sparks.flows.train import post_train
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("sparks.pipeline.world_for", lambda s, cache_root=None: world)
+    monkeypatch.setattr("sparks.run.pipeline.world_for", lambda s, cache_root=None: world)
     cfg = _config(tmp_path, world, "http://127.0.0.1:9", name="offline")
     cfg = cfg.model_copy(
         update={
@@ -139,10 +139,10 @@ def test_concurrent_evaluation_runs_beside_training_and_logs_at_each_save(
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    from flows.train import post_train
+    from sparks.flows.train import post_train
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("sparks.pipeline.world_for", lambda s, cache_root=None: world)
+    monkeypatch.setattr("sparks.run.pipeline.world_for", lambda s, cache_root=None: world)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     cfg = _config(tmp_path, world, uri, name="conc")
     cfg = cfg.model_copy(

@@ -9,8 +9,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
-from sparks.analysis import figures as report_figures
-from sparks.log import figures
+from sparks.analysis import report_figures
+from sparks.log import run_figures as figures
 
 LONG_TITLE = (
     "grpo-ablation: /work/runs/nightly-2026-12-04/grpo/checkpoint-480, heads L0H0, L0H1, L1H2, "
@@ -85,7 +85,7 @@ def test_every_saved_figure_passes_the_layout_check(tmp_path, caplog):
          for l in range(4) for h in range(4) for s in (4, 8, 12)]
     )  # fmt: skip
     shares = heads.assign(share=range(16), in_circuit=[i % 5 == 0 for i in range(16)])
-    with caplog.at_level(logging.WARNING, logger="sparks.log.figures"):
+    with caplog.at_level(logging.WARNING, logger="sparks.log.run_figures"):
         report_figures.set_map(heads, status, tmp_path / "sets.png", title=LONG_TITLE[:60],
                                set_names=["easy", "hard"])  # fmt: skip
         figures.trajectory(

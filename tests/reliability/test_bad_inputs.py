@@ -1,7 +1,7 @@
 """Bad inputs, as a table: each gets one line naming what is wrong and what to do, a nonzero exit,
 and leaves every earlier output alone (the session's finished run directory and its MLflow store
 are hashed before and after each case). The Prefect-form cases (parameters as the UI sends them)
-are in tests/ops/test_stack.py, beside the deployments they are sent to."""
+are in tests/stack/test_stack.py, beside the deployments they are sent to."""
 
 from __future__ import annotations
 

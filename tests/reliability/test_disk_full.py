@@ -140,8 +140,8 @@ def test_a_run_that_cannot_fit_is_refused_before_it_writes(
     world, world_cache, tmp_path, monkeypatch
 ):
     from sparks.config import validate_config
-    from sparks.pipeline import run_training
-    from sparks.plan import dry_run
+    from sparks.run.pipeline import run_training
+    from sparks.run.plan import dry_run
     from sparks.train.disk import DiskSpaceError
 
     with small_fs(tmp_path / "fs", 16) as fs:  # SFT's two saves alone need 28 MB

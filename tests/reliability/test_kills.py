@@ -239,12 +239,12 @@ def test_killed_in_every_phase_the_rerun_ends_where_an_uninterrupted_run_does(wo
 def _pruned_run_still_reads(out: Path) -> None:
     """compare, analyze and evaluate-checkpoints on a run whose older saves lost their weights:
     every save is read from its circuit and eval/; what needs weights says so."""
-    from flows.analyze import AnalyzeConfig
-    from flows.analyze import targets as snapshot_targets
-    from flows.evaluate import EvaluateConfig
-    from flows.evaluate import targets as evaluation_targets
     from sparks.analysis.series import load_sources
-    from sparks.models import ModelNotFoundError, check_checkpoint
+    from sparks.flows.analyze import AnalyzeConfig
+    from sparks.flows.analyze import targets as snapshot_targets
+    from sparks.flows.evaluate import EvaluateConfig
+    from sparks.flows.evaluate import targets as evaluation_targets
+    from sparks.models.loading import ModelNotFoundError, check_checkpoint
 
     sources = load_sources([str(out)])
     steps = sorted(step for series in sources.series for step in series.saves)

@@ -22,7 +22,7 @@ import torch
 from torch.distributed.fsdp import fully_shard
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from sparks.circuits.pairs import encode_pairs, load_pairs
+from sparks.circuits.batches import encode_pairs, load_pairs
 from sparks.circuits.spec import SnapshotSpec
 from sparks.track import hook as hook_module
 from sparks.track.hook import CircuitSnapshotCallback

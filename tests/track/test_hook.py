@@ -7,9 +7,9 @@ import pytest
 from sparks.circuits.snapshot import read_snapshot
 from sparks.circuits.spec import SnapshotSpec
 from sparks.config import stage
-from sparks.models import load_model
+from sparks.models.loading import load_model
+from sparks.problems.sources import load_problems
 from sparks.track.hook import CircuitSnapshotCallback
-from sparks.train.data import load_problems
 from sparks.train.trainers import build_trainer
 
 STAGES = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from sparks.train.data import load_problems
+from sparks.problems.sources import load_problems
 
 
 def test_gsm8k_answers_follow_the_hashes(tmp_path):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 from sparks.config import stage, validate_config
-from sparks.models import load_model
-from sparks.pipeline import run_training
-from sparks.train.data import load_problems
+from sparks.models.loading import load_model
+from sparks.problems.sources import load_problems
+from sparks.run.pipeline import run_training
 from sparks.train.trainers import build_trainer
 
 
@@ -25,7 +25,7 @@ def test_distill_trains_on_the_teachers_correct_solutions(world, tokenizer, tmp_
     trainer.save_model(str(tmp_path / "teacher"))
     tokenizer.save_pretrained(str(tmp_path / "teacher"))
 
-    monkeypatch.setattr("sparks.pipeline.world_for", lambda s, cache_root=None: world)
+    monkeypatch.setattr("sparks.run.pipeline.world_for", lambda s, cache_root=None: world)
     cfg = validate_config(
         {
             "name": "distill",

@@ -189,8 +189,8 @@ def test_a_rank_killed_mid_stage_in_process_mode_then_the_flow_on_two_processes_
     assert (out / "stage0-sft" / "checkpoint-2").is_dir()
     assert not (out / "stage0-sft" / "final").exists()
 
-    from flows.train import post_train
     from sparks.config import validate_config
+    from sparks.flows.train import post_train
 
     monkeypatch.chdir(cwd)
     summary = post_train(validate_config(cfg | {"distributed": {"processes": 2}}))

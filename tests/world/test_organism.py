@@ -66,11 +66,11 @@ def test_sft_lifts_pass_at_1_over_the_base_with_a_paired_test(world, tmp_path):
     """60 SFT steps on the test world's training split, then base and SFT on the same 60 held-out
     problems (4 samples each): pass@1 rises by at least 0.25 with paired Wilcoxon p < 0.001."""
     from sparks.config import stage as make_stage
-    from sparks.evaluate.evaluate import evaluate_model
     from sparks.evaluate.generate import SamplingSpec
     from sparks.evaluate.metrics import paired_p
-    from sparks.models import load_model, load_tokenizer
-    from sparks.train.data import load_problems
+    from sparks.evaluate.runner import evaluate_model
+    from sparks.models.loading import load_model, load_tokenizer
+    from sparks.problems.sources import load_problems
     from sparks.train.trainers import build_trainer
 
     stage = make_stage(

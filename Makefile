@@ -36,6 +36,7 @@ $(CHROMIUM):
 
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check sparks flows tests benchmarks tools
+	$(BIN)/mypy
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 	$(BIN)/python -m pytest
 
@@ -65,8 +66,10 @@ up: $(STAMP)
 down: $(STAMP)
 	$(BIN)/sparks down
 
+# ruff, and mypy on sparks/ (pyproject.toml [tool.mypy]; clean)
 lint: $(STAMP)
 	$(BIN)/ruff check sparks flows tests benchmarks tools
+	$(BIN)/mypy
 
 clean-venv:
 	rm -rf $(VENV)

@@ -386,7 +386,7 @@ class RunConfig(_Section):
     model: ModelSettings = ModelSettings()
     data: DataSettings = DataSettings()
     stages: list[StageSettings] = Field(
-        default_factory=lambda: [SFTStage(method="sft")],
+        default_factory=lambda: [stage(method="sft")],
         min_length=1,
         description="Run in order.",
     )

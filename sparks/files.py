@@ -24,6 +24,9 @@ class OutputWriteError(UserError):
     """An output that could not be written (disk full, file too large, read-only, no permission);
     the message names the path. Nothing half-written is left where it would be read."""
 
+    target: str  # the path(s) named
+    why: str  # what the writer said
+
 
 def is_write_error(e: BaseException) -> bool:
     """An error from writing a file (as OSError, or as torch's and safetensors' wrappers of one)."""
@@ -41,15 +44,16 @@ def is_write_error(e: BaseException) -> bool:
 def write_failure(target: Path, e: BaseException) -> OutputWriteError:
     """The one-line error for `target` that could not be written because of `e`; when `e` is
     already such an error, the file it names is kept and its advice is said once, not twice."""
+    named = str(target)
     if isinstance(e, OutputWriteError):
-        target, why = f"{target} ({e.target})", e.why
+        named, why = f"{target} ({e.target})", e.why
     else:
         why = getattr(e, "strerror", None) or str(e).splitlines()[0][:160]
     error = OutputWriteError(
-        f"cannot write {target}: {why}; free disk space or choose another output directory "
+        f"cannot write {named}: {why}; free disk space or choose another output directory "
         "(what was written before is kept, and a rerun resumes from it)"
     )
-    error.target, error.why = target, why
+    error.target, error.why = named, why
     return error
 
 

@@ -94,7 +94,7 @@ def publish(cfg: CompareConfig, report: Report) -> dict:
 
 def _link_back(tracker: Tracker, report: Report) -> dict[str, str]:
     """Tag each compared run (on the same server) with this report's run; their links."""
-    out = {}
+    out: dict[str, str] = {}
     if tracker.offline or tracker.client is None:
         return out
     for s in report.sources.series:

@@ -204,17 +204,17 @@ def measure(
         p = paired_p(g.to_numpy(), s.to_numpy())
         rewards = _grpo_rewards(run_dir)
         q = max(1, len(rewards) // 4)
-        first, last = (
+        early, late = (
             (float(np.mean(rewards[:q])), float(np.mean(rewards[-q:])))
             if rewards
             else (float("nan"),) * 2
         )
         gain = g.mean() - s.mean()
-        ok = gain >= GRPO_GAIN and p < 0.05 and last > first
+        ok = gain >= GRPO_GAIN and p < 0.05 and late > early
         rows.append(Finding(
             "GRPO improves on SFT as the correctness reward rises",
             f"pass@1 after SFT {_ci(s.to_numpy())} -> after GRPO {_ci(g.to_numpy())} ({gain:+.3f}); paired Wilcoxon p {p:.2g}; "
-            f"correctness reward first quarter {first:.3f} -> last quarter {last:.3f} ({len(rewards)} steps)",
+            f"correctness reward first quarter {early:.3f} -> last quarter {late:.3f} ({len(rewards)} steps)",
             f"gain >= {GRPO_GAIN * 100:.0f} points, p < 0.05, last quarter above the first", bool(ok),
         ))  # fmt: skip
 
@@ -227,7 +227,7 @@ def measure(
         rows += _study_findings(study)
     faith = _faithfulness(run_dir)
     if faith:
-        worst = min(faith, key=faith.get)
+        worst = min(faith, key=lambda k: faith[k])
         rows.append(Finding(
             "The circuits are faithful (EAP-IG top-k recovers the model's behaviour)",
             f"top-k faithfulness at every trained save: min {faith[worst]:.3f} (step {worst}), "

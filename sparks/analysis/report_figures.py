@@ -217,7 +217,7 @@ def set_colors(set_names: list[str]) -> dict[str, str]:
     """One colour per status, fixed by name: the same status has the same colour in every panel
     of a report and in every run (a set's colour comes from its name's hash; sets whose hashes
     collide take the next free colour, in name order)."""
-    colors, taken = dict(STATUS_COLORS), set()
+    colors, taken = dict(STATUS_COLORS), set[str]()
     for name in sorted(set(set_names)):
         i = zlib.crc32(name.encode()) % len(ONLY_COLORS)
         while ONLY_COLORS[i] in taken and len(taken) < len(ONLY_COLORS):

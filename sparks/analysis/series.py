@@ -18,6 +18,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -158,8 +159,9 @@ def _checkpoint_set(paths: list[str], base: pd.DataFrame) -> Series:
         m = re.fullmatch(r"checkpoint-(\d+)", Path(p).name)
         return int(m.group(1)) if m else None
 
-    steps = [number(p) for p in paths]
-    if None in steps or len(set(steps)) != len(steps):
+    found = [number(p) for p in paths]
+    steps = [s for s in found if s is not None]
+    if len(steps) != len(paths) or len(set(steps)) != len(steps):
         steps = list(range(1, len(paths) + 1))  # no checkpoint-N names: argument order
     order = sorted(zip(steps, paths, strict=True))
     tables = [_snapshot_table(p, step=s) for s, p in order]
@@ -296,7 +298,8 @@ def _mlflow_run(run_id: str) -> tuple[list[Series], pd.DataFrame]:
     if "edge_share" not in ledger:
         ledger["edge_share"] = ledger["share"]
     params = run.data.params
-    stages, i = [], 0
+    stages: list[dict[str, Any]] = []
+    i = 0
     while f"stages.{i}.method" in params:
         stages.append(
             {
@@ -305,7 +308,7 @@ def _mlflow_run(run_id: str) -> tuple[list[Series], pd.DataFrame]:
             }
         )
         i += 1
-    cfg = {"name": run.info.run_name, "stages": stages}
+    cfg: dict[str, Any] = {"name": run.info.run_name, "stages": stages}
     rewards = pd.Series(
         {m.step: m.value for m in client.get_metric_history(run_id, "reward")}, dtype=float
     ).sort_index()

@@ -54,7 +54,7 @@ def run_think(settings: ThinkSettings, out: Path, *, progress=print) -> ThinkRes
     sources = ps.sources or list(ev.benchmarks)
     needs_world = settings.model == WORLD or (WORLD in sources and WORLD not in ev.sources)
     world = world_for(WorldSettings()) if needs_world else None
-    model = str(world.model_dir) if settings.model == WORLD else settings.model
+    model = str(world.model_dir) if world and settings.model == WORLD else settings.model
     check_template(model)
     tables, evals, problems = {}, {}, {}
     for mode, flag in MODES.items():

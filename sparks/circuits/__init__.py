@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from sparks.circuits.spec import DEFAULTS, SnapshotSpec
 
@@ -41,7 +42,9 @@ def snapshot_checkpoint(
     )
     from sparks.models.loading import check_checkpoint, load_model, load_tokenizer
 
-    sets = [{"name": pair_set, "pairs": pairs_path, "out": out_dir, "metric": spec.metric}]
+    sets: list[dict[str, Any]] = [
+        {"name": pair_set, "pairs": pairs_path, "out": out_dir, "metric": spec.metric}
+    ]
     sets += [dict(x) for x in more_sets]
     for s in sets:
         if Path(s["out"]).exists():
@@ -61,7 +64,7 @@ def snapshot_checkpoint(
         s["spec"] = spec.with_(metric=choose_metric(s["metric"], s["batches"]))
     model = load_model(model_dir, dtype=dtype, device=spec.device)
     device = next(model.parameters()).device
-    build = build_or_fail if record_failure else build_snapshot
+    build: Callable[..., Any] = build_or_fail if record_failure else build_snapshot
     fingerprint = model_fingerprint(model) if len(sets) > 1 else None  # once for all sets
     first = None
     for s in sets:

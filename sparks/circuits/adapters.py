@@ -9,6 +9,7 @@ projections' outputs is unaffected), Llama and Mistral share Hugging Face's nami
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch.nn as nn
 
@@ -68,13 +69,13 @@ def check_architecture(model_dir) -> None:
 
 def adapter_for(model: nn.Module) -> DecoderAdapter:
     """The adapter for `model`, or UnsupportedModelError naming the supported families."""
-    cfg = model.config
+    cfg: Any = model.config
     family = getattr(cfg, "model_type", type(model).__name__)
     if family not in SUPPORTED_FAMILIES:
         raise UnsupportedModelError(
             f"no circuit adapter for model type {family!r}: supported are {', '.join(SUPPORTED_FAMILIES)}"
         )
-    base = model.model  # the decoder stack under the LM head, in all four families
+    base: Any = model.model  # the decoder stack under the LM head, in all four families
     layers = tuple(
         LayerModules(
             input_norm=layer.input_layernorm,

@@ -213,6 +213,7 @@ def attribute(
                 del ups_corr
                 probe.ups = None
                 acc = _EapIgSums(adapter, graph, delta)
+            assert ref is not None and acc is not None  # set by the batch's first pass
             vals = spec.fn(out, bb, ref.repeat(n, 1, 1)).view(n, B)
             m = _finite((vals * weight[:, None]).sum(), f"the metric ({where})")
             grads = probe.output_grads(m)
@@ -220,6 +221,7 @@ def attribute(
                 _finite(g, f"the gradient at {'.'.join(map(str, key))} ({where})")
             acc.add(probe.resid, grads, n)
             del probe, grads, out
+        assert acc is not None
         s = acc.scores()  # the weights sum to 1: the integral's mean
         per_pair.append(_finite(s * valid, f"the edge scores (batch {bi + 1})").detach())
     if not per_pair:

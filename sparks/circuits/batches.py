@@ -184,14 +184,14 @@ def encode_pairs(
         n_span = max(len(r[3]) for r in chunk)
         ids = torch.full((len(chunk), 2, width), pad, dtype=torch.long)
         mask = torch.zeros(len(chunk), width, dtype=torch.long)
-        span = torch.zeros(len(chunk), n_span, dtype=torch.long)
+        spans = torch.zeros(len(chunk), n_span, dtype=torch.long)
         span_w = torch.zeros(len(chunk), n_span)
         for j, (c, x, _, sp) in enumerate(chunk):
             ids[j, 0, : len(c)] = torch.tensor(c)
             ids[j, 1, : len(x)] = torch.tensor(x)
             mask[j, : len(c)] = 1
-            span[j] = len(c) - 1
-            span[j, : len(sp)] = torch.tensor(sp)
+            spans[j] = len(c) - 1
+            spans[j, : len(sp)] = torch.tensor(sp)
             span_w[j, : len(sp)] = 1
         batches.append(
             PairBatch(
@@ -201,7 +201,7 @@ def encode_pairs(
                 mask.sum(1) - 1,
                 torch.tensor([r[2][0] for r in chunk]),
                 torch.tensor([r[2][1] for r in chunk]),
-                span,
+                spans,
                 span_w,
             )
         )

@@ -59,8 +59,8 @@ def token_costs(adapter: DecoderAdapter, dtype: torch.dtype, positions: int = 1)
     e = torch.finfo(dtype).bits // 8
     L, D = adapter.n_layers, adapter.d_model
     qkv = (adapter.n_heads + 2 * adapter.n_kv_heads) * adapter.head_dim
-    inter = getattr(adapter.layers[0].mlp, "intermediate_size", None) or 4 * D
-    vocab = adapter.lm_head.weight.shape[0]
+    inter = int(getattr(adapter.layers[0].mlp, "intermediate_size", None) or 4 * D)
+    vocab = int(adapter.lm_head.weight.shape[0])
     act = layer_bytes(layers=L, d_model=D, intermediate=inter, qkv=qkv, elt=e)
     act += positions * vocab * 4 * 3  # float32 logits, log-probabilities and their gradient
     return act, graph_bytes(layers=L, heads=adapter.n_heads, d_model=D, qkv=qkv, elt=e)

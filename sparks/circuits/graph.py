@@ -127,6 +127,7 @@ def select_edges(
     mag = scores.abs().masked_fill(~graph.valid, float("-inf"))
     if threshold is not None:
         return mag >= threshold
+    assert top_k is not None
     k = min(top_k, int(graph.valid.sum()))
     flat = mag.flatten(-2)
     keep = torch.zeros_like(flat, dtype=torch.bool)

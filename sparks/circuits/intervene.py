@@ -127,7 +127,8 @@ class GradientProbe:
 
 
 def norm_eps(norm: torch.nn.Module) -> float:
-    return getattr(norm, "variance_epsilon", None) or getattr(norm, "eps", 1e-6)
+    eps = getattr(norm, "variance_epsilon", None) or getattr(norm, "eps", None)
+    return float(eps) if eps is not None else 1e-6
 
 
 class EdgePatch(_Deltas):
@@ -159,6 +160,7 @@ class EdgePatch(_Deltas):
         # [rows, P, n, D] difference (einsum's route was 2x slower on the CPU).
         m = self.missing[..., :n, cols].transpose(-1, -2).to(ups.dtype)
         if m.dim() == 2:
+            assert self.corrupt is not None  # one mask for every row: patched from corrupt
             d = torch.matmul(m, self.corrupt[:, :, :n] - ups[:, :, :n])
         else:
             cur = ups[:, :, :n].unflatten(0, (len(m), -1))  # [R, B, P, n, D]
@@ -207,10 +209,10 @@ def graph_hooks(
     deltas: _Deltas | None = None,
     *,
     capture: bool = True,
-) -> Iterator[torch.Tensor]:
+) -> Iterator[torch.Tensor | None]:
     """Install the hooks for one forward pass on `embeds` [B,P,D]; yields the `ups` buffer.
 
-    `capture=False` skips filling `ups` (the gradient passes need no activations)."""
+    `capture=False` skips filling `ups` (the gradient passes need no activations): yields None."""
     deltas = deltas or _Deltas()
     B, P, D = embeds.shape
     if isinstance(deltas, EdgePatch) and not capture:

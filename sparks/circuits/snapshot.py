@@ -20,6 +20,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -136,19 +137,12 @@ def build_snapshot(
     model.eval()
     try:
         graph = graph_of(adapter_for(model))
-        common = dict(
-            metric=metric,
-            schedule=schedule,
-            tokens_per_pass=tokens_per_pass,
-            progress=progress,
-            keep_reference=max(1, faithfulness_pairs),
-        )
-        auto = {}
+        keep = max(1, faithfulness_pairs)
+        auto: dict[str, Any] = {}
         if steps == "auto":
             attr, choice = attribute_auto(
-                model, batches, spec.with_(metric=metric), progress=progress,
-                keep_reference=common["keep_reference"],
-            )  # fmt: skip
+                model, batches, spec.with_(metric=metric), progress=progress, keep_reference=keep
+            )
             steps = choice.steps
             auto = {
                 "steps_auto": True,
@@ -157,7 +151,11 @@ def build_snapshot(
                 "steps_capped": choice.capped,
             }
         else:
-            attr = attribute(model, batches, steps=steps, **common)
+            attr = attribute(
+                model, batches, steps=steps, metric=metric, schedule=schedule,
+                tokens_per_pass=tokens_per_pass, progress=progress, keep_reference=keep,
+            )  # fmt: skip
+        assert attr.reference is not None  # kept: keep_reference >= 1
         scores = attr.scores
         circuit = find_circuit(graph, scores, top_k=top_k)
         n_valid = int(graph.valid.sum())

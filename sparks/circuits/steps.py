@@ -104,4 +104,5 @@ def attribute_auto(model, batches, spec: SnapshotSpec, **kwargs) -> tuple[Attrib
         if stable and (err <= tolerance or err != err):
             return attr, StepChoice(m, tuple(tried), err, False, passes)
         prev_top = top
+    assert attr is not None  # the loop runs at least once
     return attr, StepChoice(m, tuple(tried), attr.completeness_error, True, passes)

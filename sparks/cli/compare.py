@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from sparks.cli.app import app
@@ -55,7 +57,7 @@ def compare(
     else:
         if not out:
             raise ValueError("sparks compare needs --out DIR (where the report goes)")
-        raw = {k: v for k, v in over.items() if v is not None}
+        raw: dict[str, Any] = {k: v for k, v in over.items() if v is not None}
         if experiment or mlflow_uri:
             raw["tracking"] = {"experiment": experiment or "sparks-compare"} | (
                 {"mlflow_uri": mlflow_uri} if mlflow_uri else {}

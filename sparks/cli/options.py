@@ -75,12 +75,12 @@ def field_option(
     e.g. None for "the run's own"), its range and its description as help."""
     f = model.model_fields[name]
     check = bounded(field_bounds(model, name), f" (as {model.__name__}.{name})")
-    check.field = (model, name)  # type: ignore[attr-defined]  # read by tests/test_cli_defaults.py
+    check.field = (model, name)  # read by tests/test_cli_defaults.py
     if default is _FROM_FIELD:
         default = f.get_default(call_default_factory=True)
     text = help or (f.description or "").rstrip(".")
-    if check.bounds:  # type: ignore[attr-defined]
-        text += "; " + ", ".join(f"{SAID[op]} {v}" for op, v in check.bounds.items())  # type: ignore[attr-defined]
+    if check.bounds:
+        text += "; " + ", ".join(f"{SAID[op]} {v}" for op, v in check.bounds.items())
     return typer.Option(default, *decls, help=text, callback=check, parser=parser, **kw)
 
 

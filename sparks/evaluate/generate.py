@@ -208,7 +208,7 @@ def _generate_transformers(
                 ids = seq if ended is None else seq[:ended]
                 row.append(
                     Completion(
-                        tok.decode(ids, skip_special_tokens=True),
+                        str(tok.decode(ids, skip_special_tokens=True)),
                         len(ids) + (ended is not None),
                         ended is None,
                     )

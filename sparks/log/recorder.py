@@ -86,7 +86,7 @@ class Recorder:
                 logged.add(step)
             self.write_ledger(ledger)
             return
-        metrics = {
+        metrics: dict[str, float] = {
             f"circuit/{k}": int(row[k]) for k in ("heads", "emergent", "activated", "pruned")
         }
         metrics["circuit/failed"] = 0.0

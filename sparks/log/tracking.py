@@ -15,7 +15,9 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from sparks.errors import UserError
 from sparks.files import atomic_write_text
@@ -87,7 +89,7 @@ class Tracker:
         self.experiment, self.run_name, self.out_dir = experiment, run_name, Path(out_dir)
         self.pending = self.out_dir / "pending.jsonl"
         self.run_file = self.out_dir / "mlflow_run.json"
-        self.client = None
+        self.client: Any = None  # MlflowClient once the run is open
         self.run_id: str | None = None
         self.experiment_id: str | None = None
         self.offline = False
@@ -199,7 +201,7 @@ class Tracker:
             return 0
         lines = [ln for ln in self.pending.read_text().splitlines() if ln.strip()]
         records = [json.loads(ln) for ln in lines]
-        fns = {
+        fns: dict[str, Callable[..., None]] = {
             "params": self._log_params,
             "tags": self._set_tags,
             "artifact": self._log_artifact,

@@ -100,7 +100,8 @@ def numbers_pairs(
 ) -> tuple[list[dict], dict[str, int]]:
     """Pairs whose corrupted prompt has other numbers and the same token count; skipped counts."""
     rng = random.Random(f"{seed}-numbers")
-    pairs, skipped = [], {"without_numbers": 0, "length_changed": 0}
+    pairs: list[dict] = []
+    skipped = {"without_numbers": 0, "length_changed": 0}
     for p in problems:
         if len(pairs) == n:
             break
@@ -239,7 +240,8 @@ def build_pairs(
     )
 
     check_request(mode, sources, reference)
-    if mode == "contrast" and is_local(str(reference)):
+    assert sources  # check_request refuses none
+    if mode == "contrast" and reference and is_local(reference):
         check_checkpoint(reference)
     tokenizer = tokenizer or load_tokenizer(model)
     if mode != "file":
@@ -265,6 +267,7 @@ def build_pairs(
                 tokenizer, problems, n=n, seed=seed, enable_thinking=enable_thinking
             )
         else:
+            assert reference  # check_request refuses contrast without one
             pairs, skipped = contrast_pairs(
                 model,
                 reference,

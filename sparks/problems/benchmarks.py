@@ -83,6 +83,8 @@ def load_benchmark(
             records = read_records(str(source))
         except DataError as e:
             raise BenchmarkError(f"{name}: {e}") from e
+    elif spec is None:  # unreachable: a name not in BENCHMARKS comes with a source
+        raise BenchmarkError(f"unknown benchmark {name!r}")
     elif spec.hub_id is None:
         if world is None:
             raise BenchmarkError(

@@ -33,6 +33,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sparks.circuits.snapshot import (
     CircuitSnapshot,
@@ -76,7 +77,7 @@ from sparks.train.saves import (
 from sparks.train.teacher import teacher_solutions
 from sparks.train.trainers import build_trainer
 from sparks.train.writers import hold, release
-from sparks.world.build import world_for
+from sparks.world.build import World, world_for
 
 
 @dataclass
@@ -87,13 +88,19 @@ class TrainingRun:
     cfg: RunConfig
     ranks: Ranks = field(default_factory=Ranks)
     out: Path = field(init=False)
-    recorder: Recorder | None = field(init=False)  # the main process's; None on the other ranks
+    recorder: Recorder | None = field(init=False, default=None)  # the main process's only
     started: float = field(default_factory=time.perf_counter)
     started_at: float = field(default_factory=time.time)  # wall clock: snapshots made since
+    # what `prepare` and `build_pairs` set up
+    world: World | None = field(init=False, default=None)
+    base_model: str = field(init=False, default="")
+    records: list[dict] = field(init=False, default_factory=list)
+    tokenizer: Any = field(init=False, default=None)
+    sets: list[PairSet] = field(init=False, default_factory=list)  # the primary set first
+    _benchmarks: dict[str, list[dict]] | None = field(init=False, default=None, repr=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.out = Path(self.cfg.output_dir)
-        self.recorder = None
         if self.ranks.is_main:
             tracker = Tracker(
                 self.cfg.tracking.mlflow_uri, self.cfg.tracking.experiment, self.cfg.name, self.out
@@ -102,8 +109,15 @@ class TrainingRun:
             self.recorder = Recorder(tracker, self.out, self.cfg.name, sets=sets)
 
     @property
+    def rec(self) -> Recorder:
+        """The main process's recorder (what only the main process does asks for it)."""
+        if self.recorder is None:
+            raise RuntimeError(f"rank {self.ranks.rank} has no recorder: only the main process records")
+        return self.recorder
+
+    @property
     def tracker(self) -> Tracker:
-        return self.recorder.tracker
+        return self.rec.tracker
 
     # 1. prepare -------------------------------------------------------------------------------
     def prepare(self) -> dict:
@@ -141,7 +155,9 @@ class TrainingRun:
             pairs.mode != "file" and WORLD in pairs.sources
         )
         self.world = world_for(cfg.world) if uses_world else None
-        self.base_model = str(self.world.model_dir) if cfg.model.path == WORLD else cfg.model.path
+        self.base_model = (
+            str(self.world.model_dir) if self.world and cfg.model.path == WORLD else cfg.model.path
+        )
         self.records = load_problems(
             cfg.data.train, world=self.world, max_samples=cfg.data.max_samples, data=cfg.data
         )
@@ -183,16 +199,16 @@ class TrainingRun:
         ledger, and what MLflow already has is not logged twice."""
         ev = self.cfg.evaluation
         eval_key = f"eval/{ev.benchmarks[0]}/pass@1" if ev.benchmarks else None
-        self.recorder.resume([(n, p) for _, n, p in self._snapshots_on_disk()], eval_key=eval_key)
+        self.rec.resume([(n, p) for _, n, p in self._snapshots_on_disk()], eval_key=eval_key)
 
     def build_pairs(self) -> dict:
         """Each pair set's pairs (built once into output_dir/pairs.jsonl, pairs-NAME.jsonl),
         encoded for every snapshot; the metric is chosen per set (auto: by what its pairs hold)."""
         s = self.cfg.snapshot
-        self.sets: list[PairSet] = []
+        self.sets = []
         for i, name in enumerate(s.pair_sets()):
-            path = self.ranks.main_then_all(
-                lambda name=name: pairs_for_run(
+            path: Path = self.ranks.main_then_all(
+                lambda name=name: pairs_for_run(  # type: ignore[misc]
                     self.cfg, self.base_model, self.out, world=self.world,
                     tokenizer=self.tokenizer, name=name,
                 ),
@@ -236,7 +252,7 @@ class TrainingRun:
             with preserved_rng():
                 snap = self._build(model, ps, step=0)
             save_snapshot(snap, out)
-            self.recorder.on_snapshot(0, snap, out, ps.name)
+            self.rec.on_snapshot(0, snap, out, ps.name)
         return list(read_snapshot(self.out / "base" / self.sets[0].subdir).heads)
 
     def _build(self, model, ps: PairSet, step: int) -> CircuitSnapshot | FailedSnapshot:
@@ -272,7 +288,7 @@ class TrainingRun:
                 "writing final/",
             )
             if self.recorder is not None:
-                self.recorder.end_of_stage(resume / "trainer_state.json", self.step_offset(i))
+                self.rec.end_of_stage(resume / "trainer_state.json", self.step_offset(i))
             return info | {"steps": stage.max_steps, "resumed_from": resume.name}
         if self.cfg.distributed.processes > 1 and not self.ranks.distributed and not launched():
             return info | self._launch(i)
@@ -285,7 +301,7 @@ class TrainingRun:
         model = load_model(source, dtype=self.cfg.model.dtype)
         shared: dict = {}  # the hooks' common memo: a save's weights hashed once for all sets
         hooks = [self._hook(i, model, ps, shared) for ps in self.sets]
-        callbacks = list(hooks) if self.cfg.snapshot.enabled else []
+        callbacks: list[Any] = list(hooks) if self.cfg.snapshot.enabled else []
         if self.recorder is not None:
             callbacks.append(MetricsToRecorder(self.recorder, self.step_offset(i)))
             callbacks.append(StatePruner(sdir, self.cfg.checkpoints))
@@ -319,7 +335,7 @@ class TrainingRun:
     def _hook(self, i: int, model, ps: PairSet, shared: dict) -> CircuitSnapshotCallback:
         s, rec = self.cfg.snapshot, self.recorder
         # transformers expects one callback per class: each further pair set gets its own name
-        cls = CircuitSnapshotCallback
+        cls: type[CircuitSnapshotCallback] = CircuitSnapshotCallback
         if ps.subdir != self.sets[0].subdir:
             cls = type(f"CircuitSnapshotCallback[{ps.name}]", (CircuitSnapshotCallback,), {})
         return cls(
@@ -362,7 +378,7 @@ class TrainingRun:
         self._reload()
         last = last_checkpoint(self.stage_dir(i))
         if last is not None:
-            self.recorder.read_curves(last / "trainer_state.json", self.step_offset(i))
+            self.rec.read_curves(last / "trainer_state.json", self.step_offset(i))
         return {"steps": self.cfg.stages[i].max_steps, "processes": n}
 
     def _save_final(self, trainer, final: Path) -> None:
@@ -376,10 +392,11 @@ class TrainingRun:
             if is_write_error(e):
                 raise write_failure(final, e) from e
             raise
-        self.ranks.on_main(
-            lambda: (self.tokenizer.save_pretrained(str(tmp)), publish_model(tmp, final)),
-            "writing final/",
-        )
+        def write_final() -> None:
+            self.tokenizer.save_pretrained(str(tmp))
+            publish_model(tmp, final)
+
+        self.ranks.on_main(write_final, "writing final/")
 
     def _catch_up(self, i: int) -> None:
         """Saves without a snapshot get one, then retention applies to stage `i` (which finishes
@@ -408,7 +425,7 @@ class TrainingRun:
         saves = [(self.step_offset(i) + save_step(c), c) for c in checkpoints(self.stage_dir(i))]
 
         def on_snapshot(name):
-            return lambda step, snap, out: self.recorder.on_snapshot(step, snap, out, name)
+            return lambda step, snap, out: self.rec.on_snapshot(step, snap, out, name)
 
         first, *others = self.sets
         snapshot_missing(
@@ -441,7 +458,7 @@ class TrainingRun:
 
     # evaluation -------------------------------------------------------------------------------
     def _eval_inputs(self):
-        if not hasattr(self, "_benchmarks"):
+        if self._benchmarks is None:
             self._benchmarks = benchmarks_for(self.cfg.evaluation, self.cfg.world)
         return self._benchmarks
 
@@ -482,7 +499,7 @@ class TrainingRun:
                     (tmp / "metrics.json").write_text(
                         json.dumps({b: r.metrics for b, r in results.items()}, indent=2)
                     )
-                self.recorder.on_evaluation(step, results)
+                self.rec.on_evaluation(step, results)
             done[step] = json.loads((out / "metrics.json").read_text())
         if i is not None:
             self.retain(i)  # what waited for these evaluations can go now
@@ -508,7 +525,7 @@ class TrainingRun:
         return spent
 
     def _summarise(self) -> dict:
-        ledger = self.recorder.finish()
+        ledger = self.rec.finish()
         wall = time.perf_counter() - self.started
         by_set = self.snapshot_seconds()
         spent = sum(by_set.values())
@@ -552,7 +569,7 @@ class TrainingRun:
         if self.recorder is None or not self.ranks.is_main or not (self.out / "run.json").is_file():
             return status  # nothing was started here (refused input): nothing to end or keep
         reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".strip(": ")
-        primary = self.recorder.tables.get(self.recorder.sets[0], [])
+        primary = self.rec.tables.get(self.rec.sets[0], [])
         saves = sorted({int(t.step.iloc[0]) for t in primary})
         summary = {
             "status": status,

@@ -111,7 +111,7 @@ def estimate_memory(
         per_token = (2 * L * D * e + act_token / L) if s.gradient_checkpointing else act_token
         # weights + gradients + AdamW's two moments (float32), activations, the logits of one
         # sequence at a time (TRL takes log-probabilities row by row)
-        state = n * (2 * e + 8)  # per rank of a data-parallel (replicated) launch
+        state: float = n * (2 * e + 8)  # per rank of a data-parallel (replicated) launch
         if sharded == "zero2":  # gradients and optimizer state split over the ranks
             state = n * e + n * (e + 8) / processes
         elif sharded == "sharded":  # FSDP / ZeRO-3: weights too
@@ -165,7 +165,9 @@ def _processes(plan: Plan, cfg: RunConfig) -> tuple[int, str]:
     kind = lc.get("distributed_type", "NO")
     stage = (lc.get("deepspeed_config") or {}).get("zero_stage")
     sharded = {"FSDP": "sharded"}.get(kind) or (
-        {3: "sharded", 2: "zero2"}.get(stage, "replicated") if kind == "DEEPSPEED" else "replicated"
+        {3: "sharded", 2: "zero2"}.get(int(stage or 0), "replicated")
+        if kind == "DEEPSPEED"
+        else "replicated"
     )
     how = {
         "replicated": "each rank holds the whole model",
@@ -249,12 +251,12 @@ def dry_run(cfg: RunConfig, *, gpu_gb: float = 80.0) -> Plan:
         for src in sources or [WORLD]:  # file mode without a file: the world's own pairs
             _source(plan, "    pairs source", cfg.evaluation.sources.get(src, src))
         _world_levels(plan, name, ps.levels, [cfg.evaluation.sources.get(x, x) for x in sources])
-        if mode == "contrast":
+        if mode == "contrast" and reference:
             _model(plan, "  contrast reference", reference)
     mode = cfg.resolved_pairs().mode  # the primary set's
     for b in cfg.evaluation.benchmarks:
         _source(plan, "benchmark", cfg.evaluation.sources.get(b, b))
-    metric = cfg.snapshot.metric
+    metric: str = cfg.snapshot.metric
     if metric == "auto":
         metric = {
             "file": "logit_diff (if the pairs have answers)",

@@ -36,7 +36,7 @@ BASELINE = "baseline"
 
 def resolve_heads(cfg: AblationConfig) -> list[str]:
     """The head set to intervene on."""
-    if cfg.heads:
+    if cfg.heads or not cfg.heads_from:  # AblationConfig requires one of the two
         return list(cfg.heads)
     src = Path(cfg.heads_from)
     if not src.exists():

@@ -47,7 +47,8 @@ def draw_sets(
             f"a random-head control needs {k} heads outside the {len(studied)} studied ones; the "
             f"model has {len(every)} heads in all: study fewer heads or set control: none"
         )
-    rng, sets = random.Random(seed), []
+    rng = random.Random(seed)
+    sets: list[list[str]] = []
     distinct = comb(len(pool), k) >= draws  # else some draws must repeat
     while len(sets) < draws:
         drawn = sorted(rng.sample(pool, k), key=every.index)

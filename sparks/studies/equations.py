@@ -240,7 +240,9 @@ def equations(text: str) -> list[Equation]:
 
 def _chains(tokens: list[Token]) -> list[list[list[Token]]]:
     """Runs of tokens between breaks, split at `=` into sides (empty sides kept as [])."""
-    chains, sides, side = [], [], []
+    chains: list[list[list[Token]]] = []
+    sides: list[list[Token]] = []
+    side: list[Token] = []
     for t in [*tokens, Token(BREAK, "", 0, 0)]:
         if t.kind == EQ:
             sides.append(side)
@@ -260,7 +262,8 @@ def _rounded(side: list[Token], exact: Fraction) -> bool:
     if len(side) != 1 or side[0].kind != NUM or "." not in side[0].text:
         return False
     places = len(side[0].text.rsplit(".", 1)[1])
-    return abs(exact - side[0].value) <= Fraction(1, 10**places)
+    value = side[0].value
+    return value is not None and abs(exact - value) <= Fraction(1, 10**places)
 
 
 def _value(side: list[Token]) -> Fraction | None:
@@ -323,7 +326,7 @@ def _power(t: list[Token]) -> tuple[Fraction, list[Token]]:
         exp, t = _unary(t[1:])
         if exp.denominator != 1 or abs(exp) > 64 or abs(base) > 10**6:
             raise _NotArithmetic("only small whole exponents")
-        return base**exp, t
+        return Fraction(base**exp), t
     return base, t
 
 
@@ -341,7 +344,7 @@ def _unary(t: list[Token]) -> tuple[Fraction, list[Token]]:
 
 def _atom(t: list[Token]) -> tuple[Fraction, list[Token]]:
     head = t[0]
-    if head.kind == NUM:
+    if head.kind == NUM and head.value is not None:
         return head.value, t[1:]
     if head.kind == LP:
         value, t = _sum(t[1:])

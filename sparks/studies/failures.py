@@ -113,10 +113,11 @@ def _token_loop(words: list[str], n: int) -> tuple[int, int, int] | None:
     if n < LOOP_MIN_WORDS * LOOP_MIN_REPEATS:
         return None
     keys = ["#" if w[0].isdigit() else w for w in words]  # numbers may change: counters
-    ids = {}
+    ids: dict[str, int] = {}
     codes = np.array([ids.setdefault(k, len(ids)) for k in keys])
     # candidate periods: the usual distance between repeats of a 3-token sequence
-    last, dist = {}, Counter()
+    last: dict[tuple, int] = {}
+    dist: Counter[int] = Counter()
     for i in range(n - 2):
         gram = (codes[i], codes[i + 1], codes[i + 2])
         if gram in last:

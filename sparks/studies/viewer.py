@@ -9,6 +9,7 @@ artifact view, or in a test's browser.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -83,7 +84,7 @@ def write_viewer(
     samples: dict[str, dict[str, pd.DataFrame]],
     problems: dict[str, list[dict]],
     skipped: pd.DataFrame | None = None,
-    figures: list[str] = (),
+    figures: Sequence[str] = (),
 ) -> Path:
     """Write the study's sample viewer to `path` (atomically) and return it. `samples`:
     variant -> benchmark -> per-sample table with response, mode and evidence; `figures`: image

@@ -24,7 +24,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 from sparks.errors import UserError
 
@@ -56,10 +56,14 @@ class Ranks:
     def _broadcast(self, outcome: tuple[bool, Any] | None) -> tuple[bool, Any]:
         import torch.distributed as dist
 
-        box = [outcome]
+        box: list[Any] = [outcome]
         dist.broadcast_object_list(box, src=0, group=self.group)
         return box[0]
 
+    @overload
+    def on_main(self, fn: Callable[[], T], what: str, *, share: Literal[True] = True) -> T: ...
+    @overload
+    def on_main(self, fn: Callable[[], T], what: str, *, share: Literal[False]) -> T | None: ...
     def on_main(self, fn: Callable[[], T], what: str, *, share: bool = True) -> T | None:
         """Run `fn` on the main process only while the others wait; with `share`, every rank
         returns its (picklable) value, else the others get None."""
@@ -84,9 +88,13 @@ class Ranks:
         if not self.distributed:
             return fn()
         if self.is_main:
-            return self.on_main(fn, what, share=False)
-        self.on_main(fn, what, share=False)
+            return self._main_first(fn, what)
+        self._main_first(fn, what)
         return fn()
+
+    def _main_first(self, fn: Callable[[], T], what: str) -> T:
+        value = self.on_main(fn, what, share=False)
+        return value  # type: ignore[return-value]  # the main process's own value, never None
 
 
 def _portable(e: BaseException) -> str:

@@ -73,7 +73,8 @@ def resume_point(d: Path) -> Path | None:
     weights (the optimizer then starts afresh)."""
     ckpts = checkpoints(d)
     with_state = [c for c in ckpts if has_state(c)]
-    return (with_state or ckpts or [None])[-1]
+    found = with_state or ckpts
+    return found[-1] if found else None
 
 
 def evaluated_saves(d: Path, every: int) -> list[Path]:

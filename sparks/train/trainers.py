@@ -9,13 +9,16 @@ TRL's `report_to` integrations stay off.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from sparks.config import StageSettings
+from sparks.config import DistillStage, GRPOStage, SFTStage, StageSettings
 from sparks.train.data import grpo_dataset, sft_dataset
 from sparks.train.rewards import correctness_reward, format_reward
 
 
-def _common(stage: StageSettings, out_dir: Path, seed: int, timeout_minutes: float) -> dict:
+def _common(
+    stage: StageSettings, out_dir: Path, seed: int, timeout_minutes: float
+) -> dict[str, Any]:
     import torch
 
     cpu = not torch.cuda.is_available()
@@ -44,7 +47,7 @@ def _common(stage: StageSettings, out_dir: Path, seed: int, timeout_minutes: flo
 
 
 def to_sft_config(
-    stage: StageSettings, out_dir: Path, *, seed: int = 0, timeout_minutes: float = 60
+    stage: SFTStage | DistillStage, out_dir: Path, *, seed: int = 0, timeout_minutes: float = 60
 ):
     """SFTConfig for an `sft` or `distill` stage (loss on the completion only)."""
     from trl import SFTConfig
@@ -58,11 +61,14 @@ def to_sft_config(
 
 
 def to_grpo_config(
-    stage: StageSettings, out_dir: Path, *, seed: int = 0, timeout_minutes: float = 60
+    stage: GRPOStage, out_dir: Path, *, seed: int = 0, timeout_minutes: float = 60
 ):
     """GRPOConfig for a `grpo` stage (batch sizes count completions, as in TRL)."""
     from trl import GRPOConfig
 
+    vllm: dict[str, Any] = {}
+    if stage.use_vllm:  # vLLM inside the trainer process, sharing its GPU (TRL: vLLM 0.22-0.31)
+        vllm = dict(use_vllm=True, vllm_mode="colocate", vllm_gpu_memory_utilization=stage.vllm_memory)
     return GRPOConfig(
         **_common(stage, out_dir, seed, timeout_minutes),
         num_generations=stage.num_generations,
@@ -70,12 +76,7 @@ def to_grpo_config(
         temperature=stage.temperature,
         beta=stage.beta,
         log_completions=False,
-        # vLLM inside the trainer process, sharing its GPU (TRL supports vLLM 0.22-0.31)
-        **(
-            dict(use_vllm=True, vllm_mode="colocate", vllm_gpu_memory_utilization=stage.vllm_memory)
-            if stage.use_vllm
-            else {}
-        ),
+        **vllm,
     )
 
 
@@ -99,7 +100,7 @@ def stage_progress(method: str):
     return StageProgress()
 
 
-def reward_functions(stage: StageSettings) -> list:
+def reward_functions(stage: GRPOStage) -> list:
     return [correctness_reward, format_reward] if stage.format_reward else [correctness_reward]
 
 
@@ -117,7 +118,8 @@ def build_trainer(
     """An SFTTrainer or GRPOTrainer for `stage` on `records`, ready to `train()`."""
     from transformers.trainer_callback import ProgressCallback
 
-    if stage.method in ("sft", "distill"):
+    trainer: Any
+    if isinstance(stage, SFTStage | DistillStage):
         from trl import SFTTrainer
 
         trainer = SFTTrainer(

@@ -26,16 +26,17 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from sparks.errors import UserError
 
 WRITERS = ".writers"
 TOKEN = "SPARKS_RUN_TOKEN"
-_HELD: dict[str, tuple[Path, object, bool]] = {}  # run dir -> (our file, its handle, made it)
+_HELD: dict[str, tuple[Path, IO[str], bool]] = {}  # run dir -> (our file, its handle, made it)
 
 
 class RunBusyError(UserError):
@@ -127,7 +128,7 @@ def release(out: Path) -> None:
 
 
 @contextmanager
-def writing(paths: list[str | Path], *, role: str) -> Iterator[None]:
+def writing(paths: Sequence[str | Path], *, role: str) -> Iterator[None]:
     """Hold, for the time of the block, every run directory that `paths` (runs, or checkpoints
     inside runs) belong to: an analysis of a live run is refused, and a run waits for none."""
     held = []
@@ -142,7 +143,7 @@ def writing(paths: list[str | Path], *, role: str) -> Iterator[None]:
             release(run)
 
 
-def runs_of(paths: list[str | Path]) -> list[Path]:
+def runs_of(paths: Sequence[str | Path]) -> list[Path]:
     """The run directories that `paths` (runs, or their checkpoints) belong to."""
     from sparks.train.saves import is_run_dir
 
@@ -238,7 +239,8 @@ def _scan(d: Path, *, remove: bool = True) -> tuple[list[Writer], list[Writer]]:
             w = None  # written by a process killed mid-write: dead, or about to be rewritten
         held = next((h for p, h, _ in _HELD.values() if p == path), None)
         if held is not None:  # our own file (an flock of ours would not block us)
-            live.append(w)
+            if w is not None:
+                live.append(w)
             continue
         try:
             with open(path) as f:

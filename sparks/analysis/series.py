@@ -23,8 +23,9 @@ from typing import Any
 import pandas as pd
 
 from sparks.circuits.snapshot import read_snapshot
+from sparks.evaluate.runner import evaluated, read_eval_metrics
 from sparks.track.ledger import build_ledger, head_table, primary
-from sparks.train.saves import checkpoints, evaluation_files, saves
+from sparks.train.saves import checkpoints, evaluation_files, saves, stage_dir
 
 MLFLOW_PREFIX = "mlflow:"
 
@@ -169,9 +170,7 @@ def _checkpoint_set(paths: list[str], base: pd.DataFrame) -> Series:
     last = Path(order[-1][1])
     name = last.name if len(order) == 1 else Path(order[0][1]).resolve().parent.name
     evals = {
-        s: json.loads((Path(p) / "eval" / "metrics.json").read_text())
-        for s, p in order
-        if (Path(p) / "eval" / "metrics.json").is_file()
+        s: read_eval_metrics(Path(p) / "eval") for s, p in order if evaluated(Path(p) / "eval")
     }
     model = str(last) if (last / "config.json").is_file() else None
     return Series(name, "checkpoints", ledger, 0, evals=evals, model=model, source=str(last))
@@ -229,7 +228,7 @@ def _run_dir(out: Path) -> tuple[list[Series], pd.DataFrame]:
     evals = {step: json.loads(p.read_text()) for step, p in evaluation_files(out, stages).items()}
     series = []
     for i, label, start, rows in _split(cfg["name"], cfg, ledger):
-        sdir = out / f"stage{i}-{cfg['stages'][i]['method']}"
+        sdir = stage_dir(out, i, cfg["stages"][i]["method"])
         offset, hi = _stage_windows(cfg)[i][2:]
         ckpts, weighted = saves(sdir), checkpoints(sdir)  # retention may have removed weights
         final = sdir / "final"

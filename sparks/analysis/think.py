@@ -9,7 +9,6 @@ Templates without `enable_thinking` render both alike: that is refused, not comp
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +18,16 @@ from sparks.analysis.series import CompareError
 from sparks.circuits import snapshot_checkpoint
 from sparks.circuits.snapshot import read_snapshot
 from sparks.config import WORLD, ThinkSettings, WorldSettings
-from sparks.evaluate.runner import benchmarks_for, build_prompts, evaluate_model, sampling_for
-from sparks.files import atomic_dir, read_jsonl
+from sparks.evaluate.runner import (
+    benchmarks_for,
+    build_prompts,
+    evaluate_model,
+    evaluated,
+    read_eval_metrics,
+    sampling_for,
+    write_eval_dir,
+)
+from sparks.files import read_jsonl
 from sparks.models.loading import load_tokenizer
 from sparks.pairs import build_pairs
 from sparks.track.ledger import head_table
@@ -90,8 +97,7 @@ def run_think(settings: ThinkSettings, out: Path, *, progress=print) -> ThinkRes
             )
         tables[mode] = head_table(read_snapshot(d / "circuit"))
         if ev.enabled:
-            metrics = d / "eval" / "metrics.json"
-            if not metrics.is_file():
+            if not evaluated(d / "eval"):
                 progress(f"[sparks] think {mode}: evaluating on {', '.join(ev.benchmarks)}")
                 results = evaluate_model(
                     model,
@@ -101,13 +107,8 @@ def run_think(settings: ThinkSettings, out: Path, *, progress=print) -> ThinkRes
                     enable_thinking=flag,
                     overlong=ev.overlong,
                 )
-                with atomic_dir(d / "eval") as tmp:
-                    for b, r in results.items():
-                        r.table.to_parquet(tmp / f"{b}.parquet", index=False)
-                    (tmp / "metrics.json").write_text(
-                        json.dumps({b: r.metrics for b, r in results.items()}, indent=2)
-                    )
-            evals[mode] = json.loads(metrics.read_text())
+                write_eval_dir(d / "eval", results)
+            evals[mode] = read_eval_metrics(d / "eval")
     common = set(problems["on"]) & set(problems["off"])
     if not common:
         raise CompareError(

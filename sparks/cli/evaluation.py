@@ -3,7 +3,6 @@ of a run, fanned out over Dask), `ablate` (an edited checkpoint, or a whole abla
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Literal
@@ -50,9 +49,8 @@ RESULTS = typer.Option(
 
 
 def _evaluate(model_dir: str, args: Args) -> dict:
-    from sparks.evaluate.runner import evaluate_model
+    from sparks.evaluate.runner import evaluate_model, write_eval_dir
     from sparks.evaluate.spec import SamplingSpec
-    from sparks.files import atomic_dir
     from sparks.models.loading import check_checkpoint, load_tokenizer, require_chat_template
     from sparks.problems.benchmarks import load_benchmark
 
@@ -99,12 +97,7 @@ def _evaluate(model_dir: str, args: Args) -> dict:
             )
         )
     if args.results:
-        with atomic_dir(Path(args.results)) as tmp:
-            for b, r in results.items():
-                r.table.to_parquet(tmp / f"{b}.parquet", index=False)
-            (tmp / "metrics.json").write_text(
-                json.dumps({b: r.metrics for b, r in results.items()}, indent=2)
-            )
+        write_eval_dir(args.results, results)
         print(f"per-problem tables and metrics in {args.results}")
     return results
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +36,9 @@ def benchmarks_for(ev, world_settings=None) -> dict[str, list[dict]]:
     }
 
 
+METRICS_FILE = "metrics.json"
+
+
 @dataclass(frozen=True)
 class BenchmarkResult:
     name: str
@@ -44,6 +48,35 @@ class BenchmarkResult:
 
 
 OVERLONG = "over-long prompt"  # prompt + max_tokens over the model's context
+
+
+def write_eval_dir(dest: str | Path, results: dict[str, BenchmarkResult]) -> Path:
+    """The one writer of an evaluation directory, atomically (temporary name, then rename):
+    `BENCHMARK.parquet` (a row per sample), `metrics.json` ({benchmark: metrics}) and
+    `skipped.json` ({benchmark: {reason: problem ids}}). Its readers: `evaluated`,
+    `read_eval_metrics`."""
+    from sparks.files import atomic_dir
+
+    with atomic_dir(Path(dest)) as tmp:
+        for b, r in results.items():
+            r.table.to_parquet(tmp / f"{b}.parquet", index=False)
+        (tmp / METRICS_FILE).write_text(
+            json.dumps({b: r.metrics for b, r in results.items()}, indent=2)
+        )
+        (tmp / "skipped.json").write_text(
+            json.dumps({b: r.skipped for b, r in results.items()}, indent=2)
+        )
+    return Path(dest)
+
+
+def evaluated(dest: str | Path) -> bool:
+    """Whether `dest` holds a finished evaluation (its metrics are written last)."""
+    return (Path(dest) / METRICS_FILE).is_file()
+
+
+def read_eval_metrics(dest: str | Path) -> dict[str, dict]:
+    """{benchmark: metrics} of the evaluation directory `dest`."""
+    return json.loads((Path(dest) / METRICS_FILE).read_text())
 
 
 def build_prompts(

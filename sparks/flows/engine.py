@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from sparks.config import load_config
+from sparks.train.saves import stage_dir
 
 
 def prefect_env(root: Path = Path(".")) -> None:
@@ -167,7 +168,7 @@ def _scaling_study(cfg) -> dict | None:
         )
     study = AblationConfig(
         name=f"{cfg.name}-study",
-        model=str(out / f"stage{last}-{cfg.stages[last].method}" / "final"),
+        model=str(stage_dir(out, last, cfg.stages[last].method) / "final"),
         heads_from=str(out),
         max_heads=STUDY_HEADS,
         scales=list(STUDY_SCALES),

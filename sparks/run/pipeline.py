@@ -43,8 +43,15 @@ from sparks.circuits.snapshot import (
     save_snapshot,
 )
 from sparks.config import WORLD, DistillStage, RunConfig
-from sparks.evaluate.runner import benchmarks_for, evaluate_model, sampling_for
-from sparks.files import atomic_dir, atomic_write_text, is_write_error, write_failure
+from sparks.evaluate.runner import (
+    benchmarks_for,
+    evaluate_model,
+    evaluated,
+    read_eval_metrics,
+    sampling_for,
+    write_eval_dir,
+)
+from sparks.files import atomic_write_text, is_write_error, write_failure
 from sparks.log.console import say
 from sparks.log.recorder import MetricsToRecorder, Recorder
 from sparks.log.tracking import Tracker
@@ -73,6 +80,7 @@ from sparks.train.saves import (
     publish_model,
     resume_point,
     save_step,
+    stage_dir,
 )
 from sparks.train.teacher import teacher_solutions
 from sparks.train.trainers import build_trainer
@@ -112,7 +120,9 @@ class TrainingRun:
     def rec(self) -> Recorder:
         """The main process's recorder (what only the main process does asks for it)."""
         if self.recorder is None:
-            raise RuntimeError(f"rank {self.ranks.rank} has no recorder: only the main process records")
+            raise RuntimeError(
+                f"rank {self.ranks.rank} has no recorder: only the main process records"
+            )
         return self.recorder
 
     @property
@@ -262,7 +272,7 @@ class TrainingRun:
 
     # 3. stages --------------------------------------------------------------------------------
     def stage_dir(self, i: int) -> Path:
-        return self.out / f"stage{i}-{self.cfg.stages[i].method}"
+        return stage_dir(self.out, i, self.cfg.stages[i].method)
 
     def step_offset(self, i: int) -> int:
         return sum(s.max_steps for s in self.cfg.stages[:i])
@@ -392,6 +402,7 @@ class TrainingRun:
             if is_write_error(e):
                 raise write_failure(final, e) from e
             raise
+
         def write_final() -> None:
             self.tokenizer.save_pretrained(str(tmp))
             publish_model(tmp, final)
@@ -409,11 +420,11 @@ class TrainingRun:
         """Apply `checkpoints:` to stage `i`'s saves: older saves drop optimizer state, and (with
         keep_weights false) weights once their snapshot and evaluation are on disk. Bytes freed."""
         sdir, ev, snap = self.stage_dir(i), self.cfg.evaluation, self.cfg.snapshot
-        evaluated = {c.name for c in evaluated_saves(sdir, ev.every)} if ev.enabled else set()
+        to_evaluate = {c.name for c in evaluated_saves(sdir, ev.every)} if ev.enabled else set()
 
         def done(c: Path) -> bool:
             return (not snap.enabled or all((c / ps.subdir).is_dir() for ps in self.sets)) and (
-                c.name not in evaluated or (c / "eval" / "metrics.json").is_file()
+                c.name not in to_evaluate or evaluated(c / "eval")
             )
 
         return prune_stage(sdir, self.cfg.checkpoints, weights_done=done)
@@ -452,7 +463,9 @@ class TrainingRun:
         """Distillation data for stage `i`: the teacher's correct solutions, cached in its directory."""
         stage = self.cfg.stages[i]
         if not isinstance(stage, DistillStage):
-            raise ValueError(f"stage {i} is a {stage.method} stage: only distill stages have a teacher")
+            raise ValueError(
+                f"stage {i} is a {stage.method} stage: only distill stages have a teacher"
+            )
         cache = self.stage_dir(i) / "teacher_solutions.jsonl"
         return teacher_solutions(stage.teacher, self.records, self.cfg.evaluation, cache)
 
@@ -482,7 +495,7 @@ class TrainingRun:
         spec = sampling_for(ev)
         done = {}
         for step, model_dir, out in targets:
-            if not (out / "metrics.json").is_file():
+            if not evaluated(out):
                 results = evaluate_model(
                     model_dir,
                     self._eval_inputs(),
@@ -493,14 +506,9 @@ class TrainingRun:
                 )
                 if out.exists():  # a leftover without metrics.json: an interrupted write
                     shutil.rmtree(out)
-                with atomic_dir(out) as tmp:
-                    for b, r in results.items():
-                        r.table.to_parquet(tmp / f"{b}.parquet", index=False)
-                    (tmp / "metrics.json").write_text(
-                        json.dumps({b: r.metrics for b, r in results.items()}, indent=2)
-                    )
+                write_eval_dir(out, results)
                 self.rec.on_evaluation(step, results)
-            done[step] = json.loads((out / "metrics.json").read_text())
+            done[step] = read_eval_metrics(out)
         if i is not None:
             self.retain(i)  # what waited for these evaluations can go now
         return done

@@ -25,8 +25,15 @@ from pathlib import Path
 import pandas as pd
 
 from sparks.config import AblationConfig
-from sparks.evaluate.runner import benchmarks_for, evaluate_model, sampling_for
-from sparks.files import atomic_dir, replacing_dir
+from sparks.evaluate.runner import (
+    benchmarks_for,
+    evaluate_model,
+    evaluated,
+    read_eval_metrics,
+    sampling_for,
+    write_eval_dir,
+)
+from sparks.files import replacing_dir
 from sparks.log.tracking import Tracker
 from sparks.studies.interventions import write_scaled_checkpoint
 from sparks.track.ledger import primary
@@ -150,7 +157,7 @@ def plan_ablation(cfg: AblationConfig) -> dict:
     problems = benchmarks_for(cfg.evaluation)
     variants = [BASELINE, *(variant_name(s) for s in cfg.scales), *controls]
     out = Path(cfg.output_dir)
-    done = [v for v in variants if (out / v / "eval" / "metrics.json").is_file()]
+    done = [v for v in variants if evaluated(out / v / "eval")]
     per_variant = sum(len(ps) for ps in problems.values()) * cfg.evaluation.n
     return {
         "heads": heads, "variants": variants, "controls": {v: hs for v, (_, hs) in controls.items()},
@@ -194,9 +201,9 @@ def run_ablation(cfg: AblationConfig) -> dict:
     results, samples, skipped = {}, {}, {}
     for name, model_dir in variants.items():
         ev_dir = out / name / "eval"
-        if (ev_dir / "metrics.json").is_file() and not _has_responses(ev_dir):
+        if evaluated(ev_dir) and not _has_responses(ev_dir):
             shutil.rmtree(ev_dir)  # an older sparks' tables, without responses: evaluate again
-        if not (ev_dir / "metrics.json").is_file():
+        if not evaluated(ev_dir):
             res = evaluate_model(
                 model_dir,
                 problems,
@@ -205,16 +212,8 @@ def run_ablation(cfg: AblationConfig) -> dict:
                 overlong=cfg.evaluation.overlong,
                 enable_thinking=cfg.enable_thinking,
             )
-            with atomic_dir(ev_dir) as tmp:
-                for b, r in res.items():
-                    r.table.to_parquet(tmp / f"{b}.parquet", index=False)
-                (tmp / "metrics.json").write_text(
-                    json.dumps({b: r.metrics for b, r in res.items()}, indent=2)
-                )
-                (tmp / "skipped.json").write_text(
-                    json.dumps({b: r.skipped for b, r in res.items()}, indent=2)
-                )
-        results[name] = json.loads((ev_dir / "metrics.json").read_text())
+            write_eval_dir(ev_dir, res)
+        results[name] = read_eval_metrics(ev_dir)
         samples[name] = {b: pd.read_parquet(ev_dir / f"{b}.parquet") for b in problems}
         if (ev_dir / "skipped.json").is_file():
             skipped[name] = json.loads((ev_dir / "skipped.json").read_text())

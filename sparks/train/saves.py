@@ -105,13 +105,18 @@ def is_run_dir(d: Path) -> bool:
     return (Path(d) / "config.json").is_file() and (Path(d) / "run.json").is_file()
 
 
+def stage_dir(out: str | Path, i: int, method: str) -> Path:
+    """Stage `i`'s directory in the run directory `out`: OUTPUT_DIR/stage{i}-{method}/."""
+    return Path(out) / f"stage{i}-{method}"
+
+
 def run_saves(run_dir: Path) -> list[tuple[int, Path]]:
     """Every complete save of a run directory with its global step, in order (with or without
     weights: see `is_model_dir`)."""
     cfg = json.loads((Path(run_dir) / "config.json").read_text())
     found, offset = [], 0
     for i, stage in enumerate(cfg["stages"]):
-        for c in saves(Path(run_dir) / f"stage{i}-{stage['method']}"):
+        for c in saves(stage_dir(run_dir, i, stage["method"])):
             found.append((offset + save_step(c), c))
         offset += stage["max_steps"]
     return found
@@ -120,13 +125,15 @@ def run_saves(run_dir: Path) -> list[tuple[int, Path]]:
 def evaluation_files(out: Path, stages: list[tuple[str, int]]) -> dict[int, Path]:
     """metrics.json of the base model (step 0) and of every evaluated save, by the run's global
     step; `stages` is each stage's (method, max_steps), in order."""
+    from sparks.evaluate.runner import METRICS_FILE, evaluated
+
     found, offset = {}, 0
-    if (out / "base" / "eval" / "metrics.json").is_file():
-        found[0] = out / "base" / "eval" / "metrics.json"
+    if evaluated(out / "base" / "eval"):
+        found[0] = out / "base" / "eval" / METRICS_FILE
     for i, (method, max_steps) in enumerate(stages):
-        for c in saves(out / f"stage{i}-{method}"):
-            if (c / "eval" / "metrics.json").is_file():
-                found[offset + save_step(c)] = c / "eval" / "metrics.json"
+        for c in saves(stage_dir(out, i, method)):
+            if evaluated(c / "eval"):
+                found[offset + save_step(c)] = c / "eval" / METRICS_FILE
         offset += max_steps
     return found
 

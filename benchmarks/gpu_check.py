@@ -102,6 +102,7 @@ def _snapshot_row(a: dict) -> dict:
     from sparks.circuits.adapters import adapter_for
     from sparks.circuits.budget import plan_passes
     from sparks.circuits.snapshot import build_snapshot
+    from sparks.circuits.spec import SnapshotSpec
     from sparks.models.shapes import SHAPES, random_model
     from sparks.run.plan import estimate_memory
 
@@ -121,7 +122,7 @@ def _snapshot_row(a: dict) -> dict:
         if what == "floor":
             _floor(model, b, steps)
         else:
-            snap = build_snapshot(model, [b], steps=steps, top_k=200)
+            snap = build_snapshot(model, [b], SnapshotSpec(steps=steps, top_k=200))
             row["finite"] = bool(torch.isfinite(snap.edge_scores).all())
         if device == "cuda":
             torch.cuda.synchronize()

@@ -85,6 +85,7 @@ def one(args) -> dict:
     import torch
 
     from sparks.circuits.snapshot import build_snapshot
+    from sparks.circuits.spec import SnapshotSpec
     from sparks.models.shapes import random_model
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -99,9 +100,8 @@ def one(args) -> dict:
         _floor(model, b, args.steps)
         extra = {}
     else:
-        snap = build_snapshot(
-            model, [b], steps=args.steps, top_k=200, tokens_per_pass=args.tokens_per_pass
-        )
+        spec = SnapshotSpec(steps=args.steps, top_k=200, tokens_per_pass=args.tokens_per_pass)
+        snap = build_snapshot(model, [b], spec)
         extra = {
             "finite": bool(torch.isfinite(snap.edge_scores).all()),
             "heads": len(snap.heads),

@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sparks.circuits.attribution import attribute  # noqa: E402
 from sparks.circuits.batches import PairBatch, encode_pairs  # noqa: E402
 from sparks.circuits.snapshot import build_snapshot  # noqa: E402
+from sparks.circuits.spec import SnapshotSpec  # noqa: E402
 
 
 def _sync(device: str) -> None:
@@ -75,7 +76,7 @@ def bench(
         torch.cuda.reset_peak_memory_stats()
     attr = _timed(lambda: attribute(model, batches, steps=steps, metric="logit_diff"), device, repeats)
     snap = _timed(
-        lambda: build_snapshot(model, batches, steps=steps, top_k=200, n_boot=50), device, repeats
+        lambda: build_snapshot(model, batches, SnapshotSpec(steps=steps, top_k=200), n_boot=50), device, repeats
     )
     tokens = sum(int(b.mask.sum()) for b in batches)
     return {

@@ -500,6 +500,15 @@ def validate_config(raw: dict, *, source: str = "config", model: type[BaseModel]
             msg = "unknown setting: check its spelling against configs/demo.yaml"
         elif err["type"] == "missing" and kind:
             msg = f"a {kind} stage needs it"
+        elif err["type"] in ("union_tag_invalid", "union_tag_not_found"):  # a stage's method
+            tag = err.get("ctx", {}).get("discriminator", "'method'").strip("'")
+            field += f".{tag}"
+            got = err.get("ctx", {}).get("tag")
+            msg = (
+                f"{got!r} is not a stage method: use {', '.join(METHODS)}"
+                if got
+                else (f"every stage needs a {tag}: {', '.join(METHODS)}")
+            )
         elif "input" in err and err["type"] != "missing":
             msg += f" (got {err['input']!r})"
         more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from sparks.errors import UserError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 POOL = "sparks"
 
 

@@ -51,6 +51,7 @@ def two_sets(world, tmp_path_factory):
     return _run_two_sets(world, tmp_path_factory.mktemp("sets"))
 
 
+@pytest.mark.slow  # a snapshot process per save: a launch, not a unit (30 s of the fast lane)
 def test_several_sets_in_process_mode_share_one_process_per_save(two_sets, world, tmp_path):
     """Each save's sets come from one snapshot process (one model load), equal to the inline
     run's snapshots of the same checkpoints, and their time is counted per set."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -112,3 +113,41 @@ def test_a_prefect_server_that_starts_too_slowly_says_what_to_do(world, tmp_path
     line = next(x for x in last if x.startswith("sparks: error:"))
     assert done.returncode == 2 and "ephemeral Prefect API server" in line, done.stderr[-2000:]
     assert "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=120" in line and "sparks up" in line
+
+
+def test_a_user_error_is_one_line_and_debug_shows_its_traceback(tmp_path, capsys):
+    from sparks.cli import main
+
+    missing = str(tmp_path / "nowhere")
+    assert main(["stop", missing]) == 2
+    err = capsys.readouterr().err
+    assert err == f"sparks: error: {missing} does not exist: give the output directory of a run\n"
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        main(["--debug", "stop", missing])
+    # the same from a shell, with the environment variable: a traceback, not one line
+    done = subprocess.run(
+        [sys.executable, "-m", "sparks.cli", "stop", missing],
+        capture_output=True, text=True, env={**os.environ, "SPARKS_DEBUG": "1"},
+    )  # fmt: skip
+    assert done.returncode == 1 and "Traceback (most recent call last)" in done.stderr
+    assert done.stderr.rstrip().endswith("give the output directory of a run")
+
+
+def test_an_error_that_is_not_the_users_keeps_its_traceback(tmp_path, monkeypatch):
+    """A RuntimeError from inside (a torch bug, a broken invariant) is not said as a user error."""
+    from sparks.cli import main
+    from sparks.errors import UserError
+    from sparks.train import writers
+
+    def broken(out, *, grace):
+        raise RuntimeError("an invariant broke")
+
+    monkeypatch.setattr(writers, "stop", broken)
+    with pytest.raises(RuntimeError, match="an invariant broke"):
+        main(["stop", str(tmp_path)])
+
+    def busy(out, *, grace):
+        raise UserError("a user error: says what to do")
+
+    monkeypatch.setattr(writers, "stop", busy)
+    assert main(["stop", str(tmp_path)]) == 2

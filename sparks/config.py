@@ -232,6 +232,10 @@ class SnapshotSettings(SnapshotSpec):
         """The pair sets by name, the primary first; the single form is one set named ''."""
         return dict(self.pairs) if isinstance(self.pairs, dict) else {"": self.pairs}
 
+    def primary_set(self) -> str:
+        """The primary pair set's name (the first; '' for the single form)."""
+        return next(iter(self.pair_sets()))
+
     @field_validator("pairs", mode="before")
     @classmethod
     def _pairs_path(cls, v):

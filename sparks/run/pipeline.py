@@ -126,6 +126,11 @@ class TrainingRun:
         return self.recorder
 
     @property
+    def primary(self) -> PairSet:
+        """The run's primary pair set (the first): its circuit is `circuit/`, its heads the run's."""
+        return self.sets[0]
+
+    @property
     def tracker(self) -> Tracker:
         return self.rec.tracker
 
@@ -199,7 +204,7 @@ class TrainingRun:
                 "base_model": cfg.model.path,
                 "sparks.run": cfg.name,
                 # circuit/* and head/L*H* are this set's (logged once, not also under its name)
-                "sparks.primary_pair_set": next(iter(cfg.snapshot.pair_sets())) or "default",
+                "sparks.primary_pair_set": cfg.snapshot.primary_set() or "default",
             },
         )
         self._reload()
@@ -263,7 +268,7 @@ class TrainingRun:
                 snap = self._build(model, ps, step=0)
             save_snapshot(snap, out)
             self.rec.on_snapshot(0, snap, out, ps.name)
-        return list(read_snapshot(self.out / "base" / self.sets[0].subdir).heads)
+        return list(read_snapshot(self.out / "base" / self.primary.subdir).heads)
 
     def _build(self, model, ps: PairSet, step: int) -> CircuitSnapshot | FailedSnapshot:
         device = next(model.parameters()).device
@@ -346,7 +351,7 @@ class TrainingRun:
         s, rec = self.cfg.snapshot, self.recorder
         # transformers expects one callback per class: each further pair set gets its own name
         cls: type[CircuitSnapshotCallback] = CircuitSnapshotCallback
-        if ps.subdir != self.sets[0].subdir:
+        if ps is not self.primary:
             cls = type(f"CircuitSnapshotCallback[{ps.name}]", (CircuitSnapshotCallback,), {})
         return cls(
             [b.to(next(model.parameters()).device) for b in ps.batches],
@@ -369,9 +374,9 @@ class TrainingRun:
                 }
                 for o in self.sets[1:]
             ]
-            if s.mode == "process" and ps is self.sets[0]
+            if s.mode == "process" and ps is self.primary
             else [],
-            led=s.mode == "process" and ps is not self.sets[0],
+            led=s.mode == "process" and ps is not self.primary,
             shared=shared,
             dtype=self.cfg.model.dtype,
             ranks=self.ranks,

@@ -8,8 +8,8 @@ import inspect
 import pytest
 
 from sparks.circuits.spec import SnapshotSpec
+from sparks.cli import commands
 from sparks.evaluate.spec import SamplingSpec
-from tests.test_ranges import commands
 
 # Flags whose default differs from their field's on purpose, and why.
 OVERRIDES = {

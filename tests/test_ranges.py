@@ -11,11 +11,10 @@ from __future__ import annotations
 import typing
 
 import pytest
-import typer
 import yaml
 from pydantic import BaseModel
 
-from sparks.cli import app, main
+from sparks.cli import commands, main
 from sparks.config import AblationConfig, RunConfig
 
 UNBOUNDED = {
@@ -33,22 +32,6 @@ def _outside(bounds: dict, kind: type) -> list:
         limit = kind(limit) if kind is int else float(limit)
         out.append({"ge": limit - step, "gt": limit, "le": limit + step, "lt": limit}[op])
     return out
-
-
-def commands() -> list[tuple[list[str], typing.Any]]:
-    """(path, click command) of every leaf command of `sparks`."""
-    found = []
-
-    def walk(path, cmd):
-        subs = getattr(cmd, "commands", None)
-        if subs:
-            for name, sub in subs.items():
-                walk([*path, name], sub)
-        else:
-            found.append((path, cmd))
-
-    walk([], typer.main.get_command(app))
-    return found
 
 
 def _kind(param) -> type | None:
@@ -99,9 +82,7 @@ def test_every_numeric_option_refuses_a_value_outside_its_range(path, option, re
         code = main([*path, *required, option.opts[-1], str(value)])
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1, err
-        assert err[0].startswith(
-            f"sparks: error: argument {option.opts[-1]}: must be"
-        ), err
+        assert err[0].startswith(f"sparks: error: argument {option.opts[-1]}: must be"), err
 
 
 METHOD: dict[str, tuple] = {}  # a stage field's path -> the methods (stage kinds) that have it

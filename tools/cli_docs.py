@@ -20,8 +20,7 @@ def render() -> str:
     sys.path.insert(0, str(ROOT))
     os.environ["COLUMNS"] = "100"  # help text wraps to the terminal: fix it
     os.environ["TERM"] = "dumb"
-    from sparks.cli import main
-    from tests.test_ranges import commands
+    from sparks.cli import commands, main
 
     out = [
         "# Commands",

@@ -24,7 +24,6 @@ from sparks.evaluate.runner import (
     evaluate_model,
     evaluated,
     read_eval_metrics,
-    sampling_for,
     write_eval_dir,
 )
 from sparks.files import read_jsonl
@@ -102,7 +101,7 @@ def run_think(settings: ThinkSettings, out: Path, *, progress=print) -> ThinkRes
                 results = evaluate_model(
                     model,
                     benchmarks_for(ev),
-                    sampling_for(ev),
+                    ev.sampling(),
                     backend=ev.backend,
                     enable_thinking=flag,
                     overlong=ev.overlong,

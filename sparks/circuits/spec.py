@@ -68,8 +68,7 @@ class SnapshotSpec(BaseModel):
     def with_(self, **changes: Any) -> SnapshotSpec:
         """This spec with some fields changed, validated again (the `steps` of one call, a metric
         chosen for a pair set)."""
-        spec = SnapshotSpec if type(self) is SnapshotSpec else type(self)
-        return spec.model_validate(self.model_dump() | changes)
+        return type(self).model_validate(self.model_dump() | changes)
 
     def snapshot_fields(self) -> SnapshotSpec:
         """The spec alone, without a subclass's other settings (what a child process is given)."""

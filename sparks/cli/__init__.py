@@ -17,6 +17,7 @@ written is touched; anything else keeps its traceback. `sparks --debug ...` show
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import typer
 from typer._click import exceptions as click_errors
@@ -29,7 +30,24 @@ from sparks.cli import world, runs, snapshots, evaluation, compare, stack  # noq
 from sparks.cli.app import DEBUG, app
 from sparks.errors import USER_ERRORS
 
-__all__ = ["app", "main"]
+__all__ = ["app", "commands", "main"]
+
+
+def commands() -> list[tuple[list[str], Any]]:
+    """(path, command) of every leaf command of `sparks`, e.g. (["world", "build"], ...): what
+    tools/cli_docs.py documents and the tests walk."""
+    found = []
+
+    def walk(path: list[str], cmd: Any) -> None:
+        subs = getattr(cmd, "commands", None)
+        if subs:
+            for name, sub in subs.items():
+                walk([*path, name], sub)
+        else:
+            found.append((path, cmd))
+
+    walk([], typer.main.get_command(app))
+    return found
 
 
 def _close_progress_bars() -> None:

@@ -48,9 +48,17 @@ RESULTS = typer.Option(
 )
 
 
+def _evaluation(args: Args, names: list[str], sources: dict[str, str]) -> EvaluationSettings:
+    """The evaluation the sampling flags describe, on benchmarks `names`."""
+    return EvaluationSettings(
+        benchmarks=names, sources=sources, limit=args.limit, n=args.n,
+        temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens,
+        seed=args.seed, backend=args.backend, overlong=args.overlong,
+    )  # fmt: skip
+
+
 def _evaluate(model_dir: str, args: Args) -> dict:
     from sparks.evaluate.runner import evaluate_model, write_eval_dir
-    from sparks.evaluate.spec import SamplingSpec
     from sparks.models.loading import check_checkpoint, load_tokenizer, require_chat_template
     from sparks.problems.benchmarks import load_benchmark
 
@@ -64,10 +72,7 @@ def _evaluate(model_dir: str, args: Args) -> dict:
     problems = {
         b: load_benchmark(b, source=files.get(b), world=world, limit=args.limit) for b in names
     }
-    spec = SamplingSpec(
-        n=args.n, temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens,
-        seed=args.seed,
-    )  # fmt: skip
+    spec = _evaluation(args, names, files).sampling()
     thinking = None if args.enable_thinking is None else args.enable_thinking == "on"
     print(
         f"evaluating {model_dir} on {', '.join(f'{b} ({len(p)})' for b, p in problems.items())} "
@@ -156,11 +161,7 @@ def evaluate_checkpoints(
 
     args = collect(ctx, **{k: v for k, v in locals().items() if k != "ctx"})
     names = benchmark or ["world"]
-    ev = EvaluationSettings(
-        benchmarks=names, sources=benchmark_files(args, names), n=n, temperature=temperature,
-        top_p=top_p, max_tokens=max_tokens, seed=seed, limit=limit, backend=backend,
-        overlong=overlong,
-    )  # fmt: skip
+    ev = _evaluation(args, names, benchmark_files(args, names))
     cfg = EvaluateConfig(checkpoints=targets, name=name, evaluation=ev, cluster=cluster_of(args))
     check_targets(found_targets(cfg), "evaluate")
     prefect_env()
@@ -273,11 +274,7 @@ def _ablation_study(args: Args, scales: list[float]) -> None:
     sources = benchmark_files(args, args.benchmark)
     if "world" in args.benchmark and "world" not in sources and args.world:
         sources["world"] = str(World(Path(args.world)).tasks_path("test"))
-    evaluation = EvaluationSettings(
-        benchmarks=args.benchmark, sources=sources, limit=args.limit, n=args.n,
-        temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens,
-        seed=args.seed, backend=args.backend, overlong=args.overlong,
-    )  # fmt: skip
+    evaluation = _evaluation(args, args.benchmark, sources)
     raw = {
         "name": args.name, "model": args.model_dir, "scales": scales, "output_dir": args.out,
         "heads": args.heads.split(",") if args.heads else [], "heads_from": args.heads_from,

@@ -15,11 +15,6 @@ from sparks.models.loading import check_checkpoint, load_tokenizer, require_chat
 from sparks.problems.prompts import prompt_messages
 
 
-def sampling_for(ev: SamplingSpec) -> SamplingSpec:
-    """The sampling an `EvaluationSettings` (a SamplingSpec with more) describes."""
-    return ev.sampling()
-
-
 def benchmarks_for(ev, world_settings=None) -> dict[str, list[dict]]:
     """The problems of every benchmark an `EvaluationSettings` names (the embedded world is built
     from `world_settings`, or the defaults, only when `world` is evaluated without a local file)."""

@@ -54,9 +54,9 @@ def targets(config: EvaluateConfig) -> list[tuple[str, int]]:
 
 @task(name="evaluate-checkpoint", task_run_name="evaluate-{model_dir}", cache_policy=NO_CACHE)
 def evaluate_one(model_dir: str, evaluation: EvaluationSettings) -> dict:
-    from sparks.evaluate.runner import benchmarks_for, evaluate_model, sampling_for
+    from sparks.evaluate.runner import benchmarks_for, evaluate_model
 
-    problems, spec = benchmarks_for(evaluation), sampling_for(evaluation)
+    problems, spec = benchmarks_for(evaluation), evaluation.sampling()
     results = evaluate_model(
         model_dir, problems, spec, backend=evaluation.backend, overlong=evaluation.overlong
     )

@@ -48,7 +48,6 @@ from sparks.evaluate.runner import (
     evaluate_model,
     evaluated,
     read_eval_metrics,
-    sampling_for,
     write_eval_dir,
 )
 from sparks.files import atomic_write_text, is_write_error, write_failure
@@ -497,7 +496,7 @@ class TrainingRun:
             targets = [
                 (self.step_offset(i) + int(c.name.split("-")[1]), c, c / "eval") for c in ckpts
             ]
-        spec = sampling_for(ev)
+        spec = ev.sampling()
         done = {}
         for step, model_dir, out in targets:
             if not evaluated(out):

@@ -30,7 +30,6 @@ from sparks.evaluate.runner import (
     evaluate_model,
     evaluated,
     read_eval_metrics,
-    sampling_for,
     write_eval_dir,
 )
 from sparks.files import replacing_dir
@@ -192,7 +191,7 @@ def run_ablation(cfg: AblationConfig) -> dict:
     controls, pool = control_variants(cfg, heads)
     out = Path(cfg.output_dir)
     problems = benchmarks_for(cfg.evaluation)
-    spec = sampling_for(cfg.evaluation)
+    spec = cfg.evaluation.sampling()
     variants = {BASELINE: Path(cfg.model)}
     for s in cfg.scales:
         variants[variant_name(s)] = _edited(cfg.model, heads, s, out / variant_name(s))

@@ -87,14 +87,10 @@ class Ranks:
         the main process built (a cache, a file). Each rank returns its own result."""
         if not self.distributed:
             return fn()
-        if self.is_main:
-            return self._main_first(fn, what)
-        self._main_first(fn, what)
-        return fn()
-
-    def _main_first(self, fn: Callable[[], T], what: str) -> T:
         value = self.on_main(fn, what, share=False)
-        return value  # type: ignore[return-value]  # the main process's own value, never None
+        if self.is_main:
+            return value  # type: ignore[return-value]  # the main process's own value
+        return fn()
 
 
 def _portable(e: BaseException) -> str:

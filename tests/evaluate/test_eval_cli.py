@@ -247,9 +247,12 @@ def test_vllm_engine_arguments_carry_the_gpu_settings_only_on_a_gpu():
 
     from sparks.config import EvaluationSettings
     from sparks.evaluate._vllm_worker import engine_args
-    from sparks.evaluate.runner import sampling_for
 
-    s = (sampling_for(EvaluationSettings(tensor_parallel_size=4, gpu_memory_utilization=0.3)).model_dump())
+    s = (
+        EvaluationSettings(tensor_parallel_size=4, gpu_memory_utilization=0.3)
+        .sampling()
+        .model_dump()
+    )
     gpu = engine_args("m", s, cuda=True)
     assert (gpu["tensor_parallel_size"], gpu["gpu_memory_utilization"], gpu["dtype"]) == (
         4,

@@ -26,6 +26,14 @@ from sparks.config import PairsSettings
 SPEC = SnapshotSpec
 
 
+def _json(flag: str, text: str):
+    """A JSON flag's value (the training hook's process mode writes them), or a one-line error."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{flag}: not JSON ({e.msg} at character {e.pos})") from None
+
+
 @app.command(help="build a circuit snapshot (EAP-IG over attention heads) of a checkpoint")
 def snapshot(
     model_dir: str = typer.Argument(..., metavar="MODEL_DIR"),
@@ -67,14 +75,14 @@ def snapshot(
     from sparks.config import validate_config
 
     if spec_json:
-        spec = validate_config(json.loads(spec_json), source="--spec", model=SnapshotSpec)
+        spec = validate_config(_json("--spec", spec_json), source="--spec", model=SnapshotSpec)
     else:
         values = locals()
         raw = {f: values[f] for f in SnapshotSpec.model_fields}
         spec = validate_config(raw, source="sparks snapshot", model=SnapshotSpec)
     snap = snapshot_checkpoint(
         model_dir, pairs, out, spec, step=step, dtype=dtype, record_failure=record_failure,
-        pair_set=pair_set, more_sets=json.loads(more_sets) if more_sets else [],
+        pair_set=pair_set, more_sets=_json("--more-sets", more_sets) if more_sets else [],
     )  # fmt: skip
     if getattr(snap, "reason", None):
         print(f"snapshot of step {step} failed, recorded in {out}: {snap.reason}")

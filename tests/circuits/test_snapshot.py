@@ -137,6 +137,8 @@ def test_cli_writes_a_snapshot(world, tmp_path):
         ("unequal", "EAP-IG needs equal lengths"),
         ("empty", "is empty: it needs at least one"),
         ("bad_metric", "argument --metric: 'acc' is not one of 'auto'"),
+        ("bad_spec", "--spec: not JSON"),
+        ("spec_out_of_range", "--spec: top_k: Input should be greater than or equal to 1"),
     ],
 )
 def test_cli_bad_input_fails_in_one_line_and_writes_nothing(world, tmp_path, case, expected):
@@ -158,6 +160,10 @@ def test_cli_bad_input_fails_in_one_line_and_writes_nothing(world, tmp_path, cas
         pairs.write_text(json.dumps(rec) + "\n")
     elif case == "empty":
         pairs.write_text("")
+    elif case == "bad_spec":  # the training hook's process mode hands its child the spec as JSON
+        extra = ["--spec", "{top_k: 30"]
+    elif case == "spec_out_of_range":
+        extra = ["--spec", json.dumps({"top_k": 0})]
     else:
         extra = ["--metric", "acc"]
     done = _sparks(

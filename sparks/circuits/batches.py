@@ -18,7 +18,7 @@ of every real position).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import torch
@@ -56,6 +56,22 @@ class PairBatch:
     def rows(self, start: int, stop: int) -> PairBatch:
         """Pairs start..stop-1 of the batch (a micro-batch)."""
         return self._map(lambda t: t[start:stop])
+
+    def take(self, index: torch.Tensor) -> PairBatch:
+        """The pairs at `index` (a micro-batch of pairs of similar length)."""
+        return self._map(lambda t: t[index.to(t.device)])
+
+    def trimmed(self) -> PairBatch:
+        """The batch without the padding columns its longest pair does not reach."""
+        w = int(self.last.max()) + 1
+        if w == self.width:
+            return self
+        return replace(
+            self,
+            clean_ids=self.clean_ids[:, :w],
+            corrupt_ids=self.corrupt_ids[:, :w],
+            mask=self.mask[:, :w],
+        )
 
     def repeat(self, c: int) -> PairBatch:
         """The batch stacked `c` times (for evaluating several IG steps in one pass)."""

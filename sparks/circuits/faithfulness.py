@@ -76,23 +76,27 @@ def _patched_from_reference(
     b = r.batch
     per_pass = _rows_per_pass(model, adapter, b, metric, tokens_per_pass)
     rows = []
+    start = r.prefix.length if r.prefix is not None else 0
     with torch.no_grad():
-        e_clean = adapter.embed(b.clean_ids)
+        e_clean = adapter.embed(b.clean_ids[:, start:])
         for i in range(0, len(missing), per_pass):
             masks = missing[i : i + per_pass]
             e = e_clean.repeat(len(masks), 1, 1)
-            rows.append(_masked_pass(adapter, graph, metric, b, e, masks, r.ups_corr, r.ref))
+            rows.append(
+                _masked_pass(adapter, graph, metric, b, e, masks, r.ups_corr, r.ref, r.prefix)
+            )
     return torch.cat(rows).cpu()
 
 
-def _masked_pass(adapter, graph, metric, b, e, masks, corrupt_ups=None, ref=None):
+def _masked_pass(adapter, graph, metric, b, e, masks, corrupt_ups=None, ref=None, prefix=None):
     """The metric [len(masks), B] of one forward pass over row blocks of batch `b` (embeddings
     `e`), block r with the edges of masks[r] patched (see `EdgePatch` for `corrupt_ups` None).
-    `ref` None: block 1 is the clean run and gives the clean reference."""
+    `ref` None: block 1 is the clean run and gives the clean reference. With the batch's shared
+    `prefix`, `e` and `corrupt_ups` are the positions after it (no edge differs before it)."""
     n, B = len(masks), len(b.last)
     bb = b.repeat(n)
     patch = EdgePatch(graph, corrupt_ups, torch.stack([m.to(e.device) for m in masks]))
-    out, _ = _run(adapter, graph, e, bb.mask, positions(bb, metric), patch)
+    out, _ = _run(adapter, graph, e, bb.mask, positions(bb, metric), patch, prefix=prefix)
     if ref is None:
         ref = out[B : 2 * B].log_softmax(-1)
     return metric_spec(metric).fn(out, bb, ref.repeat(n, 1, 1)).view(n, B)

@@ -192,8 +192,72 @@ def test_pairs_and_steps_in_micro_batches_give_the_same_scores(qwen64, batches):
     )
     torch.testing.assert_close(tiny.per_pair, whole.per_pair)
     torch.testing.assert_close(tiny.m_clean, whole.m_clean)
-    assert tiny.reference.batch.clean_ids.shape[0] == 1  # a micro-batch of one pair
-    torch.testing.assert_close(tiny.reference.ups_corr, whole.reference.ups_corr[:1])
+    # the reference is the first pairs of the first batch, however the passes were cut
+    assert tiny.reference.batch.clean_ids.shape[0] == 2
+    torch.testing.assert_close(tiny.reference.ups_corr, whole.reference.ups_corr)
+
+
+def _mixed_lengths(world, tokenizer):
+    """The world's pairs of every template (their lengths differ 2x) in one batch."""
+    from sparks.circuits.batches import encode_pairs
+
+    pairs = world.pairs()
+    return encode_pairs(tokenizer, pairs[:12], batch_size=12)
+
+
+@pytest.mark.parametrize("name", ["qwen64", "llama64", "qwen3_64", "mistral64"])
+def test_the_shared_prefix_and_length_groups_give_the_scores_of_full_passes(
+    request, name, world, tokenizer
+):
+    """Running the pairs' shared prefix once, and pairs of similar length together, changes no
+    number: per-pair scores, metrics and faithfulness equal those of every position in one
+    padded batch, pair by pair (float64; HF's norms round in float32)."""
+    from sparks.circuits.attribution import length_groups, prefix_length
+    from sparks.circuits.metrics import positions
+
+    model = request.getfixturevalue(name)
+    (b,) = _mixed_lengths(world, tokenizer)
+    pos = positions(b, "logit_diff")
+    assert prefix_length(b, pos) > 10  # the system prompt and chat template
+    assert len(length_groups(b, pos)) >= 2  # the long templates run apart from the short ones
+    kw = dict(steps=3, metric="logit_diff", keep_reference=4)
+    fast = attribute(model, [b], **kw)
+    plain = attribute(model, [b], share_prefix=False, **kw)
+    torch.testing.assert_close(fast.per_pair, plain.per_pair, rtol=1e-5, atol=1e-8)
+    torch.testing.assert_close(fast.m_clean, plain.m_clean, rtol=1e-6, atol=1e-8)
+    torch.testing.assert_close(fast.m_corrupt, plain.m_corrupt, rtol=1e-6, atol=1e-8)
+    assert fast.reference.ups_corr.shape[1] == b.trimmed().width - fast.reference.prefix.length
+    circuits = [find_circuit(fast.graph, fast.scores, top_k=k).edges for k in (10, 40)]
+    got = faithfulness(model, [], circuits, metric="logit_diff", reference=fast.reference)
+    want = faithfulness(model, [b.head(4)], circuits, metric="logit_diff")
+    assert got == pytest.approx(want, rel=1e-6)
+
+
+def test_length_groups_cover_every_pair_once_and_split_only_where_padding_costs_more():
+    from sparks.circuits.attribution import PASS_TOKENS, length_groups
+    from sparks.circuits.batches import PairBatch
+
+    def batch(lengths, first_diff=5):
+        B, W = len(lengths), max(lengths)
+        ids = torch.ones(B, W, dtype=torch.long)
+        mask = torch.zeros(B, W, dtype=torch.long)
+        for i, n in enumerate(lengths):
+            mask[i, :n] = 1
+        corrupt = ids.clone()
+        corrupt[:, first_diff] = 2
+        last = mask.sum(1) - 1
+        none = torch.zeros(B, dtype=torch.long)
+        return PairBatch(ids, corrupt, mask, last, none, none, last[:, None], torch.ones(B, 1))
+
+    mixed = batch([20, 200, 21, 199, 22, 20])
+    groups = length_groups(mixed, mixed.last[:, None])
+    assert sorted(torch.cat(groups).tolist()) == list(range(6))
+    assert [sorted(g.tolist()) for g in groups] == [[0, 2, 4, 5], [1, 3]]
+    even = batch([30] * 6)
+    assert len(length_groups(even, even.last[:, None])) == 1
+    # two lengths a few tokens apart: a pass costs more than the padding it would save
+    close = batch([30, 30, 31, 31])
+    assert 2 * 1 < PASS_TOKENS and len(length_groups(close, close.last[:, None])) == 1
 
 
 def test_left_schedule_is_the_reference_implementations_riemann_sum(qwen64, batches):

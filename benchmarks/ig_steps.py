@@ -27,6 +27,7 @@ from sparks.circuits.attribution import attribute  # noqa: E402
 from sparks.circuits.batches import encode_pairs, load_pairs  # noqa: E402
 from sparks.circuits.graph import find_circuit  # noqa: E402
 from sparks.circuits.quadrature import IG_SCHEDULES  # noqa: E402
+from sparks.circuits.spec import SnapshotSpec  # noqa: E402
 from sparks.circuits.steps import attribute_auto  # noqa: E402
 from sparks.models.loading import load_model, load_tokenizer  # noqa: E402
 
@@ -77,13 +78,15 @@ def bench(label: str, model, batches, args, rows: list[dict]) -> None:
             attr, secs = _timed(attribute, model, batches, steps=m, schedule=rule, **kw)
             row(rule, m, attr, secs)
     for rule in ("gauss", "midpoint"):
-        (attr, choice), secs = _timed(
-            attribute_auto, model, batches, schedule=rule, top_k=args.top_k, **kw
-        )
+        spec = SnapshotSpec(schedule=rule, top_k=args.top_k, metric=args.metric)
+        (attr, choice), secs = _timed(attribute_auto, model, batches, spec)
         tried = "/".join(map(str, choice.tried))
         capped = ", CAPPED" if choice.capped else ""
+        ended = ", ".join(f"{n} at {k}" for k, n in choice.pairs_at.items())
+        per_pair = choice.passes / max(1, len(choice.pair_steps))
         row(
-            f"{rule} auto (tried {tried}, {choice.passes} points run{capped})",
+            f"{rule} auto (tried {tried}; pairs ended: {ended}; {per_pair:.1f} points per pair"
+            f"{capped})",
             choice.steps,
             attr,
             secs,

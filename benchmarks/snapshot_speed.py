@@ -74,9 +74,13 @@ def bench(
     floor_mem = _peak_mb(device)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    attr = _timed(lambda: attribute(model, batches, steps=steps, metric="logit_diff"), device, repeats)
+    attr = _timed(
+        lambda: attribute(model, batches, steps=steps, metric="logit_diff"), device, repeats
+    )
     snap = _timed(
-        lambda: build_snapshot(model, batches, SnapshotSpec(steps=steps, top_k=200), n_boot=50), device, repeats
+        lambda: build_snapshot(model, batches, SnapshotSpec(steps=steps, top_k=200), n_boot=50),
+        device,
+        repeats,
     )
     tokens = sum(int(b.mask.sum()) for b in batches)
     return {

@@ -41,7 +41,10 @@ def test_demo_config_loads_with_sft_then_grpo():
             "stages:\n  - {method: sft, num_generations: 8}\n",
             r"stages\.0\.num_generations: not a setting of a sft stage: remove it",
         ),
-        ("stages:\n  - {method: grpo, teacher: x}\n", r"stages\.0\.teacher: not a setting of a grpo"),
+        (
+            "stages:\n  - {method: grpo, teacher: x}\n",
+            r"stages\.0\.teacher: not a setting of a grpo",
+        ),
         (
             "evaluation: {concurrent: true, backend: transformers}\n",
             r"evaluation: concurrent evaluation needs backend 'vllm'",

@@ -137,7 +137,9 @@ def analyse(
         sets = heads.think_sets(think.tables["on"], think.tables["off"], threshold)
         r.tables["think_sets"] = sets
         for row in sets.itertuples():
-            kind = {"compensatory (off only)": "compensatory", "on only": "on-only"}.get(str(row.set))
+            kind = {"compensatory (off only)": "compensatory", "on only": "on-only"}.get(
+                str(row.set)
+            )
             if kind and row.members:
                 r.head_sets[f"think/{kind}"] = {
                     "heads": row.members.split(","),

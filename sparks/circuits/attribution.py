@@ -197,7 +197,7 @@ def attribute(
     progress: bool = False,
     keep_reference: int = 0,
     points: tuple[torch.Tensor, torch.Tensor] | None = None,
-    share_prefix: bool = True,
+    compact: bool = True,
 ) -> Attribution:
     """EAP-IG edge scores of `model` over `batches` of clean/corrupted pairs (steps=1: plain EAP).
 
@@ -205,8 +205,8 @@ def attribute(
     bounds the tokens of one pass (None: sized from the device's free memory, see `budget`);
     the numbers do not depend on it. `keep_reference=K` keeps the clean/corrupted runs of the
     first micro-batch's first K pairs (`Attribution.reference`) for `faithfulness` to reuse.
-    `share_prefix=False` runs every position in every pass (the reference the shared prefix is
-    tested against).
+    `compact=False` runs every position of every pair, padded to its batch's longest, in every
+    pass: no shared prefix, no length groups (the reference they are tested against).
     Raises NonFiniteError naming the pass where the metric or a gradient is NaN/inf."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -222,9 +222,10 @@ def attribute(
     micro, offset = [], 0
     for bi, b in enumerate(batches):
         pos = positions(b, metric)
-        for rows in length_groups(b, pos, share_prefix=share_prefix):
-            g = b.take(rows).trimmed()
-            start = prefix_length(g, positions(g, metric)) if share_prefix else 0
+        groups = length_groups(b, pos) if compact else [torch.arange(len(b.last))]
+        for rows in groups:
+            g = b.take(rows).trimmed() if compact else b
+            start = prefix_length(g, positions(g, metric)) if compact else 0
             plan = plan_passes(
                 adapter,
                 width=g.width - start,
@@ -244,7 +245,7 @@ def attribute(
         order.append(rows)
         B = len(b.last)
         pos = positions(b, metric)
-        prefix = shared_prefix(adapter, b, pos) if share_prefix else None
+        prefix = shared_prefix(adapter, b, pos) if compact else None
         start = prefix.length if prefix is not None else 0
         with torch.no_grad():
             e_clean = adapter.embed(b.clean_ids[:, start:])
@@ -307,7 +308,7 @@ def attribute(
     reference = None
     if keep_reference:
         first = batches[0].head(min(keep_reference, len(batches[0].last)))
-        reference = patch_reference(adapter, graph, first, metric, share_prefix=share_prefix)
+        reference = patch_reference(adapter, graph, first, metric, compact=compact)
     return Attribution(
         graph,
         torch.cat(per_pair).cpu()[back],
@@ -321,14 +322,14 @@ def attribute(
 
 
 def patch_reference(
-    adapter: DecoderAdapter, graph: Graph, b: PairBatch, metric: str, *, share_prefix: bool = True
+    adapter: DecoderAdapter, graph: Graph, b: PairBatch, metric: str, *, compact: bool = True
 ) -> PatchReference:
     """The clean and corrupted runs of `b` that patched runs (faithfulness) start from: two
     forward passes without gradients, on the positions after the pairs' shared prefix."""
     spec = metric_spec(metric)
-    b = b.trimmed()
+    b = b.trimmed() if compact else b
     pos = positions(b, metric)
-    prefix = shared_prefix(adapter, b, pos) if share_prefix else None
+    prefix = shared_prefix(adapter, b, pos) if compact else None
     start = prefix.length if prefix is not None else 0
     with torch.no_grad():
         clean_out, _ = _run(
@@ -348,9 +349,7 @@ def patch_reference(
 PASS_TOKENS = 48  # a pass's fixed cost in tokens (measured on the CPU: launches, hooks, Python)
 
 
-def length_groups(
-    b: PairBatch, pos: torch.Tensor, *, share_prefix: bool = True
-) -> list[torch.Tensor]:
+def length_groups(b: PairBatch, pos: torch.Tensor) -> list[torch.Tensor]:
     """Row indices of `b` in groups of similar length, each run as its own micro-batch: padding
     every pair to the batch's longest pair cost the demo's pairs 1.5x their real tokens.
 
@@ -358,12 +357,9 @@ def length_groups(
     minimise the padded tokens each group runs (its rows x from its shared prefix to its longest
     end) plus PASS_TOKENS per group."""
     ends = (b.last + 1).tolist()
-    if share_prefix:
-        differ = (b.clean_ids != b.corrupt_ids) & b.mask.bool()
-        first = torch.where(differ.any(1), differ.int().argmax(1), b.last + 1)
-        starts = torch.minimum(first, pos.min(1).values).tolist()
-    else:
-        starts = [0] * len(ends)
+    differ = (b.clean_ids != b.corrupt_ids) & b.mask.bool()
+    first = torch.where(differ.any(1), differ.int().argmax(1), b.last + 1)
+    starts = torch.minimum(first, pos.min(1).values).tolist()
     idx = sorted(range(len(ends)), key=lambda i: (ends[i], i))
     n = len(idx)
     best = [0.0] + [float("inf")] * n  # best[j]: cost of the first j sorted rows

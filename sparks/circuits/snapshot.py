@@ -90,6 +90,17 @@ class CircuitSnapshot:
         More IG steps lower it; trained models often need more than untrained ones."""
         return completeness_gap(float(self.node_scores[0]), self.m_clean, self.m_corrupt)
 
+    @property
+    def steps_text(self) -> str:
+        """The IG steps, as many as the pairs got: "27 IG steps", or with `steps: auto` where pairs
+        ended at different counts "9-81 IG steps (pairs: 11 at 9, 3 at 27, 2 at 81)"."""
+        by = self.settings.get("steps_by_pairs") or {}
+        if len(by) < 2:
+            return f"{self.settings['steps']} IG steps"
+        counts = sorted(int(k) for k in by)
+        at = ", ".join(f"{by[str(k)]} at {k}" for k in counts)
+        return f"{counts[0]}-{counts[-1]} IG steps (pairs: {at})"
+
     def head_scores(self) -> torch.Tensor:
         """[n_layers, n_heads] node score of each head."""
         return self.node_scores[self.graph.head_index]
@@ -149,6 +160,8 @@ def build_snapshot(
                 "steps_tried": list(choice.tried),
                 "steps_tolerance": spec.steps_tolerance,
                 "steps_capped": choice.capped,
+                # pairs refine one by one: the count each ended at (IG points run = their sum)
+                "steps_by_pairs": {str(k): v for k, v in choice.pairs_at.items()},
             }
         else:
             attr = attribute(

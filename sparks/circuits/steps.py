@@ -22,11 +22,14 @@ than their base), so `attribute_auto` raises the step count until the scores are
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import torch
 
 from sparks.circuits.attribution import Attribution, attribute
+from sparks.circuits.batches import PairBatch
 from sparks.circuits.graph import select_edges
 from sparks.circuits.metrics import choose_metric
 from sparks.circuits.quadrature import ig_points
@@ -39,13 +42,20 @@ STABLE_OVERLAP = 0.95  # share of the top-k edges the last two step counts must 
 
 @dataclass(frozen=True)
 class StepChoice:
-    """What `steps: auto` did: the step count kept, the counts tried, the error reached."""
+    """What `steps: auto` did: the step count kept (the most any pair got), the counts tried,
+    the error reached, and how many pairs ended at each count."""
 
     steps: int
     tried: tuple[int, ...]
     completeness_error: float
     capped: bool
-    passes: int  # IG points actually run (reused ones counted once)
+    passes: int  # IG points actually run per pair, summed over pairs (reused ones counted once)
+    pair_steps: tuple[int, ...] = ()  # the count each pair ended at, in the pairs' order
+
+    @property
+    def pairs_at(self) -> dict[int, int]:
+        """Step count -> how many pairs ended there."""
+        return dict(sorted(Counter(self.pair_steps).items()))
 
 
 def _next(schedule: str, m: int) -> int:
@@ -73,10 +83,31 @@ def _overlap(a: torch.Tensor, b: torch.Tensor) -> float:
     return int((a & b).sum()) / max(1, int(b.sum()))
 
 
-def attribute_auto(model, batches, spec: SnapshotSpec, **kwargs) -> tuple[Attribution, StepChoice]:
+def pick_pairs(batches: Sequence[PairBatch], which: torch.Tensor) -> list[PairBatch]:
+    """The pairs whose indices (over all `batches`, in order) are in the bool mask `which`."""
+    out, offset = [], 0
+    for b in batches:
+        rows = which[offset : offset + len(b.last)].nonzero()[:, 0]
+        offset += len(b.last)
+        if len(rows):
+            out.append(b.take(rows).trimmed())
+    return out
+
+
+def residuals(attr: Attribution) -> torch.Tensor:
+    """[N]: each pair's completeness residual, its input node's edge scores summed minus its
+    metric change (m_corrupt - m_clean)."""
+    return attr.per_pair[:, 0].sum(-1) - (attr.m_corrupt - attr.m_clean)
+
+
+def attribute_auto(
+    model, batches, spec: SnapshotSpec, *, by_pair: bool = True, **kwargs
+) -> tuple[Attribution, StepChoice]:
     """Attribution with as many IG steps as completeness asks for (see the module docstring):
     `spec`'s schedule, metric (auto: chosen for `batches`), tokens per pass, tolerance, cap and
-    top-k; `kwargs`: `attribute`'s others (progress, keep_reference)."""
+    top-k; `kwargs`: `attribute`'s others (progress, keep_reference, compact).
+    `by_pair=False` raises every pair together (the rule before pairs were refined one by one,
+    kept for benchmarks/snapshot_sets.py)."""
     schedule, top_k, tolerance, max_steps = (
         spec.schedule, spec.top_k, spec.steps_tolerance, spec.max_steps
     )  # fmt: skip
@@ -84,6 +115,9 @@ def attribute_auto(model, batches, spec: SnapshotSpec, **kwargs) -> tuple[Attrib
         "metric": choose_metric(spec.metric, batches),
         "tokens_per_pass": spec.tokens_per_pass,
     }
+    n_pairs = sum(len(b.last) for b in batches)
+    level = torch.zeros(n_pairs, dtype=torch.long)  # the step count each pair is at
+    todo = torch.ones(n_pairs, dtype=torch.bool)
     m, attr, prev_top, tried, passes = 0, None, None, [], 0
     while True:
         nxt = _next(schedule, m)
@@ -91,18 +125,40 @@ def attribute_auto(model, batches, spec: SnapshotSpec, **kwargs) -> tuple[Attrib
             break
         nxt = min(nxt, max_steps)  # a cap below the rule's first count is the count, flagged
         points = _new_points(schedule, m, nxt)
-        part = attribute(model, batches, steps=nxt, schedule=schedule, points=points, **kwargs)
-        passes += len(points[0])
-        if attr is not None and schedule in NESTED:
+        part = attribute(
+            model, pick_pairs(batches, todo), steps=nxt, schedule=schedule, points=points, **kwargs
+        )
+        passes += len(points[0]) * int(todo.sum())
+        if attr is None:
+            attr = part
+        else:
+            per_pair = attr.per_pair.clone()
             # nested rules: the old points' weights scale by old/new, the new ones are as run
-            part = replace(part, per_pair=part.per_pair + attr.per_pair * (m / nxt))
-        attr, m = part, nxt
+            old = per_pair[todo] * (m / nxt) if schedule in NESTED else 0
+            per_pair[todo] = part.per_pair + old
+            attr = replace(attr, per_pair=per_pair, steps=nxt)
+        level[todo], m = nxt, nxt
         tried.append(m)
         top = _top(attr, top_k)
-        err = attr.completeness_error
         stable = prev_top is not None and _overlap(top, prev_top) >= STABLE_OVERLAP
-        if stable and (err <= tolerance or err != err):
-            return attr, StepChoice(m, tuple(tried), err, False, passes)
         prev_top = top
+        err = attr.completeness_error
+        if stable and (err <= tolerance or err != err):
+            return attr, _choice(attr, level, tried, False, passes)
+        kwargs["keep_reference"] = 0  # faithfulness's pairs were kept by the first count
+        todo = level == m
+        change = abs(float((attr.m_corrupt - attr.m_clean).sum()))
+        if by_pair and len(tried) >= 2 and change > 1e-12:
+            # only the pairs over their share of the tolerance go on (if every pair is within its
+            # share, so is the set: then the top-k moved, and they all go on)
+            over = todo & (residuals(attr).abs() > tolerance * change / n_pairs)
+            todo = over if over.any() else todo
     assert attr is not None  # the loop runs at least once
-    return attr, StepChoice(m, tuple(tried), attr.completeness_error, True, passes)
+    return attr, _choice(attr, level, tried, True, passes)
+
+
+def _choice(attr, level, tried, capped, passes) -> StepChoice:
+    return StepChoice(
+        int(level.max()), tuple(tried), attr.completeness_error, capped, passes,
+        tuple(level.tolist()),
+    )  # fmt: skip

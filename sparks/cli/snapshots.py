@@ -95,7 +95,7 @@ def snapshot(
     print(
         f"snapshot written to {out}: {len(snap.heads)} heads in the {size} "
         f"({', '.join(snap.heads)}); faithfulness {snap.circuit_faithfulness:.3f}; "
-        f"{snap.settings['steps']} IG steps, completeness error {snap.completeness_error:.1%}; "
+        f"{snap.steps_text}, completeness error {snap.completeness_error:.1%}; "
         f"{named}{rec['n_pairs']} pairs from {rec['file']} (sha256 {rec['sha256'][:12]}); "
         f"{snap.seconds:.1f}s"
     )

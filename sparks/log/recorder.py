@@ -218,7 +218,7 @@ def _auto_note(snap: CircuitSnapshot) -> str:
     """The IG steps and the completeness error reached (with steps: auto, a capped flag)."""
     s = snap.settings
     capped = f", CAPPED at {s['steps']} (raise snapshot.max_steps)" if s.get("steps_capped") else ""
-    return f", {s['steps']} IG steps (completeness error {snap.completeness_error:.1%}){capped}"
+    return f", {snap.steps_text} (completeness error {snap.completeness_error:.1%}){capped}"
 
 
 class MetricsToRecorder(TrainerCallback):

@@ -60,15 +60,15 @@ def to_sft_config(
     )
 
 
-def to_grpo_config(
-    stage: GRPOStage, out_dir: Path, *, seed: int = 0, timeout_minutes: float = 60
-):
+def to_grpo_config(stage: GRPOStage, out_dir: Path, *, seed: int = 0, timeout_minutes: float = 60):
     """GRPOConfig for a `grpo` stage (batch sizes count completions, as in TRL)."""
     from trl import GRPOConfig
 
     vllm: dict[str, Any] = {}
     if stage.use_vllm:  # vLLM inside the trainer process, sharing its GPU (TRL: vLLM 0.22-0.31)
-        vllm = dict(use_vllm=True, vllm_mode="colocate", vllm_gpu_memory_utilization=stage.vllm_memory)
+        vllm = dict(
+            use_vllm=True, vllm_mode="colocate", vllm_gpu_memory_utilization=stage.vllm_memory
+        )
     return GRPOConfig(
         **_common(stage, out_dir, seed, timeout_minutes),
         num_generations=stage.num_generations,

@@ -222,7 +222,7 @@ def test_the_shared_prefix_and_length_groups_give_the_scores_of_full_passes(
     assert len(length_groups(b, pos)) >= 2  # the long templates run apart from the short ones
     kw = dict(steps=3, metric="logit_diff", keep_reference=4)
     fast = attribute(model, [b], **kw)
-    plain = attribute(model, [b], share_prefix=False, **kw)
+    plain = attribute(model, [b], compact=False, **kw)
     torch.testing.assert_close(fast.per_pair, plain.per_pair, rtol=1e-5, atol=1e-8)
     torch.testing.assert_close(fast.m_clean, plain.m_clean, rtol=1e-6, atol=1e-8)
     torch.testing.assert_close(fast.m_corrupt, plain.m_corrupt, rtol=1e-6, atol=1e-8)
@@ -369,13 +369,17 @@ def test_auto_steps_reuse_what_they_ran_and_stop_on_completeness(qwen64, batches
     attr, choice = attribute_auto(
         qwen64, b, SnapshotSpec(schedule=schedule, top_k=30, steps_tolerance=0.05)
     )
-    direct = attribute(qwen64, b, steps=choice.steps, schedule=schedule, metric="logit_diff")
-    torch.testing.assert_close(attr.per_pair, direct.per_pair, rtol=1e-5, atol=1e-8)
-    assert choice.tried[-1] == choice.steps and len(choice.tried) >= 2
+    # each pair's scores are exactly a direct attribution's at the count it ended at
+    for steps in set(choice.pair_steps):
+        direct = attribute(qwen64, b, steps=steps, schedule=schedule, metric="logit_diff")
+        rows = torch.tensor(choice.pair_steps) == steps
+        torch.testing.assert_close(attr.per_pair[rows], direct.per_pair[rows], rtol=1e-5, atol=1e-8)
+    assert choice.tried[-1] == choice.steps == max(choice.pair_steps) and len(choice.tried) >= 2
+    assert sum(choice.pairs_at.values()) == len(b[0].last)
     if schedule in ("right", "midpoint"):  # nested: each point once
-        assert choice.passes == choice.steps
+        assert choice.passes == sum(choice.pair_steps)
     assert choice.capped or choice.completeness_error <= 0.05
-    assert choice.completeness_error == pytest.approx(direct.completeness_error, rel=1e-4)
+    assert choice.completeness_error == pytest.approx(attr.completeness_error, rel=1e-9)
     _, capped = attribute_auto(
         qwen64, b, SnapshotSpec(schedule=schedule, top_k=30, steps_tolerance=1e-9, max_steps=8)
     )

@@ -219,8 +219,16 @@ def test_snapshot_json_and_the_printed_line_say_what_was_measured_and_how_well(
     snap = read_snapshot(out)
     assert meta["completeness_error"] == pytest.approx(snap.completeness_error)
     assert meta["settings"]["steps_auto"] and meta["settings"]["steps"] >= 1
+    by_pairs = meta["settings"]["steps_by_pairs"]  # the count each pair ended at
+    assert sum(by_pairs.values()) == 4 and max(map(int, by_pairs)) == meta["settings"]["steps"]
     line = capsys.readouterr().out
-    assert f"{meta['settings']['steps']} IG steps, completeness error " in line
+    steps = f"{meta['settings']['steps']} IG steps"
+    if len(by_pairs) > 1:
+        lo = min(map(int, by_pairs))
+        at = ", ".join(f"{by_pairs[k]} at {k}" for k in sorted(by_pairs, key=int))
+        steps = f"{lo}-{meta['settings']['steps']} IG steps (pairs: {at})"
+    assert snap.steps_text == steps
+    assert f"{steps}, completeness error " in line
     assert f"{meta['completeness_error']:.1%}" in line
     assert f"pair set chains, 4 pairs from {world.pairs_path} (sha256 {digest[:12]})" in line
 

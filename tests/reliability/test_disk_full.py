@@ -84,7 +84,9 @@ def test_a_snapshot_on_a_full_filesystem_fails_in_one_line_and_succeeds_once_spa
         from sparks.circuits import snapshot_checkpoint
 
         snapshot_checkpoint(
-            run / "stage0-sft" / "final", run / "pairs.jsonl", target,
+            run / "stage0-sft" / "final",
+            run / "pairs.jsonl",
+            target,
             SnapshotSpec(steps=2, n_pairs=8),
         )
         assert read_snapshot(target).heads

@@ -43,7 +43,10 @@ def main() -> None:
     batches = encode_pairs(tok, load_pairs(pairs_path)[:8], batch_size=4)
     seen = []
     hook = CircuitSnapshotCallback(
-        batches, SnapshotSpec(steps=2, top_k=40), ranks=ranks, on_snapshot=lambda s, snap, p: seen.append(s)
+        batches,
+        SnapshotSpec(steps=2, top_k=40),
+        ranks=ranks,
+        on_snapshot=lambda s, snap, p: seen.append(s),
     )
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     args = SimpleNamespace(output_dir=str(out))

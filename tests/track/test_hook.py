@@ -181,4 +181,6 @@ def test_a_killed_snapshot_process_leaves_its_save_for_the_catch_up(
     assert snapshot_missing(saves, batches[:1], SnapshotSpec(steps=2, top_k=30)) == [2]
     assert read_snapshot(out / "checkpoint-2" / "circuit").step == 2
     assert not list((out / "checkpoint-2").glob(".circuit.tmp-*"))
-    assert snapshot_missing(saves, batches[:1], SnapshotSpec(steps=2, top_k=30)) == []  # nothing twice
+    assert (
+        snapshot_missing(saves, batches[:1], SnapshotSpec(steps=2, top_k=30)) == []
+    )  # nothing twice

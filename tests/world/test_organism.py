@@ -73,9 +73,7 @@ def test_sft_lifts_pass_at_1_over_the_base_with_a_paired_test(world, tmp_path):
     from sparks.problems.sources import load_problems
     from sparks.train.trainers import build_trainer
 
-    stage = make_stage(
-        method="sft", max_steps=60, save_steps=60, learning_rate=1e-3, batch_size=16
-    )
+    stage = make_stage(method="sft", max_steps=60, save_steps=60, learning_rate=1e-3, batch_size=16)
     model, tok = load_model(world.model_dir, device="cpu"), load_tokenizer(world.model_dir)
     trainer = build_trainer(
         stage, model, tok, load_problems("world", world=world), tmp_path / "sft"

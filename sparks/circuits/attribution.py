@@ -15,8 +15,10 @@ prompts differ (a system prompt, a chat template, "Compute ") hold the same acti
 the corrupted and every interpolated input (the model is causal), so a_u^corr - a_u^clean is zero
 there and they add nothing to any score. They run once, without gradients, and every pass above
 runs only the rest of the prompt on their keys and values (`SharedPrefix`): the same scores, exactly
-(up to float rounding), for the tokens after the first difference only. On the demo's pairs that
-is 40-70 % of the tokens.
+(up to float rounding), for the tokens after the first difference only. Pairs of similar length
+run together (`length_groups`), so a 52-token pair is not padded to a 108-token one. Together they
+cut the tokens each pass runs by 46 % (the demo's own pairs), 59 % (its hard numbers pairs) and
+68 % (its easy ones); tested equal to full padded passes on four model families.
 
 Every downstream input reads norm(x) through a linear map W_v (a head's slice of q/k/v_proj; the
 identity for the MLP and the logits). With W'_v = W_v diag(w_norm), r = rms(x)^-1 and g_v the

@@ -16,6 +16,7 @@ path); the pipeline only tells it what happened.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -42,6 +43,9 @@ class Recorder:
         self.logged_steps: dict[str, set[int]] = {s: set() for s in self.sets}
         self.eval_logged: set[int] = set()
         self.loss_logged: set[int] = set()
+        # seconds spent recording snapshots (ledger, MLflow, figures), per pair set: a cost of
+        # snapshotting as much as building them is
+        self.record_seconds: dict[str, float] = {s: 0.0 for s in self.sets}
 
     def resume(self, snapshots: list[tuple[str, Path]], *, eval_key: str | None) -> None:
         """Read back what a killed or earlier run already recorded: snapshots on disk, (set, path)
@@ -63,7 +67,17 @@ class Recorder:
     ) -> None:
         """Ledger row, MLflow metrics and artifacts, and a refreshed trajectory for one snapshot
         of pair set `pair_set` (the primary's keys are circuit/*, head/L*H*; another set's
-        circuit/NAME/*, head/NAME/L*H*)."""
+        circuit/NAME/*, head/NAME/L*H*); the time it takes is added to `record_seconds`."""
+        start = time.perf_counter()
+        try:
+            self._on_snapshot(step, snap, path, pair_set)
+        finally:
+            spent = time.perf_counter() - start
+            self.record_seconds[pair_set] = self.record_seconds.get(pair_set, 0.0) + spent
+
+    def _on_snapshot(
+        self, step: int, snap: CircuitSnapshot | FailedSnapshot, path: Path, pair_set: str
+    ) -> None:
         tables = self.tables.setdefault(pair_set, [])
         tables[:] = [t for t in tables if t.step.iloc[0] != step] + [head_table(snap)]
         tables.sort(key=lambda t: t.step.iloc[0])

@@ -541,11 +541,14 @@ class TrainingRun:
         wall = time.perf_counter() - self.started
         by_set = self.snapshot_seconds()
         spent = sum(by_set.values())
+        recorded = dict(self.rec.record_seconds)
         self.tracker.log_metrics(
-            {"run/wall_seconds": wall, "run/snapshot_seconds": spent}
-            | {f"run/snapshot_seconds/{n}": v for n, v in by_set.items() if n},
+            {"run/wall_seconds": wall, "run/snapshot_seconds": spent,
+             "run/record_seconds": sum(recorded.values())}
+            | {f"run/snapshot_seconds/{n}": v for n, v in by_set.items() if n}
+            | {f"run/record_seconds/{n}": v for n, v in recorded.items() if n},
             self.step_offset(len(self.cfg.stages)),
-        )
+        )  # fmt: skip
         self.tracker.end()
         evals = evaluation_files(self.out, [(s.method, s.max_steps) for s in self.cfg.stages])
         pass_at_1 = {
@@ -564,6 +567,9 @@ class TrainingRun:
             "wall_seconds": round(wall, 1),
             "snapshot_seconds": round(spent, 1),
             "snapshot_seconds_by_set": {n: round(v, 1) for n, v in by_set.items() if n},
+            # recording them (ledger, MLflow, figures): in this process, this run
+            "record_seconds": round(sum(recorded.values()), 1),
+            "record_seconds_by_set": {n: round(v, 1) for n, v in recorded.items() if n},
             "processes": max(self.ranks.world_size, self.cfg.distributed.processes),
             # what the launch really started (the launched stage's main rank wrote it)
             "launch": json.loads((self.out / "launch.json").read_text())

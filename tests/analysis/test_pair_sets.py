@@ -68,6 +68,9 @@ def test_several_sets_in_process_mode_share_one_process_per_save(two_sets, world
     by_set = summary["snapshot_seconds_by_set"]
     assert set(by_set) == {"easy", "hard"} and all(v > 0 for v in by_set.values())
     assert summary["snapshot_seconds"] == pytest.approx(sum(by_set.values()), abs=0.2)
+    recorded = summary["record_seconds_by_set"]  # ledger, MLflow and figures, per set
+    assert set(recorded) == {"easy", "hard"} and all(v > 0 for v in recorded.values())
+    assert summary["record_seconds"] == pytest.approx(sum(recorded.values()), abs=0.2)
 
 
 def test_every_save_gets_one_circuit_per_set_in_files_ledger_and_mlflow(two_sets):

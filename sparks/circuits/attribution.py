@@ -85,8 +85,9 @@ def shared_prefix(adapter: DecoderAdapter, b: PairBatch, pos: torch.Tensor) -> S
     """The positions of `b` before the first clean/corrupted difference of any of its pairs (and
     before its first readout position), run once; None when there are none."""
     length = prefix_length(b, pos)
-    if length < 1:
-        return None
+    window = getattr(adapter.decoder.config, "sliding_window", None)
+    if length < 1 or (window and b.width > window):
+        return None  # a prompt beyond a sliding window runs whole: no cache to trust there
     with torch.no_grad():
         out = adapter.decoder(
             inputs_embeds=adapter.embed(b.clean_ids[:, :length]),

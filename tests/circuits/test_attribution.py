@@ -384,3 +384,19 @@ def test_auto_steps_reuse_what_they_ran_and_stop_on_completeness(qwen64, batches
         qwen64, b, SnapshotSpec(schedule=schedule, top_k=30, steps_tolerance=1e-9, max_steps=8)
     )
     assert capped.capped and capped.steps <= 8
+
+
+def test_pairs_settle_smallest_residual_first_within_the_tolerance():
+    """`steps: auto` settles the pairs whose residuals, smallest first and with those settled
+    before, fit the tolerance; the rest run the next count."""
+    from sparks.circuits.steps import unsettled
+
+    residual = torch.tensor([0.1, 0.5, 0.05, 0.3])
+    everyone = torch.ones(4, dtype=torch.bool)
+    assert unsettled(residual, everyone, 0.2).tolist() == [False, True, False, True]
+    assert unsettled(residual, everyone, 1.0).tolist() == [False] * 4
+    assert unsettled(residual, everyone, 0.01).tolist() == [True] * 4
+    # pair 0 settled at an earlier count: its residual uses the budget first
+    later = torch.tensor([False, True, True, True])
+    assert unsettled(residual, later, 0.2).tolist() == [False, True, False, True]
+    assert unsettled(residual, later, 0.12).tolist() == [False, True, True, True]

@@ -104,9 +104,8 @@ class PatchReference:
     (which makes both runs anyway) so faithfulness need not run them again."""
 
     batch: PairBatch
-    ups_corr: (
-        torch.Tensor
-    )  # [B, P', n_up, D] upstream outputs on the corrupted input after the prefix
+    # [B, P', n_up, D]: upstream outputs on the corrupted input, after the prefix
+    ups_corr: torch.Tensor
     ref: torch.Tensor  # [B, T, V] log-probabilities at the readout positions on the clean input
     m_clean: torch.Tensor  # [B]
     m_corrupt: torch.Tensor  # [B]
@@ -238,10 +237,9 @@ def attribute(
                 positions=pos.shape[1],
                 tokens_per_pass=tokens_per_pass,
             )
-            micro += [
-                (bi, offset + rows[s : s + plan.pairs], g.rows(s, s + plan.pairs).trimmed(), plan.steps)
-                for s in range(0, len(rows), plan.pairs)
-            ]  # fmt: skip
+            for s in range(0, len(rows), plan.pairs):
+                part = g.rows(s, s + plan.pairs).trimmed()
+                micro.append((bi, offset + rows[s : s + plan.pairs], part, plan.steps))
         offset += len(b.last)
     order, per_pair, m_clean, m_corr = [], [], [], []
     for bi, rows, b, per_pass in _progress(micro, progress, "attribution"):
@@ -305,9 +303,8 @@ def attribute(
         per_pair.append(_finite(s * valid, f"the edge scores (batch {bi + 1})").detach())
     if not per_pair:
         raise ValueError("no prompt pairs to attribute: the pairs file or dataset is empty")
-    back = torch.cat(
-        order
-    ).argsort()  # micro-batches ran grouped by length: back to the pairs' order
+    # micro-batches ran grouped by length: back to the pairs' order
+    back = torch.cat(order).argsort()
     reference = None
     if keep_reference:
         first = batches[0].head(min(keep_reference, len(batches[0].last)))

@@ -1,26 +1,26 @@
-"""The benchmark scripts the docs quote run, as a user runs them, and print their tables."""
+"""The benchmark scripts the docs quote run, from their command lines, and print their tables
+(in this process: a fresh interpreter would spend its time importing torch)."""
 
 from __future__ import annotations
 
-import subprocess
+import runpy
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _run(*args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
+def _run(monkeypatch, capsys, script: str, *args: str) -> str:
+    monkeypatch.setattr(sys, "argv", [script, *args])
+    runpy.run_path(str(ROOT / script), run_name="__main__")
+    return capsys.readouterr().out
 
 
-def test_ig_steps_prints_every_rule_and_the_auto_rows(world):
+def test_ig_steps_prints_every_rule_and_the_auto_rows(world, monkeypatch, capsys):
     out = _run(
+        monkeypatch, capsys,
         "benchmarks/ig_steps.py", f"world={world.model_dir}", "--pairs", str(world.pairs_path),
-        "--steps", "3", "--rules", "midpoint", "--n-pairs", "4", "--top-k", "20",
+        "--steps", "3", "--rules", "midpoint", "--n-pairs", "2", "--top-k", "20",
     )  # fmt: skip
     rows = [line for line in out.splitlines() if line.startswith("| world |")]
     assert any("left (reference) | 100 |" in r for r in rows)
@@ -29,7 +29,7 @@ def test_ig_steps_prints_every_rule_and_the_auto_rows(world):
     assert len(auto) == 1 and "pairs ended:" in auto[0] and "points per pair" in auto[0]
 
 
-def test_snapshot_sets_times_a_runs_saves_before_and_after(world, tmp_path):
+def test_snapshot_sets_times_a_runs_saves_before_and_after(world, tmp_path, monkeypatch, capsys):
     """On a run directory (its pair sets and a stage's checkpoints), one row per save and set and
     the totals per set; both ways reach the tolerance."""
     run = tmp_path / "run"
@@ -38,7 +38,16 @@ def test_snapshot_sets_times_a_runs_saves_before_and_after(world, tmp_path):
     lines = world.pairs_path.read_text().splitlines()
     (run / "pairs.jsonl").write_text("\n".join(lines[:4]) + "\n")
     (run / "pairs-other.jsonl").write_text("\n".join(lines[4:8]) + "\n")
-    out = _run("benchmarks/snapshot_sets.py", str(run), "--n-pairs", "4", "--top-k", "20")
+    out = _run(
+        monkeypatch,
+        capsys,
+        "benchmarks/snapshot_sets.py",
+        str(run),
+        "--n-pairs",
+        "4",
+        "--top-k",
+        "20",
+    )
     rows = [line for line in out.splitlines() if line.startswith("| stage0-sft/checkpoint-2 |")]
     assert [r.split(" | ")[1] for r in rows] == ["all", "other"]
     totals = [line for line in out.splitlines() if line.startswith(("| all |", "| other |"))]

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sparks.circuits.batches import encode_pairs, load_pairs  # noqa: E402
 from sparks.circuits.spec import SnapshotSpec  # noqa: E402
-from sparks.circuits.steps import attribute_auto  # noqa: E402
+from sparks.circuits.steps import attribute_auto, steps_text  # noqa: E402
 from sparks.models.loading import load_model, load_tokenizer  # noqa: E402
 
 
@@ -62,13 +62,6 @@ def _timed(fn, *args, **kwargs):
     return out, time.perf_counter() - start
 
 
-def _steps(choice) -> str:
-    at = choice.pairs_at
-    if len(at) == 1:
-        return f"{choice.steps}"
-    return f"{min(at)}-{max(at)} ({', '.join(f'{n} at {k}' for k, n in at.items())})"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path)
@@ -97,7 +90,7 @@ def main() -> None:
                              after_steps=new.pairs_at, after_error=new.completeness_error))  # fmt: skip
             print(
                 f"| {label} | {name} | {old_s:.2f} s, {old.steps}, "
-                f"{old.completeness_error:.1%} | {new_s:.2f} s, {_steps(new)}, "
+                f"{old.completeness_error:.1%} | {new_s:.2f} s, {steps_text(new.steps, new.pairs_at)}, "
                 f"{new.completeness_error:.1%} | {old_s / new_s:.1f}x |",
                 flush=True,
             )

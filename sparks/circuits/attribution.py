@@ -73,12 +73,18 @@ class SharedPrefix:
         return SharedPrefix(self.length, tuple((k[:n], v[:n]) for k, v in self.kv), self.config)
 
 
+def _equal_starts(b: PairBatch, pos: torch.Tensor) -> torch.Tensor:
+    """[B]: how many leading positions each pair of `b` has equal in its clean and corrupted
+    prompt, short of its first readout position (the metric reads after them)."""
+    differ = (b.clean_ids != b.corrupt_ids) & b.mask.bool()
+    first = torch.where(differ.any(1), differ.int().argmax(1), b.last + 1)
+    return torch.minimum(first, pos.min(1).values)
+
+
 def prefix_length(b: PairBatch, pos: torch.Tensor) -> int:
     """How many leading positions every pair of `b` has equal in its clean and corrupted prompt,
     short of its first readout position (the metric reads after the prefix)."""
-    differ = (b.clean_ids != b.corrupt_ids) & b.mask.bool()
-    first = torch.where(differ.any(1), differ.int().argmax(1), b.last + 1)
-    return int(min(int(first.min()), int(pos.min())))
+    return int(_equal_starts(b, pos).min())
 
 
 def shared_prefix(adapter: DecoderAdapter, b: PairBatch, pos: torch.Tensor) -> SharedPrefix | None:
@@ -359,9 +365,7 @@ def length_groups(b: PairBatch, pos: torch.Tensor) -> list[torch.Tensor]:
     minimise the padded tokens each group runs (its rows x from its shared prefix to its longest
     end) plus PASS_TOKENS per group."""
     ends = (b.last + 1).tolist()
-    differ = (b.clean_ids != b.corrupt_ids) & b.mask.bool()
-    first = torch.where(differ.any(1), differ.int().argmax(1), b.last + 1)
-    starts = torch.minimum(first, pos.min(1).values).tolist()
+    starts = _equal_starts(b, pos).tolist()
     idx = sorted(range(len(ends)), key=lambda i: (ends[i], i))
     n = len(idx)
     best = [0.0] + [float("inf")] * n  # best[j]: cost of the first j sorted rows

@@ -31,7 +31,7 @@ from sparks.circuits.faithfulness import faithfulness
 from sparks.circuits.graph import Circuit, Graph, find_circuit, head_stability
 from sparks.circuits.metrics import NonFiniteError, choose_metric
 from sparks.circuits.spec import DEFAULTS, SnapshotSpec
-from sparks.circuits.steps import attribute_auto
+from sparks.circuits.steps import attribute_auto, steps_text
 from sparks.files import atomic_dir
 
 FORMAT = 1
@@ -95,11 +95,7 @@ class CircuitSnapshot:
         """The IG steps, as many as the pairs got: "27 IG steps", or with `steps: auto` where pairs
         ended at different counts "9-81 IG steps (pairs: 11 at 9, 3 at 27, 2 at 81)"."""
         by = self.settings.get("steps_by_pairs") or {}
-        if len(by) < 2:
-            return f"{self.settings['steps']} IG steps"
-        counts = sorted(int(k) for k in by)
-        at = ", ".join(f"{by[str(k)]} at {k}" for k in counts)
-        return f"{counts[0]}-{counts[-1]} IG steps (pairs: {at})"
+        return steps_text(self.settings["steps"], {int(k): n for k, n in by.items()})
 
     def head_scores(self) -> torch.Tensor:
         """[n_layers, n_heads] node score of each head."""

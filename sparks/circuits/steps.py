@@ -182,6 +182,15 @@ def unsettled(residual: torch.Tensor, todo: torch.Tensor, budget: float) -> torc
     return go_on
 
 
+def steps_text(steps: int, pairs_at: dict[int, int]) -> str:
+    """ "27 IG steps", or where pairs ended at different counts (`pairs_at`: count -> pairs)
+    "9-81 IG steps (pairs: 11 at 9, 3 at 27, 2 at 81)"."""
+    if len(pairs_at) < 2:
+        return f"{steps} IG steps"
+    at = ", ".join(f"{n} at {k}" for k, n in sorted(pairs_at.items()))
+    return f"{min(pairs_at)}-{max(pairs_at)} IG steps (pairs: {at})"
+
+
 def _choice(attr, level, tried, capped, passes) -> StepChoice:
     return StepChoice(
         int(level.max()), tuple(tried), attr.completeness_error, capped, passes,
